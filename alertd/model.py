@@ -1,0 +1,142 @@
+"""The shapes that flow through the pipeline, one per concept.
+
+collect -> ``Sample`` -> evaluate -> ``AlertEvent`` -> incidents -> ``Incident`` +
+``Notification`` -> notify.  Nothing here imports from the rest of alertd.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Labels are a sorted tuple of (name, value) pairs: hashable, cheap to compare, stable order.
+Labels = tuple[tuple[str, str], ...]
+
+
+def make_labels(mapping: Mapping[str, str]) -> Labels:
+    """Return the canonical (sorted, hashable) form of a label mapping."""
+    return tuple(sorted((str(k), str(v)) for k, v in mapping.items()))
+
+
+def merge_labels(base: Labels, extra: Mapping[str, str]) -> Labels:
+    """Return ``base`` with ``extra`` added; ``extra`` wins on a name clash."""
+    merged = dict(base)
+    merged.update(extra)
+    return make_labels(merged)
+
+
+class Level(enum.IntEnum):
+    """How bad a breach is; higher is worse."""
+
+    MINOR = 1
+    MAJOR = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        return cls[text.upper()]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measurement of one series.
+
+    ``value`` is ``None`` when the collection failed (UNKNOWN): the evaluator holds the
+    series' state instead of treating the gap as a recovery.
+    """
+
+    metric: str
+    labels: Labels
+    value: float | None
+    ts: float
+
+    @property
+    def unknown(self) -> bool:
+        return self.value is None
+
+
+class EventKind(enum.Enum):
+    """What happened to one rule on one series."""
+
+    FIRING = "firing"
+    LEVEL_CHANGED = "level_changed"
+    RESOLVED = "resolved"
+
+
+def fingerprint(rule: str, labels: Labels) -> str:
+    """Return the stable identity of one rule on one series (dedup key)."""
+    text = rule + "\x00" + "\x00".join(f"{k}={v}" for k, v in labels)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A rule's state change for one series."""
+
+    kind: EventKind
+    rule: str
+    metric: str
+    labels: Labels
+    level: Level | None  # None only for RESOLVED
+    previous_level: Level | None
+    value: float | None
+    summary: str
+    ts: float
+    fingerprint: str
+
+
+class IncidentState(enum.Enum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Transition(enum.Enum):
+    """Why a notification is sent."""
+
+    OPENED = "opened"
+    LEVEL_CHANGED = "level_changed"
+    RESOLVED = "resolved"
+    TEST = "test"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """The unit a human handles: one deduplicated problem with a priority and a history."""
+
+    id: int
+    fingerprint: str
+    rule: str
+    metric: str
+    labels: Labels
+    level: Level
+    priority: str  # "P1".."P4"
+    state: IncidentState
+    summary: str
+    value: float | None
+    opened_at: float
+    updated_at: float
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    resolved_at: float | None = None
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message about one incident transition to one channel (and its recipients)."""
+
+    incident: Incident
+    transition: Transition
+    channel: str
+    recipients: tuple[str, ...] = ()
+    key: str = field(default="")  # idempotency key: incident, transition, channel, time
