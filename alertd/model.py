@@ -91,6 +91,23 @@ class AlertEvent:
     fingerprint: str
 
 
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """One rule's state on one series, as persisted between evaluations and restarts."""
+
+    fingerprint: str
+    rule: str
+    metric: str
+    labels: Labels
+    firing: Level | None
+    firing_since: float | None
+    since: tuple[float | None, float | None, float | None]  # minor, major, critical
+
+    @property
+    def pending(self) -> bool:
+        return self.firing is None and any(s is not None for s in self.since)
+
+
 class IncidentState(enum.Enum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"

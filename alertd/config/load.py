@@ -1,0 +1,293 @@
+"""Load and validate a config directory as one unit.
+
+Every file is parsed with marks, validated with its pydantic model, then cross-checked
+(unknown teams or channels, level order, duplicate rule names, impact values). All problems
+from all files are collected and raised together as one ``ConfigError``; nothing partial is
+ever returned, which is what lets a reload keep the last good config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from alertd.config.channels import ChannelsFile
+from alertd.config.collectors import CollectorsFile, HostTarget
+from alertd.config.thresholds import Rule, ThresholdsFile, check_order
+from alertd.config.yaml_marks import Document, Path_, parse_file
+from alertd.errors import ConfigError, ConfigProblem
+
+DEFAULT_EVALUATION_INTERVAL = 15.0
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSource:
+    """A validated rule and the file it came from."""
+
+    rule: Rule
+    file: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole, valid configuration."""
+
+    directory: Path
+    files: tuple[str, ...]
+    rules: tuple[RuleSource, ...]
+    evaluation_interval: float
+    hosts: tuple[HostTarget, ...]
+    channels: ChannelsFile
+
+    def summary(self) -> str:
+        c = self.channels
+        return (
+            f"config OK: {len(self.files)} files, {len(self.rules)} rules, "
+            f"{len(self.hosts)} host targets, {len(c.channels)} channels, "
+            f"{len(c.teams)} teams, {len(c.routes)} routes"
+        )
+
+
+def load_config(directory: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load ``directory``; raise ``ConfigError`` listing every problem found."""
+    loader = _Loader(directory, env)
+    return loader.load()
+
+
+def _walk_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[Path_, bool]:
+    """Map a pydantic ``loc`` onto the real data path.
+
+    Returns the path and whether its last element exists in the data. Elements that are not
+    in the data (discriminator tags, model names) are skipped, except a final one, which is
+    a missing or unknown key name.
+    """
+    path: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        in_dict = isinstance(node, dict) and part in node
+        if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            path.append(part)
+            node = node[part]
+        elif last:
+            path.append(part)
+            return tuple(path), False
+    return tuple(path), True
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg  # never err["input"]: it may hold a secret
+
+
+class _Loader:
+    def __init__(self, directory: Path, env: Mapping[str, str] | None) -> None:
+        self.directory = directory
+        self.env = env
+        self.problems: list[ConfigProblem] = []
+        self.files: list[str] = []
+
+    def _name(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.directory))
+        except ValueError:
+            return str(path)
+
+    def _parse(self, path: Path, model: type[M]) -> tuple[Document, M] | None:
+        name = self._name(path)
+        self.files.append(name)
+        doc, problems = parse_file(path, name, self.env)
+        self.problems.extend(problems)
+        if doc is None:
+            return None
+        if doc.data is None:
+            doc.data = {}
+        if not isinstance(doc.data, dict):
+            self.problems.append(doc.problem((), "top level must be a mapping"))
+            return None
+        try:
+            return doc, model.model_validate(doc.data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                path_, exists = _walk_loc(doc.data, tuple(err["loc"]))
+                key = err["type"] == "extra_forbidden"
+                self.problems.append(doc.problem(path_, _message(err), key=key, exists=exists))
+            return None
+
+    def _files(self, sub: str) -> Iterator[Path]:
+        folder = self.directory / sub
+        if folder.is_dir():
+            yield from sorted(p for p in folder.glob("*.yaml") if p.is_file())
+
+    def load(self) -> Config:
+        if not self.directory.is_dir():
+            raise ConfigError([ConfigProblem(str(self.directory), 0, 0, "", "not a directory")])
+        rules: list[tuple[Document, int, RuleSource]] = []
+        interval = DEFAULT_EVALUATION_INTERVAL
+        threshold_files = [self.directory / "thresholds.yaml", *self._files("rules")]
+        for path in threshold_files:
+            if not path.exists():
+                self.problems.append(ConfigProblem(self._name(path), 0, 0, "", "file not found"))
+                continue
+            parsed = self._parse(path, ThresholdsFile)
+            if parsed is None:
+                continue
+            doc, tf = parsed
+            if tf.evaluation_interval is not None:
+                if path.name != "thresholds.yaml" or path.parent != self.directory:
+                    self.problems.append(
+                        doc.problem(("evaluation_interval",), "only allowed in thresholds.yaml")
+                    )
+                else:
+                    interval = tf.evaluation_interval
+            for i, rule in enumerate(tf.rules):
+                rules.append((doc, i, RuleSource(rule, doc.file)))
+        hosts: list[HostTarget] = []
+        host_docs: list[tuple[Document, int, HostTarget]] = []
+        for path in self._files("collectors"):
+            parsed_c = self._parse(path, CollectorsFile)
+            if parsed_c is not None:
+                doc, cf = parsed_c
+                hosts.extend(cf.hosts)
+                host_docs.extend((doc, i, h) for i, h in enumerate(cf.hosts))
+        channels: ChannelsFile | None = None
+        channels_doc: Document | None = None
+        channels_path = self.directory / "channels.yaml"
+        if channels_path.exists():
+            parsed_ch = self._parse(channels_path, ChannelsFile)
+            if parsed_ch is not None:
+                channels_doc, channels = parsed_ch
+        else:
+            channels = ChannelsFile()
+        self._check_rules(rules)
+        if channels is not None:
+            if channels_doc is not None:
+                self._check_channels(channels_doc, channels)
+            self._check_impacts(host_docs, channels)
+        if self.problems:
+            raise ConfigError(self.problems)
+        assert channels is not None
+        return Config(
+            directory=self.directory,
+            files=tuple(self.files),
+            rules=tuple(src for _, _, src in rules),
+            evaluation_interval=interval,
+            hosts=tuple(hosts),
+            channels=channels,
+        )
+
+    def _check_rules(self, rules: list[tuple[Document, int, RuleSource]]) -> None:
+        seen: dict[str, tuple[str, int]] = {}
+        for doc, i, src in rules:
+            rule = src.rule
+            base: Path_ = ("rules", i)
+            name = rule.rule_name
+            if name in seen:
+                file, line = seen[name]
+                self.problems.append(
+                    doc.problem(
+                        (*base, "name" if rule.name else "metric"),
+                        f'duplicate rule name "{name}" (first at {file}:{line}); '
+                        "give one of them a distinct name:",
+                    )
+                )
+            else:
+                mark = doc.mark_for(base)
+                seen[name] = (doc.file, mark.line if mark else 0)
+            direction = "above" if rule.above is not None else "below"
+            for where, levels in [((*base, direction), rule.above or rule.below)]:
+                assert levels is not None
+                if (why := check_order(levels, direction)) is not None:
+                    self.problems.append(doc.problem(where, why))
+            for j, ov in enumerate(rule.overrides):
+                opath: Path_ = (*base, "overrides", j)
+                wrong = "below" if direction == "above" else "above"
+                if getattr(ov, wrong) is not None:
+                    self.problems.append(
+                        doc.problem(
+                            (*opath, wrong),
+                            f"rule uses {direction}; an override cannot use {wrong}",
+                        )
+                    )
+                levels_ov = getattr(ov, direction)
+                if levels_ov is not None and (why := check_order(levels_ov, direction)):
+                    self.problems.append(doc.problem((*opath, direction), why))
+
+    def _check_channels(self, doc: Document, ch: ChannelsFile) -> None:
+        known_channels = sorted(ch.channels)
+        targets = sorted({*ch.channels, *ch.teams})
+        for team_name, team in ch.teams.items():
+            for j, channel in enumerate(team.channels):
+                if channel not in ch.channels:
+                    self.problems.append(
+                        doc.problem(
+                            ("teams", team_name, "channels", j),
+                            f'unknown channel "{channel}" (known: {", ".join(known_channels)})',
+                        )
+                    )
+        for i, route in enumerate(ch.routes):
+            for j, name in enumerate(route.notify):
+                if name not in ch.channels and name not in ch.teams:
+                    self.problems.append(
+                        doc.problem(
+                            ("routes", i, "notify", j),
+                            f'unknown team or channel "{name}" (known: {", ".join(targets)})',
+                        )
+                    )
+        for channel_name, channel_cfg in ch.channels.items():
+            password_file = getattr(channel_cfg, "password_file", None)
+            if password_file is not None:
+                path = Path(password_file)
+                if not path.is_absolute():
+                    path = self.directory / path
+                if not path.is_file():
+                    self.problems.append(
+                        doc.problem(
+                            ("channels", channel_name, "password_file"),
+                            f"cannot read {password_file}: no such file",
+                        )
+                    )
+        matrix = ch.priorities.matrix
+        for impact, row in matrix.items():
+            missing = [lv for lv in ("critical", "major", "minor") if lv not in row]
+            if missing:
+                self.problems.append(
+                    doc.problem(
+                        ("priorities", "matrix", impact),
+                        f"missing level(s): {', '.join(missing)}",
+                    )
+                )
+        if ch.priorities.default_impact not in matrix:
+            self.problems.append(
+                doc.problem(
+                    ("priorities", "default_impact"),
+                    f'"{ch.priorities.default_impact}" is not a row of the matrix '
+                    f"(rows: {', '.join(matrix)})",
+                )
+            )
+
+    def _check_impacts(
+        self, host_docs: list[tuple[Document, int, HostTarget]], ch: ChannelsFile
+    ) -> None:
+        rows = ch.priorities.matrix
+        for doc, i, host in host_docs:
+            value = host.labels.get("criticality")
+            if value is not None and value not in rows:
+                self.problems.append(
+                    doc.problem(
+                        ("hosts", i, "labels", "criticality"),
+                        f'"{value}" is not a row of the priority matrix (rows: {", ".join(rows)})',
+                    )
+                )

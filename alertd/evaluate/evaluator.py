@@ -1,0 +1,268 @@
+"""The rule evaluator: latest samples + rules + prior state + ``now`` -> ``AlertEvent``s.
+
+No I/O. Samples are ingested into per-series slots; each rule keeps the list of series it
+applies to with their effective thresholds resolved once, so an evaluation cycle is a tight
+loop that skips, with one comparison, every series that is neither breaching nor stateful.
+
+Per (rule, series) the state is: the level firing (if any) and, for each level, since when
+the value has breached it without a break. A level fires after breaching for ``for``; a
+firing level holds until the value passes back beyond its threshold by ``clear``. An UNKNOWN
+sample (failed collection) changes nothing: it never resolves and never advances ``for``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from alertd.config.load import RuleSource
+from alertd.evaluate.summary import Summary
+from alertd.evaluate.thresholds import Thresholds, resolve
+from alertd.model import (
+    AlertEvent,
+    EventKind,
+    Labels,
+    Level,
+    Sample,
+    StateRecord,
+    fingerprint,
+)
+
+
+class Series:
+    """The latest sample of one series."""
+
+    __slots__ = ("labels", "metric", "ts", "value")
+
+    def __init__(self, metric: str, labels: Labels) -> None:
+        self.metric = metric
+        self.labels = labels
+        self.value: float | None = None
+        self.ts = 0.0
+
+
+class _State:
+    __slots__ = ("firing", "firing_since", "since")
+
+    def __init__(self) -> None:
+        self.firing: Level | None = None
+        self.firing_since: float | None = None
+        self.since: list[float | None] = [None, None, None, None]  # index = Level value
+
+
+class _Binding:
+    """One rule applied to one series."""
+
+    __slots__ = ("fingerprint", "series", "state", "th", "trigger")
+
+    def __init__(self, series: Series, th: Thresholds, fp: str, state: _State | None) -> None:
+        self.series = series
+        self.th = th
+        self.trigger = th.trigger
+        self.fingerprint = fp
+        self.state = state
+
+
+class _CompiledRule:
+    __slots__ = ("above", "bindings", "name", "rule", "seen", "summary")
+
+    def __init__(self, source: RuleSource) -> None:
+        self.rule = source.rule
+        self.name = source.rule.rule_name
+        self.above = source.rule.above is not None
+        self.summary = Summary(source.rule.summary, self.name, source.rule.metric)
+        self.bindings: list[_Binding] = []
+        self.seen = 0  # how many of the metric's series have been considered
+
+
+class Evaluator:
+    """Holds the latest samples and per-series rule state; ``evaluate`` emits changes."""
+
+    def __init__(self, rules: Iterable[RuleSource], restored: Iterable[StateRecord] = ()) -> None:
+        self._rules = [_CompiledRule(src) for src in rules]
+        self._by_metric: dict[str, list[_CompiledRule]] = {}
+        for compiled in self._rules:
+            self._by_metric.setdefault(compiled.rule.metric, []).append(compiled)
+        self._series: dict[tuple[str, Labels], Series] = {}
+        self._series_by_metric: dict[str, list[Series]] = {}
+        self._restored: dict[str, StateRecord] = {r.fingerprint: r for r in restored}
+        self._orphans_pending = True
+        self._changed: dict[str, StateRecord | None] = {}  # fingerprint -> record or deleted
+
+    # -- ingest -------------------------------------------------------------------------
+    def ingest(self, samples: Iterable[Sample]) -> None:
+        """Record the latest value of each sample's series."""
+        table = self._series
+        for sample in samples:
+            key = (sample.metric, sample.labels)
+            series = table.get(key)
+            if series is None:
+                series = table[key] = Series(sample.metric, sample.labels)
+                self._series_by_metric.setdefault(sample.metric, []).append(series)
+            series.value = sample.value
+            series.ts = sample.ts
+
+    def series(self, metric: str) -> list[Series]:
+        return self._series_by_metric.get(metric, [])
+
+    # -- evaluate -----------------------------------------------------------------------
+    def evaluate(self, now: float) -> list[AlertEvent]:
+        """Run every rule over the latest samples; return the state changes."""
+        events: list[AlertEvent] = []
+        if self._orphans_pending:
+            events.extend(self._resolve_orphans(now))
+        for compiled in self._rules:
+            self._bind_new_series(compiled, now, events)
+            for b in compiled.bindings:
+                value = b.series.value
+                if b.state is None:
+                    if value is None:
+                        continue
+                    if compiled.above:
+                        if value <= b.trigger:
+                            continue
+                    elif value >= b.trigger:
+                        continue
+                elif value is None:
+                    continue  # UNKNOWN: hold state, never resolve on missing data
+                event = self._step(compiled, b, value, now)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def _bind_new_series(self, compiled: _CompiledRule, now: float, out: list[AlertEvent]) -> None:
+        all_series = self._series_by_metric.get(compiled.rule.metric, [])
+        for series in all_series[compiled.seen :]:
+            labels = dict(series.labels)
+            th = resolve(compiled.rule, labels)
+            fp = fingerprint(compiled.name, series.labels)
+            restored = self._restored.pop(fp, None)
+            if th is None:
+                if restored is not None and restored.firing is not None:
+                    out.append(self._event_from_record(restored, compiled.summary, now))
+                    self._changed[fp] = None
+                continue
+            state = _state_from(restored) if restored is not None else None
+            compiled.bindings.append(_Binding(series, th, fp, state))
+        compiled.seen = len(all_series)
+
+    def _step(
+        self, compiled: _CompiledRule, b: _Binding, value: float, now: float
+    ) -> AlertEvent | None:
+        th = b.th
+        state = b.state or _State()
+        since = state.since
+        for level, limit in th.levels:
+            if (value > limit) if th.above else (value < limit):
+                if since[level] is None:
+                    since[level] = now
+            else:
+                since[level] = None
+        qualified: Level | None = None
+        for level, _ in th.levels:
+            started = since[level]
+            if started is not None and now - started >= th.for_:
+                qualified = level
+                break
+        held = th.held(value, state.firing) if state.firing is not None else None
+        new = max((lv for lv in (qualified, held) if lv is not None), default=None)
+        old = state.firing
+        if new != old:
+            state.firing = new
+            state.firing_since = now if new is not None else None
+        idle = new is None and all(s is None for s in since)
+        b.state = None if idle else state
+        self._changed[b.fingerprint] = None if idle else self._record(compiled, b, state)
+        if new == old:
+            return None
+        if old is None:
+            kind = EventKind.FIRING
+        elif new is None:
+            kind = EventKind.RESOLVED
+        else:
+            kind = EventKind.LEVEL_CHANGED
+        labels = b.series.labels
+        return AlertEvent(
+            kind=kind,
+            rule=compiled.name,
+            metric=compiled.rule.metric,
+            labels=labels,
+            level=new,
+            previous_level=old,
+            value=value,
+            summary=compiled.summary.render(labels, value, new or old),
+            ts=now,
+            fingerprint=b.fingerprint,
+        )
+
+    def _resolve_orphans(self, now: float) -> list[AlertEvent]:
+        """Resolve restored alerts whose rule no longer exists (removed on reload)."""
+        self._orphans_pending = False
+        names = {c.name for c in self._rules}
+        events = []
+        for fp, record in list(self._restored.items()):
+            if record.rule not in names:
+                del self._restored[fp]
+                self._changed[fp] = None
+                if record.firing is not None:
+                    events.append(self._event_from_record(record, None, now))
+        return events
+
+    @staticmethod
+    def _event_from_record(record: StateRecord, summary: Summary | None, now: float) -> AlertEvent:
+        text = (summary or Summary(None, record.rule, record.metric)).render(
+            record.labels, None, record.firing
+        )
+        return AlertEvent(
+            kind=EventKind.RESOLVED,
+            rule=record.rule,
+            metric=record.metric,
+            labels=record.labels,
+            level=None,
+            previous_level=record.firing,
+            value=None,
+            summary=f"{text} (rule no longer applies)",
+            ts=now,
+            fingerprint=record.fingerprint,
+        )
+
+    # -- state persistence --------------------------------------------------------------
+    @staticmethod
+    def _record(compiled: _CompiledRule, b: _Binding, state: _State) -> StateRecord:
+        return StateRecord(
+            fingerprint=b.fingerprint,
+            rule=compiled.name,
+            metric=compiled.rule.metric,
+            labels=b.series.labels,
+            firing=state.firing,
+            firing_since=state.firing_since,
+            since=(state.since[1], state.since[2], state.since[3]),
+        )
+
+    def take_changes(self) -> dict[str, StateRecord | None]:
+        """Return and forget the state changes since the last call (None = state cleared)."""
+        changed, self._changed = self._changed, {}
+        return changed
+
+    def export_state(self) -> list[StateRecord]:
+        """Return every live state, including restored ones whose series hasn't reappeared."""
+        records = list(self._restored.values())
+        for compiled in self._rules:
+            for b in compiled.bindings:
+                if b.state is not None:
+                    records.append(self._record(compiled, b, b.state))
+        return records
+
+    def thresholds_for(self, rule: str, labels: Labels) -> Mapping[str, object] | None:
+        for compiled in self._rules:
+            if compiled.name == rule:
+                th = resolve(compiled.rule, dict(labels))
+                return None if th is None else {"thresholds": th}
+        return None
+
+
+def _state_from(record: StateRecord) -> _State:
+    state = _State()
+    state.firing = record.firing
+    state.firing_since = record.firing_since
+    state.since = [None, *record.since]
+    return state

@@ -1,0 +1,127 @@
+"""Alert events -> incidents: dedup by fingerprint, priority, state, timeline, notifications.
+
+One call handles one evaluation's events in one transaction, so an incident change and its
+timeline entries are never half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from alertd.config.channels import ChannelsFile
+from alertd.incidents.priority import priority_of
+from alertd.incidents.routing import notifications_for
+from alertd.model import (
+    AlertEvent,
+    EventKind,
+    Incident,
+    IncidentState,
+    Notification,
+    Transition,
+)
+from alertd.state.incidents import IncidentStore
+
+log = logging.getLogger(__name__)
+
+
+def _value(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:g}"
+
+
+class IncidentManager:
+    """Applies alert events to the incident store and says who must hear about it."""
+
+    def __init__(self, store: IncidentStore, channels: ChannelsFile) -> None:
+        self.store = store
+        self.channels = channels
+
+    def apply(self, events: Sequence[AlertEvent], now: float) -> list[Notification]:
+        """Apply ``events``; return the notifications the changes call for."""
+        changes: list[tuple[Incident, Transition]] = []
+        with self.store.transaction():
+            for event in events:
+                change = self._apply_one(event, now)
+                if change is not None:
+                    changes.append(change)
+        out: list[Notification] = []
+        for incident, transition in changes:
+            out.extend(notifications_for(incident, transition, self.channels, now))
+        return out
+
+    def _apply_one(self, event: AlertEvent, now: float) -> tuple[Incident, Transition] | None:
+        store = self.store
+        current = store.active(event.fingerprint)
+        if event.kind is EventKind.RESOLVED:
+            if current is None:
+                return None  # resolved by hand earlier; nothing left to do
+            resolved = store.resolve(current, now, event.value)
+            store.add_timeline(
+                current.id, now, "resolved", f"{event.summary} (value {_value(event.value)})"
+            )
+            log.info("incident #%d resolved: %s", current.id, event.summary)
+            return resolved, Transition.RESOLVED
+        assert event.level is not None
+        priority = priority_of(event.labels, event.level, self.channels.priorities)
+        if current is None:
+            draft = Incident(
+                id=0,
+                fingerprint=event.fingerprint,
+                rule=event.rule,
+                metric=event.metric,
+                labels=event.labels,
+                level=event.level,
+                priority=priority,
+                state=IncidentState.OPEN,
+                summary=event.summary,
+                value=event.value,
+                opened_at=now,
+                updated_at=now,
+            )
+            opened = store.open(draft)
+            store.add_timeline(
+                opened.id,
+                now,
+                "opened",
+                f"{event.level.label} {priority}: {event.summary} (value {_value(event.value)})",
+            )
+            log.info(
+                "incident #%d opened %s %s: %s",
+                opened.id,
+                priority,
+                event.level.label,
+                event.summary,
+            )
+            return opened, Transition.OPENED
+        if current.level == event.level:
+            return None  # a repeat FIRING (e.g. after restart) for an incident already open
+        changed = store.update_level(
+            current, event.level, priority, event.summary, event.value, now
+        )
+        store.add_timeline(
+            current.id,
+            now,
+            "level_changed",
+            f"{current.level.label} -> {event.level.label}, {current.priority} -> {priority}: "
+            f"{event.summary}",
+        )
+        log.info(
+            "incident #%d level %s -> %s (%s)",
+            current.id,
+            current.level.label,
+            event.level.label,
+            priority,
+        )
+        return changed, Transition.LEVEL_CHANGED
+
+    def record_delivery(self, notification: Notification, outcome: str, now: float) -> None:
+        """Put one delivery outcome on the incident's timeline."""
+        who = ", ".join(notification.recipients) or "-"
+        with self.store.transaction():
+            self.store.add_timeline(
+                notification.incident.id,
+                now,
+                "notification",
+                f"{notification.transition.value} via {notification.channel} to {who}: {outcome}",
+                actor=notification.channel,
+            )

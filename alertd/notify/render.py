@@ -1,0 +1,224 @@
+"""Message rendering: one ``Notification`` -> subject, text body, HTML body, log line.
+
+Channels call these pure functions; nothing here does I/O. Bodies go through jinja2's
+``SandboxedEnvironment`` (HTML with autoescape on, text with it off) from templates compiled
+once at import. Label values, summaries and every other incident field are *data*: they are
+passed to the templates as variables and never compiled or rendered as templates themselves,
+so a label value ``{{ 7*7 }}`` shows up literally and ``<script>`` is escaped in HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from alertd.model import Notification, Transition
+
+SUBJECT_MAX = 200
+
+_TEXT_ENV = SandboxedEnvironment(
+    autoescape=False,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_HTML_ENV = SandboxedEnvironment(
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+_TEXT_BODY = _TEXT_ENV.from_string(
+    """\
+{{ headline }}
+
+Incident:     #{{ id }}
+Priority:     {{ priority }}
+State:        {{ state }}
+Level:        {{ level }}
+Rule:         {{ rule }}
+Metric:       {{ metric }}
+Value:        {{ value }}
+Summary:      {{ summary }}
+Labels:
+{% for name, value in labels %}
+  {{ name }}={{ value }}
+{% else %}
+  (none)
+{% endfor %}
+Opened at:    {{ opened_at }}
+{% if acknowledged_by or acknowledged_at %}
+Acknowledged: by {{ acknowledged_by or "unknown" }} at {{ acknowledged_at or "unknown" }}
+{% endif %}
+{% if resolved_at %}
+Resolved at:  {{ resolved_at }}
+{% endif %}
+"""
+)
+
+_HTML_BODY = _HTML_ENV.from_string(
+    """\
+<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>{{ headline }}</title>
+</head>
+<body>
+<h1>{{ headline }}</h1>
+<table>
+<tr><th align="left">Incident</th><td>#{{ id }}</td></tr>
+<tr><th align="left">Priority</th><td>{{ priority }}</td></tr>
+<tr><th align="left">State</th><td>{{ state }}</td></tr>
+<tr><th align="left">Level</th><td>{{ level }}</td></tr>
+<tr><th align="left">Rule</th><td>{{ rule }}</td></tr>
+<tr><th align="left">Metric</th><td>{{ metric }}</td></tr>
+<tr><th align="left">Value</th><td>{{ value }}</td></tr>
+<tr><th align="left">Summary</th><td>{{ summary }}</td></tr>
+<tr><th align="left">Labels</th><td>
+{% for name, value in labels %}
+{{ name }}={{ value }}{% if not loop.last %}<br>{% endif %}
+
+{% else %}
+(none)
+{% endfor %}
+</td></tr>
+<tr><th align="left">Opened at</th><td>{{ opened_at }}</td></tr>
+{% if acknowledged_by or acknowledged_at %}
+<tr><th align="left">Acknowledged</th><td>by {{ acknowledged_by or "unknown" }} \
+at {{ acknowledged_at or "unknown" }}</td></tr>
+{% endif %}
+{% if resolved_at %}
+<tr><th align="left">Resolved at</th><td>{{ resolved_at }}</td></tr>
+{% endif %}
+</table>
+</body>
+</html>
+"""
+)
+
+_VERBS = {
+    Transition.OPENED: "OPENED",
+    Transition.LEVEL_CHANGED: "LEVEL CHANGED",
+    Transition.RESOLVED: "RESOLVED",
+    Transition.TEST: "TEST",
+}
+
+
+def subject(n: Notification) -> str:
+    """Return a one-line subject such as ``[P2] OPENED #12 major: Memory used 87.5% on web1``.
+
+    The level is omitted for RESOLVED. For LEVEL_CHANGED only the current level is shown
+    (the previous one is not on ``Incident``). The result has no control characters and is
+    cut to ``SUBJECT_MAX`` characters with an ellipsis.
+    """
+    inc = n.incident
+    verb = _VERBS[n.transition]
+    head = f"[{inc.priority}] {verb} #{inc.id}"
+    if n.transition is not Transition.RESOLVED:
+        head += f" {inc.level.label}"
+    text = f"{head}: {_single_line(inc.summary)}"
+    if len(text) > SUBJECT_MAX:
+        text = text[: SUBJECT_MAX - 1].rstrip() + "…"
+    return text
+
+
+def text_body(n: Notification) -> str:
+    """Return the plain-text body: every incident field, labels sorted one per line."""
+    return _TEXT_BODY.render(_context(n))
+
+
+def html_body(n: Notification) -> str:
+    """Return the body as an HTML document with a table; every value is escaped."""
+    return _HTML_BODY.render(_context(n))
+
+
+def one_line(n: Notification) -> str:
+    """Return a compact single-line logfmt-like form for the log channel.
+
+    Example: ``incident #12 opened P2 major rule=mem instance=web1 value=87.5 summary="..."``.
+    Values with spaces, quotes, ``=`` or control characters are quoted and escaped, so the
+    result never spans more than one line.
+    """
+    inc = n.incident
+    parts = [
+        f"incident #{inc.id}",
+        n.transition.value,
+        _quote_if_needed(inc.priority),
+        inc.level.label,
+        f"rule={_quote_if_needed(inc.rule)}",
+    ]
+    parts.extend(
+        f"{_quote_if_needed(name)}={_quote_if_needed(value)}" for name, value in sorted(inc.labels)
+    )
+    parts.append(f"value={format_value(inc.value)}")
+    if inc.acknowledged_by:
+        parts.append(f"acknowledged_by={_quote_if_needed(inc.acknowledged_by)}")
+    parts.append(f"summary={_quote(inc.summary)}")
+    return " ".join(parts)
+
+
+def format_value(value: float | None) -> str:
+    """Return a metric value for humans: ``87.5``, ``42``, ``unknown`` for ``None``."""
+    if value is None:
+        return "unknown"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return format(value, ".6g")
+
+
+def format_ts(ts: float | None) -> str | None:
+    """Return a Unix timestamp as UTC ISO-8601 (``2024-05-01T12:00:00Z``), ``None`` as is."""
+    if ts is None:
+        return None
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return dt.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _context(n: Notification) -> dict[str, Any]:
+    """Return the template variables; free text is made single-line so it cannot fake a field."""
+    inc = n.incident
+    return {
+        "headline": subject(n),
+        "id": inc.id,
+        "priority": inc.priority,
+        "state": inc.state.value,
+        "level": inc.level.label,
+        "rule": inc.rule,
+        "metric": inc.metric,
+        "value": format_value(inc.value),
+        "summary": _single_line(inc.summary),
+        "labels": [(_single_line(k), _single_line(v)) for k, v in sorted(inc.labels)],
+        "opened_at": format_ts(inc.opened_at),
+        "acknowledged_by": inc.acknowledged_by,
+        "acknowledged_at": format_ts(inc.acknowledged_at),
+        "resolved_at": format_ts(inc.resolved_at),
+    }
+
+
+def _single_line(text: str) -> str:
+    """Collapse all whitespace (CR, LF, U+2028, ...) to single spaces; drop control chars."""
+    cleaned = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+    return " ".join(cleaned.split())
+
+
+# Characters str.splitlines() breaks on that json.dumps(ensure_ascii=False) leaves as is.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).translate(_LINE_BREAKS)
+
+
+def _quote_if_needed(text: str) -> str:
+    if text and all(c.isprintable() and not c.isspace() and c not in '"=\\' for c in text):
+        return text
+    return _quote(text)

@@ -1,0 +1,120 @@
+"""The SQLite state file: connection settings and schema migrations.
+
+WAL lets the CLI read and write while the daemon runs; ``busy_timeout`` makes a writer wait
+for the other instead of failing. Migrations are numbered and applied in order inside one
+transaction each; ``schema_migrations`` records which ran, so an old file is upgraded on open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from alertd.errors import StoreError
+
+DB_NAME = "alertd.sqlite3"
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE incidents (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            fingerprint     TEXT    NOT NULL,
+            rule            TEXT    NOT NULL,
+            metric          TEXT    NOT NULL,
+            labels          TEXT    NOT NULL,   -- JSON object
+            level           INTEGER NOT NULL,   -- 1 minor, 2 major, 3 critical
+            priority        TEXT    NOT NULL,
+            state           TEXT    NOT NULL,   -- open, acknowledged, resolved
+            summary         TEXT    NOT NULL,
+            value           REAL,
+            opened_at       REAL    NOT NULL,
+            updated_at      REAL    NOT NULL,
+            acknowledged_at REAL,
+            acknowledged_by TEXT,
+            resolved_at     REAL
+        );
+        -- dedup: at most one unresolved incident per fingerprint, enforced by the database
+        CREATE UNIQUE INDEX incidents_active_fingerprint
+            ON incidents(fingerprint) WHERE state != 'resolved';
+        CREATE INDEX incidents_state ON incidents(state, opened_at);
+        CREATE TABLE timeline (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id),
+            ts          REAL    NOT NULL,
+            kind        TEXT    NOT NULL,
+            actor       TEXT    NOT NULL,      -- "alertd", a person, or a channel
+            detail      TEXT    NOT NULL
+        );
+        CREATE INDEX timeline_incident ON timeline(incident_id, id);
+        CREATE TABLE rule_state (
+            fingerprint    TEXT PRIMARY KEY,
+            rule           TEXT NOT NULL,
+            metric         TEXT NOT NULL,
+            labels         TEXT NOT NULL,
+            firing         INTEGER,
+            firing_since   REAL,
+            since_minor    REAL,
+            since_major    REAL,
+            since_critical REAL
+        );
+        """,
+    ),
+)
+
+
+def connect(state_dir: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the state database in ``state_dir`` and migrate it."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(state_dir / DB_NAME, timeout=10.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        migrate(conn)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"state database {state_dir / DB_NAME}: {exc}") from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration not yet applied; return the schema version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    latest = max(MIGRATIONS)[0]
+    for version, sql in MIGRATIONS:
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # re-check inside the write lock: another process may have just migrated
+            if conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+            ).fetchone():
+                conn.execute("COMMIT")
+                continue
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                (version, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    newest = max(done | {v for v, _ in MIGRATIONS})
+    if newest > latest:
+        raise StoreError(f"state database schema {newest} is newer than this alertd ({latest})")
+    return newest
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line.split("--", 1)[0] for line in sql.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

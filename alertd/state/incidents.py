@@ -1,0 +1,189 @@
+"""Incidents and their timelines in the state database.
+
+Each public method is one transaction. The daemon and the CLI both use this class on the same
+file; the partial unique index on unresolved fingerprints keeps dedup true even between them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from alertd.model import Incident, IncidentState, Labels, Level
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    incident_id: int
+    ts: float
+    kind: str
+    actor: str
+    detail: str
+
+
+_COLUMNS = (
+    "id, fingerprint, rule, metric, labels, level, priority, state, summary, value, "
+    "opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at"
+)
+
+
+def _incident(row: Sequence[Any]) -> Incident:
+    return Incident(
+        id=row[0],
+        fingerprint=row[1],
+        rule=row[2],
+        metric=row[3],
+        labels=tuple((k, v) for k, v in json.loads(row[4])),
+        level=Level(row[5]),
+        priority=row[6],
+        state=IncidentState(row[7]),
+        summary=row[8],
+        value=row[9],
+        opened_at=row[10],
+        updated_at=row[11],
+        acknowledged_at=row[12],
+        acknowledged_by=row[13],
+        resolved_at=row[14],
+    )
+
+
+def labels_json(labels: Labels) -> str:
+    return json.dumps([list(pair) for pair in labels])
+
+
+class IncidentStore:
+    """Reads and writes incidents; every change also appends to the timeline."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several changes into one atomic write."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, incident_id: int) -> Incident | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        ).fetchone()
+        return _incident(row) if row else None
+
+    def active(self, fingerprint: str) -> Incident | None:
+        """Return the unresolved incident for ``fingerprint``, if there is one."""
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents WHERE fingerprint = ? AND state != 'resolved'",
+            (fingerprint,),
+        ).fetchone()
+        return _incident(row) if row else None
+
+    def find(self, states: Sequence[IncidentState] = (), limit: int = 1000) -> list[Incident]:
+        query = f"SELECT {_COLUMNS} FROM incidents"
+        params: list[Any] = []
+        if states:
+            query += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            params.extend(s.value for s in states)
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [_incident(row) for row in self.conn.execute(query, params)]
+
+    def count_open_by_priority(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT priority, COUNT(*) FROM incidents WHERE state != 'resolved' GROUP BY priority"
+        )
+        return {str(priority): int(count) for priority, count in rows.fetchall()}
+
+    def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        rows = self.conn.execute(
+            "SELECT incident_id, ts, kind, actor, detail FROM timeline "
+            "WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
+        return [TimelineEntry(*row) for row in rows]
+
+    # -- writes (call inside ``transaction()`` when grouping) ---------------------------------
+    def add_timeline(
+        self, incident_id: int, ts: float, kind: str, detail: str, actor: str = "alertd"
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO timeline (incident_id, ts, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
+            (incident_id, ts, kind, actor, detail),
+        )
+
+    def open(self, draft: Incident) -> Incident:
+        """Insert a new incident (``draft.id`` is ignored) and return it with its id."""
+        cur = self.conn.execute(
+            "INSERT INTO incidents (fingerprint, rule, metric, labels, level, priority, state, "
+            "summary, value, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                draft.fingerprint,
+                draft.rule,
+                draft.metric,
+                labels_json(draft.labels),
+                int(draft.level),
+                draft.priority,
+                IncidentState.OPEN.value,
+                draft.summary,
+                draft.value,
+                draft.opened_at,
+                draft.updated_at,
+            ),
+        )
+        assert cur.lastrowid is not None
+        return replace(draft, id=cur.lastrowid, state=IncidentState.OPEN)
+
+    def update_level(
+        self,
+        incident: Incident,
+        level: Level,
+        priority: str,
+        summary: str,
+        value: float | None,
+        now: float,
+    ) -> Incident:
+        self.conn.execute(
+            "UPDATE incidents SET level = ?, priority = ?, summary = ?, value = ?, updated_at = ? "
+            "WHERE id = ?",
+            (int(level), priority, summary, value, now, incident.id),
+        )
+        return replace(
+            incident, level=level, priority=priority, summary=summary, value=value, updated_at=now
+        )
+
+    def resolve(self, incident: Incident, now: float, value: float | None = None) -> Incident:
+        self.conn.execute(
+            "UPDATE incidents SET state = 'resolved', resolved_at = ?, updated_at = ?, "
+            "value = COALESCE(?, value) WHERE id = ?",
+            (now, now, value, incident.id),
+        )
+        return replace(
+            incident,
+            state=IncidentState.RESOLVED,
+            resolved_at=now,
+            updated_at=now,
+            value=incident.value if value is None else value,
+        )
+
+    def acknowledge(self, incident: Incident, by: str, now: float) -> Incident:
+        self.conn.execute(
+            "UPDATE incidents SET state = 'acknowledged', acknowledged_at = ?, "
+            "acknowledged_by = ?, updated_at = ? WHERE id = ?",
+            (now, by, now, incident.id),
+        )
+        return replace(
+            incident,
+            state=IncidentState.ACKNOWLEDGED,
+            acknowledged_at=now,
+            acknowledged_by=by,
+            updated_at=now,
+        )
