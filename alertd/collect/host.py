@@ -285,4 +285,4 @@ class HostCollector:
         return samples
 
 
-__all__ = ["DEFAULT_EXCLUDED_FSTYPES", "HostCollector"]
+__all__ = ["DEFAULT_EXCLUDED_FSTYPES", "DEFAULT_EXCLUDED_MOUNTPOINT_PREFIXES", "HostCollector"]

@@ -248,17 +248,13 @@ class _Loader:
                     )
         for channel_name, channel_cfg in ch.channels.items():
             password_file = getattr(channel_cfg, "password_file", None)
-            if password_file is not None:
-                path = Path(password_file)
-                if not path.is_absolute():
-                    path = self.directory / path
-                if not path.is_file():
-                    self.problems.append(
-                        doc.problem(
-                            ("channels", channel_name, "password_file"),
-                            f"cannot read {password_file}: no such file",
-                        )
+            if password_file is not None and not Path(password_file).is_file():
+                self.problems.append(
+                    doc.problem(
+                        ("channels", channel_name, "password_file"),
+                        f"cannot read {password_file}: no such file",
                     )
+                )
         matrix = ch.priorities.matrix
         for impact, row in matrix.items():
             missing = [lv for lv in ("critical", "major", "minor") if lv not in row]

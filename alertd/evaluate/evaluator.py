@@ -12,7 +12,7 @@ sample (failed collection) changes nothing: it never resolves and never advances
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from alertd.config.load import RuleSource
 from alertd.evaluate.summary import Summary
@@ -103,6 +103,13 @@ class Evaluator:
 
     def series(self, metric: str) -> list[Series]:
         return self._series_by_metric.get(metric, [])
+
+    def series_count(self) -> int:
+        return len(self._series)
+
+    def latest_samples(self) -> list[Sample]:
+        """Return the latest sample of every series (to seed a replacement evaluator)."""
+        return [Sample(s.metric, s.labels, s.value, s.ts) for s in self._series.values()]
 
     # -- evaluate -----------------------------------------------------------------------
     def evaluate(self, now: float) -> list[AlertEvent]:
@@ -251,13 +258,6 @@ class Evaluator:
                 if b.state is not None:
                     records.append(self._record(compiled, b, b.state))
         return records
-
-    def thresholds_for(self, rule: str, labels: Labels) -> Mapping[str, object] | None:
-        for compiled in self._rules:
-            if compiled.name == rule:
-                th = resolve(compiled.rule, dict(labels))
-                return None if th is None else {"thresholds": th}
-        return None
 
 
 def _state_from(record: StateRecord) -> _State:

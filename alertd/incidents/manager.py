@@ -37,13 +37,16 @@ class IncidentManager:
         self.channels = channels
 
     def apply(self, events: Sequence[AlertEvent], now: float) -> list[Notification]:
-        """Apply ``events``; return the notifications the changes call for."""
+        """Apply ``events``; return the notifications the changes call for.
+
+        Call inside ``store.transaction()`` together with the rule-state write, so the two
+        never disagree after a crash.
+        """
         changes: list[tuple[Incident, Transition]] = []
-        with self.store.transaction():
-            for event in events:
-                change = self._apply_one(event, now)
-                if change is not None:
-                    changes.append(change)
+        for event in events:
+            change = self._apply_one(event, now)
+            if change is not None:
+                changes.append(change)
         out: list[Notification] = []
         for incident, transition in changes:
             out.extend(notifications_for(incident, transition, self.channels, now))

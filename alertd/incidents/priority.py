@@ -14,5 +14,5 @@ def impact_of(labels: Labels, priorities: Priorities) -> str:
 
 def priority_of(labels: Labels, level: Level, priorities: Priorities) -> str:
     """Return "P1".."P4" for a series at ``level``."""
-    row: dict[str, str] = dict(priorities.matrix[impact_of(labels, priorities)])
-    return row.get(level.label, "P4")
+    row = priorities.matrix[impact_of(labels, priorities)]
+    return next((p for name, p in row.items() if name == level.label), "P4")

@@ -1,0 +1,225 @@
+"""The composition root: build every stage from config, run them, reload, stop.
+
+    collectors --Sample--> Evaluator --AlertEvent--> IncidentManager --Notification--> Dispatcher
+
+Only this module wires stages together. A reload (SIGHUP or POST /-/reload) loads and builds
+everything new first and swaps only if all of it worked; otherwise the running config stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from alertd.clock import Clock, SystemClock
+from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs
+from alertd.config.load import Config, load_config
+from alertd.errors import ConfigError
+from alertd.evaluate.evaluator import Evaluator
+from alertd.incidents.manager import IncidentManager
+from alertd.metrics import PRIORITIES, Metrics
+from alertd.model import Notification, Sample
+from alertd.notify.dispatch import Dispatcher
+from alertd.notify.notifier import Notifier
+from alertd.notify.registry import build_notifiers
+from alertd.server import build_web_app, start_server
+from alertd.state.db import connect
+from alertd.state.incidents import IncidentStore
+from alertd.state.rule_state import load_rule_state, save_rule_state
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 15.0  # on shutdown, how long in-flight notifications may finish
+
+
+@dataclass(slots=True)
+class _Built:
+    """Everything that depends on config, built before it replaces the running set."""
+
+    config: Config
+    notifiers: dict[str, Notifier]
+    jobs: list[CollectJob]
+    evaluator: Evaluator
+
+
+class App:
+    """The alertd daemon."""
+
+    def __init__(
+        self,
+        config_dir: Path,
+        state_dir: Path,
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 9095,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config_dir = config_dir
+        self.state_dir = state_dir
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics(CollectorRegistry())
+        self._stop = asyncio.Event()
+        self._ready = False
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()  # deliveries and reloads in flight
+
+    # -- building -----------------------------------------------------------------------
+    def _build(self, config: Config, previous: Evaluator | None) -> _Built:
+        if previous is None:
+            evaluator = Evaluator(config.rules, load_rule_state(self.conn))
+        else:
+            evaluator = Evaluator(config.rules, previous.export_state())
+            evaluator.ingest(previous.latest_samples())
+        return _Built(
+            config,
+            build_notifiers(config.channels),
+            build_jobs(config.hosts, self.clock),
+            evaluator,
+        )
+
+    def _install(self, built: _Built) -> None:
+        self.config = built.config
+        self.evaluator = built.evaluator
+        self.notifiers = built.notifiers
+        self.manager.channels = built.config.channels
+        self.dispatcher.notifiers = built.notifiers
+        self.metrics.init_channels(built.notifiers)
+        self.metrics.reload_success.set(1)
+        self.metrics.reload_timestamp.set(self.clock.now())
+
+    # -- running ------------------------------------------------------------------------
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code."""
+        try:
+            config = load_config(self.config_dir)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config: %s", problem)
+            return 1
+        self.conn = connect(self.state_dir)
+        store = IncidentStore(self.conn)
+        self.manager = IncidentManager(store, config.channels)
+        self.dispatcher = Dispatcher({}, self.metrics, self._record_delivery)
+        built = self._build(config, None)
+        self._install(built)
+        self.collection = CollectionScheduler(self._ingest, self.metrics, self.clock)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+        runner = await start_server(
+            build_web_app(self.metrics.registry, self.reload, lambda: self._ready),
+            self.listen_host,
+            self.listen_port,
+        )
+        try:
+            self.collection.start(built.jobs)
+            log.info(
+                "alertd running: %s; state in %s; listening on http://%s:%d",
+                config.summary(),
+                self.state_dir,
+                self.listen_host,
+                self.listen_port,
+            )
+            self._ready = True
+            await self._evaluation_loop()
+        finally:
+            self._ready = False
+            self.collection.shutdown()
+            await self._drain_deliveries()
+            for notifier in self.notifiers.values():
+                await notifier.close()
+            await runner.cleanup()
+            self.conn.close()
+            log.info("alertd stopped")
+        return 0
+
+    def _ingest(self, samples: Sequence[Sample]) -> None:
+        self.evaluator.ingest(samples)
+
+    async def _evaluation_loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.evaluation_interval)
+            if self._stop.is_set():
+                break
+            try:
+                self.evaluate_once()
+            except Exception:  # one bad cycle must not stop the daemon
+                log.exception("evaluation cycle failed")
+
+    def evaluate_once(self) -> None:
+        """Run one evaluation and hand its notifications to delivery."""
+        now = self.clock.now()
+        started = time.perf_counter()
+        events = self.evaluator.evaluate(now)
+        changes = self.evaluator.take_changes()
+        self.metrics.rule_evaluations.inc()
+        self.metrics.evaluation_duration.observe(time.perf_counter() - started)
+        self.metrics.series.set(self.evaluator.series_count())
+        for event in events:
+            self.metrics.alert_events.labels(event.kind.value).inc()
+        notifications: list[Notification] = []
+        if events or changes:
+            with self.manager.store.transaction():
+                save_rule_state(self.conn, changes)
+                notifications = self.manager.apply(events, now)
+        open_counts = self.manager.store.count_open_by_priority()
+        for priority in PRIORITIES:
+            self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
+        if notifications:
+            task = asyncio.create_task(self.dispatcher.deliver(notifications))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _record_delivery(self, notification: Notification, outcome: str) -> None:
+        self.manager.record_delivery(notification, outcome, self.clock.now())
+
+    async def _drain_deliveries(self) -> None:
+        if not self._tasks:
+            return
+        log.info("waiting up to %gs for %d deliveries", DRAIN_SECONDS, len(self._tasks))
+        _, pending = await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)
+        for task in pending:
+            task.cancel()
+
+    # -- reload -------------------------------------------------------------------------
+    def _reload_soon(self) -> None:
+        task = asyncio.create_task(self.reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> bool:
+        """Load, validate and build the config again; swap only if all of it is good."""
+        async with self._reload_lock:
+            try:
+                config = load_config(self.config_dir)
+                built = self._build(config, self.evaluator)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error("reload rejected: %s", problem)
+                log.error("reload rejected: keeping the running config")
+                self.metrics.reload_success.set(0)
+                return False
+            except Exception:
+                log.exception("reload failed while building; keeping the running config")
+                self.metrics.reload_success.set(0)
+                return False
+            old = self.notifiers
+            self._install(built)
+            self.collection.replace(built.jobs)
+            for name, notifier in old.items():
+                if built.notifiers.get(name) is not notifier:
+                    await notifier.close()
+            log.info("config reloaded: %s", config.summary())
+            return True

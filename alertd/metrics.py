@@ -1,0 +1,96 @@
+"""alertd's own Prometheus metrics, built on a registry handed in by the composition root.
+
+No import-time registration: tests build a fresh ``CollectorRegistry`` each time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from alertd.errors import FailureReason
+from alertd.model import EventKind
+
+PRIORITIES = ("P1", "P2", "P3", "P4")
+
+
+class Metrics:
+    """Every ``alertd_*`` metric the daemon exports."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.samples_collected = Counter(
+            "alertd_samples_collected_total",
+            "Samples produced by collectors (UNKNOWN samples included).",
+            ["collector"],
+            registry=registry,
+        )
+        self.collection_errors = Counter(
+            "alertd_collection_errors_total",
+            "Collections that failed or partly failed.",
+            ["collector"],
+            registry=registry,
+        )
+        self.rule_evaluations = Counter(
+            "alertd_rule_evaluations_total",
+            "Evaluation cycles run (each covers every rule).",
+            registry=registry,
+        )
+        self.evaluation_duration = Histogram(
+            "alertd_rule_evaluation_duration_seconds",
+            "Time one evaluation cycle took.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )
+        self.series = Gauge("alertd_series", "Series held by the evaluator.", registry=registry)
+        self.alert_events = Counter(
+            "alertd_alert_events_total",
+            "Rule state changes by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.incidents_open = Gauge(
+            "alertd_incidents_open",
+            "Unresolved incidents by priority.",
+            ["priority"],
+            registry=registry,
+        )
+        self.notifications_sent = Counter(
+            "alertd_notifications_sent_total",
+            "Notifications delivered, by channel.",
+            ["channel"],
+            registry=registry,
+        )
+        self.notifications_failed = Counter(
+            "alertd_notifications_failed_total",
+            "Failed delivery attempts, by channel and reason.",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.reload_success = Gauge(
+            "alertd_config_last_reload_successful",
+            "1 if the last config load or reload succeeded, 0 if it was rejected.",
+            registry=registry,
+        )
+        self.reload_timestamp = Gauge(
+            "alertd_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully.",
+            registry=registry,
+        )
+        for kind in EventKind:
+            self.alert_events.labels(kind.value)
+        for priority in PRIORITIES:
+            self.incidents_open.labels(priority)
+
+    def init_channels(self, names: Iterable[str]) -> None:
+        """Pre-create per-channel series so a channel with no traffic still shows 0."""
+        for name in names:
+            self.notifications_sent.labels(name)
+            for reason in FailureReason:
+                self.notifications_failed.labels(name, reason.value)
+
+    def init_collectors(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.samples_collected.labels(name)
+            self.collection_errors.labels(name)

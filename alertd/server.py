@@ -1,0 +1,54 @@
+"""The daemon's HTTP listener: /metrics, health and readiness, and reload.
+
+Loopback-only unless configured otherwise; the JSON API and webhooks join it later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+Reloader = Callable[[], Awaitable[bool]]
+ReadyCheck = Callable[[], bool]
+
+
+def build_web_app(
+    registry: CollectorRegistry, reload: Reloader, ready: ReadyCheck
+) -> web.Application:
+    """Return the aiohttp application serving alertd's operational endpoints."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="OK\n")
+
+    async def is_ready(_: web.Request) -> web.Response:
+        if ready():
+            return web.Response(text="OK\n")
+        return web.Response(status=503, text="starting\n")
+
+    async def do_reload(_: web.Request) -> web.Response:
+        if await reload():
+            return web.Response(text="config reloaded\n")
+        return web.Response(status=500, text="config rejected; still running the previous one\n")
+
+    app = web.Application(client_max_size=64 * 1024)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_head("/-/healthy", healthy)
+    app.router.add_get("/-/ready", is_ready)
+    app.router.add_post("/-/reload", do_reload)
+    return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Start serving ``app``; return the runner to clean up on shutdown."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner
