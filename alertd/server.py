@@ -39,7 +39,6 @@ def build_web_app(
     app = web.Application(client_max_size=64 * 1024)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
-    app.router.add_head("/-/healthy", healthy)
     app.router.add_get("/-/ready", is_ready)
     app.router.add_post("/-/reload", do_reload)
     return app

@@ -1,0 +1,241 @@
+"""The ``alertd`` command: run the daemon, check config, explain thresholds, handle incidents.
+
+The incident commands work on the state database directly (SQLite WAL), so they work while
+the daemon runs and record who did what on the incident's timeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alertd.errors import AlertdError, ConfigError
+from alertd.model import Incident, IncidentState
+
+
+def _default_state_dir() -> Path:
+    return Path(os.environ.get("ALERTD_STATE_DIR", "state"))
+
+
+def _who() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alertd", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config-dir", type=Path, default=Path("."))
+    run.add_argument(
+        "--state-dir", type=Path, default=None, help="default: $ALERTD_STATE_DIR or ./state"
+    )
+    run.add_argument("--listen", type=_listen, default=("127.0.0.1", 9095), metavar="HOST:PORT")
+    run.add_argument("--log-level", default=os.environ.get("ALERTD_LOG_LEVEL", "INFO"))
+
+    check = sub.add_parser("check-config", help="validate a config directory")
+    check.add_argument("config_dir", nargs="?", type=Path, default=Path("."))
+
+    exp = sub.add_parser("explain", help="show the effective thresholds for a series")
+    exp.add_argument("instance")
+    exp.add_argument("metric")
+    exp.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra series label, e.g. mountpoint=/var",
+    )
+    exp.add_argument("--config-dir", type=Path, default=Path("."))
+
+    inc = sub.add_parser("incidents", help="list, show, acknowledge or resolve incidents")
+    inc.add_argument("--state-dir", type=Path, default=None)
+    isub = inc.add_subparsers(dest="action", required=True)
+    lst = isub.add_parser("list")
+    lst.add_argument(
+        "--state", choices=["active", "open", "acknowledged", "resolved", "all"], default="active"
+    )
+    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--limit", type=int, default=200)
+    show = isub.add_parser("show")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    for name in ("ack", "resolve", "comment"):
+        cmd = isub.add_parser(name)
+        cmd.add_argument("id", type=int)
+        if name == "comment":
+            cmd.add_argument("text")
+        else:
+            cmd.add_argument("--comment", default=None)
+        cmd.add_argument("--by", default=None, help="who (default: your user name)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "check-config":
+            return _check_config(args.config_dir)
+        if args.command == "explain":
+            return _explain(args)
+        return _incidents(args)
+    except AlertdError as exc:
+        print(f"alertd: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alertd.app import App
+    from alertd.log import setup_logging
+
+    setup_logging(args.log_level)
+    host, port = args.listen
+    app = App(args.config_dir, args.state_dir or _default_state_dir(), host, port)
+    return asyncio.run(app.run())
+
+
+def _check_config(config_dir: Path) -> int:
+    from alertd.config.load import load_config
+
+    try:
+        config = load_config(config_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(config.summary())
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from alertd.config.load import load_config
+    from alertd.explain import explain
+
+    extra = {}
+    for item in args.label:
+        name, sep, value = item.partition("=")
+        if not sep:
+            print(f"alertd: --label expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        extra[name] = value
+    print(explain(load_config(args.config_dir), args.instance, args.metric, extra))
+    return 0
+
+
+def _incident_dict(incident: Incident) -> dict[str, object]:
+    return {
+        "id": incident.id,
+        "state": incident.state.value,
+        "priority": incident.priority,
+        "level": incident.level.label,
+        "rule": incident.rule,
+        "metric": incident.metric,
+        "labels": incident.label_map,
+        "summary": incident.summary,
+        "value": incident.value,
+        "opened_at": incident.opened_at,
+        "updated_at": incident.updated_at,
+        "acknowledged_at": incident.acknowledged_at,
+        "acknowledged_by": incident.acknowledged_by,
+        "resolved_at": incident.resolved_at,
+        "fingerprint": incident.fingerprint,
+    }
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    from alertd.incidents.actions import acknowledge, add_comment, resolve_by_hand
+    from alertd.state.db import connect
+    from alertd.state.incidents import IncidentStore
+
+    state_dir = args.state_dir or _default_state_dir()
+    if not (state_dir / "alertd.sqlite3").exists():
+        print(f"alertd: no state database in {state_dir} (is --state-dir right?)", file=sys.stderr)
+        return 1
+    store = IncidentStore(connect(state_dir))
+    now = datetime.now(UTC).timestamp()
+    if args.action == "list":
+        if args.state == "active":
+            states = [IncidentState.OPEN, IncidentState.ACKNOWLEDGED]
+        else:
+            states = [] if args.state == "all" else [IncidentState(args.state)]
+        incidents = store.find(states, limit=args.limit)
+        if args.json:
+            print(json.dumps([_incident_dict(i) for i in incidents], indent=2))
+        else:
+            _print_table(incidents)
+        return 0
+    incident = store.get(args.id)
+    if incident is None:
+        print(f"alertd: no incident #{args.id}", file=sys.stderr)
+        return 1
+    if args.action == "show":
+        timeline = store.timeline(incident.id)
+        if args.json:
+            data = _incident_dict(incident)
+            data["timeline"] = [
+                {"ts": t.ts, "kind": t.kind, "actor": t.actor, "detail": t.detail} for t in timeline
+            ]
+            print(json.dumps(data, indent=2))
+            return 0
+        _print_incident(incident)
+        print("timeline:")
+        for t in timeline:
+            print(f"  {_when(t.ts)}  {t.kind:<14} {t.actor:<12} {t.detail}")
+        return 0
+    who = args.by or _who()
+    if args.action == "ack":
+        result = acknowledge(store, incident, who, args.comment, now, how="cli")
+    elif args.action == "resolve":
+        result = resolve_by_hand(store, incident, who, args.comment, now, how="cli")
+    else:
+        result = add_comment(store, incident, who, args.text, now)
+    print(result)
+    return 0
+
+
+def _print_table(incidents: Sequence[Incident]) -> None:
+    if not incidents:
+        print("no incidents")
+        return
+    print(f"{'ID':>5}  {'PRI':<3}  {'LEVEL':<8}  {'STATE':<12}  {'OPENED':<20}  SUMMARY")
+    for i in incidents:
+        print(
+            f"{i.id:>5}  {i.priority:<3}  {i.level.label:<8}  {i.state.value:<12}  "
+            f"{_when(i.opened_at):<20}  {i.summary}"
+        )
+
+
+def _print_incident(i: Incident) -> None:
+    print(f"incident #{i.id}  {i.priority} {i.level.label}  {i.state.value}")
+    print(f"  summary:   {i.summary}")
+    print(f"  rule:      {i.rule} ({i.metric}), value {i.value}")
+    print(f"  labels:    {', '.join(f'{k}={v}' for k, v in i.labels)}")
+    print(f"  opened:    {_when(i.opened_at)}")
+    if i.acknowledged_at:
+        print(f"  acked:     {_when(i.acknowledged_at)} by {i.acknowledged_by}")
+    if i.resolved_at:
+        print(f"  resolved:  {_when(i.resolved_at)}")

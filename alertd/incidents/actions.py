@@ -1,0 +1,41 @@
+"""What a person does to an incident: acknowledge, resolve by hand, comment.
+
+Each action is one transaction and leaves a timeline entry naming who and how.
+"""
+
+from __future__ import annotations
+
+from alertd.model import Incident, IncidentState
+from alertd.state.incidents import IncidentStore
+
+
+def acknowledge(
+    store: IncidentStore, incident: Incident, who: str, comment: str | None, now: float, how: str
+) -> str:
+    """Acknowledge ``incident``; return what happened, in words."""
+    if incident.state is not IncidentState.OPEN:
+        return f"incident #{incident.id} is {incident.state.value}; nothing to acknowledge"
+    with store.transaction():
+        store.acknowledge(incident, who, now)
+        detail = f"acknowledged via {how}" + (f": {comment}" if comment else "")
+        store.add_timeline(incident.id, now, "acknowledged", detail, actor=who)
+    return f"incident #{incident.id} acknowledged by {who}"
+
+
+def resolve_by_hand(
+    store: IncidentStore, incident: Incident, who: str, comment: str | None, now: float, how: str
+) -> str:
+    """Resolve ``incident`` by hand; return what happened, in words."""
+    if incident.state is IncidentState.RESOLVED:
+        return f"incident #{incident.id} is already resolved"
+    with store.transaction():
+        store.resolve(incident, now)
+        detail = f"resolved by hand via {how}" + (f": {comment}" if comment else "")
+        store.add_timeline(incident.id, now, "resolved", detail, actor=who)
+    return f"incident #{incident.id} resolved by {who}"
+
+
+def add_comment(store: IncidentStore, incident: Incident, who: str, text: str, now: float) -> str:
+    with store.transaction():
+        store.add_timeline(incident.id, now, "comment", text, actor=who)
+    return f"comment added to incident #{incident.id}"
