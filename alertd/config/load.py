@@ -234,7 +234,7 @@ class _Loader:
                     self.problems.append(
                         doc.problem(
                             ("teams", team_name, "channels", j),
-                            f'unknown channel "{channel}" (known: {", ".join(known_channels)})',
+                            f'unknown channel "{channel}" ({_known(known_channels)})',
                         )
                     )
         for i, route in enumerate(ch.routes):
@@ -243,7 +243,7 @@ class _Loader:
                     self.problems.append(
                         doc.problem(
                             ("routes", i, "notify", j),
-                            f'unknown team or channel "{name}" (known: {", ".join(targets)})',
+                            f'unknown team or channel "{name}" ({_known(targets)})',
                         )
                     )
         for channel_name, channel_cfg in ch.channels.items():
@@ -287,3 +287,7 @@ class _Loader:
                         f'"{value}" is not a row of the priority matrix (rows: {", ".join(rows)})',
                     )
                 )
+
+
+def _known(names: list[str]) -> str:
+    return f"known: {', '.join(names)}" if names else "none are defined"

@@ -1,4 +1,4 @@
-"""Integration peers: a real SMTP server (aiosmtpd) on 127.0.0.1 and an ephemeral port."""
+"""Shared peers for integration and e2e tests: a real SMTP server (aiosmtpd) on 127.0.0.1."""
 
 from __future__ import annotations
 

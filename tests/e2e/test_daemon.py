@@ -1,0 +1,278 @@
+"""End to end: ``python -m alertd run`` on a temp config, mail to a real SMTP server.
+
+A memory threshold of 0% is crossed on any machine: the incident opens, the mail arrives, the
+CLI sees and acknowledges it; a broken thresholds.yaml on SIGHUP keeps the daemon on its old
+config; a threshold no machine can cross, on SIGHUP, resolves it with a "resolved" mail.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SmtpServer, free_port
+
+pytestmark = pytest.mark.e2e
+
+WAIT = 30.0  # seconds: generous, this machine is shared and noisy
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+THRESHOLDS = """\
+evaluation_interval: 1s
+rules:
+  - metric: host_memory_used_percent
+    name: memory
+    above: {{major: {major}}}
+    summary: "Memory {{{{ value | round(1) }}}}% used on {{{{ labels.instance }}}}"
+"""
+
+
+def write_config(cfg: Path, smtp: SmtpServer, major: float) -> None:
+    (cfg / "collectors").mkdir(parents=True, exist_ok=True)
+    (cfg / "thresholds.yaml").write_text(THRESHOLDS.format(major=major))
+    (cfg / "collectors" / "local.yaml").write_text(
+        "hosts:\n  - instance: e2e-host\n    interval: 1s\n"
+        "    labels: {site: lab, criticality: high}\n"
+    )
+    (cfg / "channels.yaml").write_text(
+        f"""\
+channels:
+  log: {{type: log}}
+  mail:
+    type: email
+    host: {smtp.host}
+    port: {smtp.port}
+    starttls: false
+    from: alertd@example.com
+teams:
+  oncall:
+    members: [{{name: Alice, email: alice@example.com}}]
+    channels: [mail, log]
+routes:
+  - notify: [oncall]
+"""
+    )
+
+
+class Daemon:
+    def __init__(self, cfg: Path, state: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.state = state
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "alertd",
+                "run",
+                "--config-dir",
+                str(cfg),
+                "--state-dir",
+                str(state),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def post(self, path: str) -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def metric(self, line_prefix: str) -> float | None:
+        _, body = self.get("/metrics")
+        for line in body.splitlines():
+            if line.startswith(line_prefix + " "):
+                return float(line.split()[-1])
+        return None
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "alertd", "incidents", "--state-dir", str(self.state), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return out.stdout
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path], Daemon]]:
+    started: list[Daemon] = []
+
+    def start(cfg: Path) -> Daemon:
+        d = Daemon(cfg, tmp_path / "state", tmp_path / f"daemon{len(started)}.log")
+        started.append(d)
+        wait_for(
+            "the daemon to be ready",
+            lambda: d.get("/-/ready")[0] == 200 or d.proc.poll() is not None,
+        )
+        assert d.proc.poll() is None, d.log()
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+def mails(smtp: SmtpServer) -> list[email.message.EmailMessage]:
+    return [
+        email.message_from_bytes(m.content, policy=email.policy.default)  # type: ignore[misc]
+        for m in smtp.messages
+    ]
+
+
+def test_incident_opens_mails_acks_and_resolves_on_reload(
+    tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, smtp_server, major=0)
+    d = daemon_factory(cfg)
+
+    # 1. the threshold is crossed: an incident opens and a mail arrives
+    wait_for("the 'opened' mail", lambda: len(smtp_server.messages) >= 1)
+    opened = mails(smtp_server)[0]
+    assert "OPENED" in opened["Subject"] and "[P2]" in opened["Subject"]  # high x major
+    assert opened["To"] == "alice@example.com"
+    assert smtp_server.messages[0].rcpt_tos == ("alice@example.com",)
+    assert "e2e-host" in opened.get_body(preferencelist=("plain",)).get_content()
+
+    listed = json.loads(d.cli("list", "--json"))
+    assert len(listed) == 1
+    incident = listed[0]
+    assert (incident["state"], incident["priority"], incident["level"]) == ("open", "P2", "major")
+    assert incident["labels"]["instance"] == "e2e-host"
+
+    # 2. acknowledged from the CLI while the daemon runs: who is recorded
+    d.cli("ack", str(incident["id"]), "--by", "alice", "--comment", "on it")
+    shown = json.loads(d.cli("show", str(incident["id"]), "--json"))
+    assert shown["state"] == "acknowledged" and shown["acknowledged_by"] == "alice"
+    assert any(t["kind"] == "acknowledged" and t["actor"] == "alice" for t in shown["timeline"])
+    wait_for("incidents_open metric", lambda: d.metric('alertd_incidents_open{priority="P2"}') == 1)
+    assert (d.metric('alertd_notifications_sent_total{channel="mail"}') or 0) >= 1
+
+    # 3. a broken thresholds.yaml on SIGHUP: the daemon keeps running the old config
+    good = (cfg / "thresholds.yaml").read_text()
+    (cfg / "thresholds.yaml").write_text(good.replace("above: {major: 0}", "above: {major: high}"))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for("the reload rejection", lambda: "reload rejected" in d.log())
+    assert "thresholds.yaml:5:" in d.log()  # file:line of the bad value
+    assert d.proc.poll() is None
+    assert d.metric("alertd_config_last_reload_successful") == 0
+    assert d.post("/-/reload") == 500
+    time.sleep(2.5)  # two more evaluation cycles on the old config: nothing resolves
+    assert len(smtp_server.messages) == 1
+    assert json.loads(d.cli("list", "--json"))[0]["state"] == "acknowledged"
+
+    # 4. a threshold no machine can cross, on SIGHUP: the incident resolves with a mail
+    write_config(cfg, smtp_server, major=100)
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for("the 'resolved' mail", lambda: len(smtp_server.messages) >= 2)
+    resolved = mails(smtp_server)[1]
+    assert "RESOLVED" in resolved["Subject"]
+    assert d.metric("alertd_config_last_reload_successful") == 1
+    final = json.loads(d.cli("show", str(incident["id"]), "--json"))
+    assert final["state"] == "resolved" and final["resolved_at"] is not None
+    kinds = [t["kind"] for t in final["timeline"]]
+    assert kinds[:2] == ["opened", "notification"] or kinds[0] == "opened"
+    assert {"acknowledged", "resolved"} <= set(kinds)
+
+    assert d.stop() == 0
+    assert "Traceback" not in d.log(), d.log()
+
+
+def test_restart_does_not_refire_or_duplicate(
+    tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, smtp_server, major=0)
+    first = daemon_factory(cfg)
+    wait_for("the 'opened' mail", lambda: len(smtp_server.messages) >= 1)
+    assert first.stop() == 0
+
+    second = daemon_factory(cfg)
+    wait_for(
+        "two evaluations after restart",
+        lambda: (second.metric("alertd_rule_evaluations_total") or 0) >= 3,
+    )
+    assert len(smtp_server.messages) == 1  # no second "opened" mail
+    assert len(json.loads(second.cli("list", "--state", "all", "--json"))) == 1
+    assert second.stop() == 0
+
+
+def test_bad_config_at_start_exits_1_naming_the_line(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, smtp_server, major=0)
+    (cfg / "channels.yaml").write_text("routes:\n  - notify: [nobody]\n")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alertd",
+            "run",
+            "--config-dir",
+            str(cfg),
+            "--state-dir",
+            str(tmp_path / "st"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 1
+    assert 'channels.yaml:2:14: routes[0].notify[0]: unknown team or channel "nobody"' in out.stderr
+    assert "Traceback" not in out.stderr
