@@ -157,3 +157,4 @@ class Notification:
     channel: str
     recipients: tuple[str, ...] = ()
     key: str = field(default="")  # idempotency key: incident, transition, channel, time
+    previous_level: Level | None = None  # for LEVEL_CHANGED

@@ -42,14 +42,13 @@ class IncidentManager:
         Call inside ``store.transaction()`` together with the rule-state write, so the two
         never disagree after a crash.
         """
-        changes: list[tuple[Incident, Transition]] = []
+        out: list[Notification] = []
         for event in events:
             change = self._apply_one(event, now)
             if change is not None:
-                changes.append(change)
-        out: list[Notification] = []
-        for incident, transition in changes:
-            out.extend(notifications_for(incident, transition, self.channels, now))
+                incident, transition = change
+                previous = event.previous_level if transition is Transition.LEVEL_CHANGED else None
+                out.extend(notifications_for(incident, transition, self.channels, now, previous))
         return out
 
     def _apply_one(self, event: AlertEvent, now: float) -> tuple[Incident, Transition] | None:

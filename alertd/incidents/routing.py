@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alertd.config.channels import ChannelsFile
 from alertd.evaluate.thresholds import matches
-from alertd.model import Incident, Notification, Transition
+from alertd.model import Incident, Level, Notification, Transition
 
 
 def route_targets(incident: Incident, config: ChannelsFile) -> list[str]:
@@ -20,7 +20,11 @@ def route_targets(incident: Incident, config: ChannelsFile) -> list[str]:
 
 
 def notifications_for(
-    incident: Incident, transition: Transition, config: ChannelsFile, key_time: float
+    incident: Incident,
+    transition: Transition,
+    config: ChannelsFile,
+    key_time: float,
+    previous_level: Level | None = None,
 ) -> list[Notification]:
     """Return one notification per channel, with the recipients of every team routed there.
 
@@ -45,6 +49,7 @@ def notifications_for(
             channel=channel,
             recipients=tuple(people) if config.channels[channel].type == "email" else (),
             key=f"{incident.id}.{transition.value}.{channel}.{key_time:.3f}",
+            previous_level=previous_level,
         )
         for channel, people in recipients.items()
     ]

@@ -116,14 +116,15 @@ _VERBS = {
 def subject(n: Notification) -> str:
     """Return a one-line subject such as ``[P2] OPENED #12 major: Memory used 87.5% on web1``.
 
-    The level is omitted for RESOLVED. For LEVEL_CHANGED only the current level is shown
-    (the previous one is not on ``Incident``). The result has no control characters and is
-    cut to ``SUBJECT_MAX`` characters with an ellipsis.
+    The level is omitted for RESOLVED; LEVEL_CHANGED shows ``major→critical``. The result has
+    no control characters and is cut to ``SUBJECT_MAX`` characters with an ellipsis.
     """
     inc = n.incident
     verb = _VERBS[n.transition]
     head = f"[{inc.priority}] {verb} #{inc.id}"
-    if n.transition is not Transition.RESOLVED:
+    if n.transition is Transition.LEVEL_CHANGED and n.previous_level is not None:
+        head += f" {n.previous_level.label}→{inc.level.label}"
+    elif n.transition is not Transition.RESOLVED:
         head += f" {inc.level.label}"
     text = f"{head}: {_single_line(inc.summary)}"
     if len(text) > SUBJECT_MAX:

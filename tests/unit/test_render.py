@@ -167,3 +167,11 @@ def test_one_line_stays_one_line() -> None:
 )
 def test_format_value(value: float | None, expected: str) -> None:
     assert render.format_value(value) == expected
+
+
+def test_level_changed_subject_names_both_levels() -> None:
+    n = dataclasses.replace(
+        make_notification(Transition.LEVEL_CHANGED, level=Level.CRITICAL, priority="P1"),
+        previous_level=Level.MAJOR,
+    )
+    assert render.subject(n) == "[P1] LEVEL CHANGED #12 major→critical: Memory used 87.5% on web1"
