@@ -2,7 +2,9 @@
 
 A job only collects and hands samples to a sink; it never evaluates or notifies. A failed
 collection turns every series the target produced last time into UNKNOWN samples, so the
-evaluator holds their alerts instead of seeing a recovery.
+evaluator holds their alerts instead of seeing a recovery. Missing data is its own condition:
+every run also reports ``alertd_target_up`` (1 collected, 0 failed) with the target's labels,
+which a rule can alert on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from alertd.model import Labels, Sample, make_labels
 log = logging.getLogger(__name__)
 
 SampleSink = Callable[[Sequence[Sample]], None]
+UP_METRIC = "alertd_target_up"
 
 
 class Collector(Protocol):
@@ -45,6 +48,7 @@ class CollectJob:
     name: str
     interval: float
     collector: Collector
+    labels: Labels
     last_series: tuple[tuple[str, Labels], ...] = ()
     failing: bool = False
 
@@ -69,7 +73,8 @@ def build_jobs(hosts: Iterable[HostTarget], clock: Clock) -> list[CollectJob]:
                 *target.exclude_mountpoints,
             ),
         )
-        jobs.append(CollectJob(f"host:{dict(labels)['instance']}", target.interval, collector))
+        name = f"host:{dict(labels)['instance']}"
+        jobs.append(CollectJob(name, target.interval, collector, labels))
     return jobs
 
 
@@ -121,14 +126,14 @@ class CollectionScheduler:
             job.failing = True
             now = self.clock.now()
             unknown = [Sample(metric, labels, None, now) for metric, labels in job.last_series]
-            self.sink(unknown)
+            self.sink([*unknown, Sample(UP_METRIC, job.labels, 0.0, now)])
             return
         if job.failing:
             log.info("collection from %s works again", job.name)
             job.failing = False
         job.last_series = tuple((s.metric, s.labels) for s in samples)
         self.metrics.samples_collected.labels(job.name).inc(len(samples))
-        self.sink(samples)
+        self.sink([*samples, Sample(UP_METRIC, job.labels, 1.0, self.clock.now())])
 
     def shutdown(self) -> None:
         if self.scheduler.running:

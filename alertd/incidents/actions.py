@@ -13,9 +13,10 @@ def acknowledge(
     store: IncidentStore, incident: Incident, who: str, comment: str | None, now: float, how: str
 ) -> str:
     """Acknowledge ``incident``; return what happened, in words."""
-    if incident.state is not IncidentState.OPEN:
-        return f"incident #{incident.id} is {incident.state.value}; nothing to acknowledge"
     with store.transaction():
+        incident = store.get(incident.id) or incident  # re-read under the write lock
+        if incident.state is not IncidentState.OPEN:
+            return f"incident #{incident.id} is {incident.state.value}; nothing to acknowledge"
         store.acknowledge(incident, who, now)
         detail = f"acknowledged via {how}" + (f": {comment}" if comment else "")
         store.add_timeline(incident.id, now, "acknowledged", detail, actor=who)
@@ -26,9 +27,10 @@ def resolve_by_hand(
     store: IncidentStore, incident: Incident, who: str, comment: str | None, now: float, how: str
 ) -> str:
     """Resolve ``incident`` by hand; return what happened, in words."""
-    if incident.state is IncidentState.RESOLVED:
-        return f"incident #{incident.id} is already resolved"
     with store.transaction():
+        incident = store.get(incident.id) or incident  # re-read under the write lock
+        if incident.state is IncidentState.RESOLVED:
+            return f"incident #{incident.id} is already resolved"
         store.resolve(incident, now)
         detail = f"resolved by hand via {how}" + (f": {comment}" if comment else "")
         store.add_timeline(incident.id, now, "resolved", detail, actor=who)
