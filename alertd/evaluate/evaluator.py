@@ -130,7 +130,8 @@ class Evaluator:
                     elif value >= b.trigger:
                         continue
                 elif value is None:
-                    continue  # UNKNOWN: hold state, never resolve on missing data
+                    self._unknown(compiled, b)
+                    continue
                 event = self._step(compiled, b, value, now)
                 if event is not None:
                     events.append(event)
@@ -144,35 +145,52 @@ class Evaluator:
             fp = fingerprint(compiled.name, series.labels)
             restored = self._restored.pop(fp, None)
             if th is None:
-                if restored is not None and restored.firing is not None:
-                    out.append(self._event_from_record(restored, compiled.summary, now))
+                if restored is not None:
                     self._changed[fp] = None
+                    if restored.firing is not None:
+                        out.append(self._event_from_record(restored, compiled.summary, now))
                 continue
             state = _state_from(restored) if restored is not None else None
             compiled.bindings.append(_Binding(series, th, fp, state))
         compiled.seen = len(all_series)
+
+    def _unknown(self, compiled: _CompiledRule, b: _Binding) -> None:
+        """UNKNOWN: a firing level holds (missing data never resolves); pending streaks break,
+        so a breach after a gap must last ``for`` again."""
+        state = b.state
+        assert state is not None
+        firing = state.firing or 0
+        since = [s if level <= firing else None for level, s in enumerate(state.since)]
+        if since == state.since:
+            return
+        state.since = since
+        if state.firing is None:
+            b.state = None
+            self._changed[b.fingerprint] = None
+        else:
+            self._changed[b.fingerprint] = self._record(compiled, b, state)
 
     def _step(
         self, compiled: _CompiledRule, b: _Binding, value: float, now: float
     ) -> AlertEvent | None:
         th = b.th
         state = b.state or _State()
-        since = state.since
+        since: list[float | None] = [None, None, None, None]  # levels the rule lacks stay None
         for level, limit in th.levels:
             if (value > limit) if th.above else (value < limit):
-                if since[level] is None:
-                    since[level] = now
-            else:
-                since[level] = None
+                since[level] = state.since[level] or now
         qualified: Level | None = None
         for level, _ in th.levels:
             started = since[level]
             if started is not None and now - started >= th.for_:
                 qualified = level
                 break
-        held = th.held(value, state.firing) if state.firing is not None else None
-        new = max((lv for lv in (qualified, held) if lv is not None), default=None)
         old = state.firing
+        held = th.held(value, old) if old is not None else None
+        new = max((lv for lv in (qualified, held) if lv is not None), default=None)
+        if new == old and since == state.since:
+            return None  # nothing changed: nothing to persist, nothing to say
+        state.since = since
         if new != old:
             state.firing = new
             state.firing_since = now if new is not None else None

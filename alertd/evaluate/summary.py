@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from alertd.model import Labels, Level
 
+log = logging.getLogger(__name__)
 _ENV = SandboxedEnvironment(autoescape=False)
 
 
@@ -31,8 +32,8 @@ class Summary:
         if self._template is not None:
             try:
                 return " ".join(self._template.render(context).split())
-            except (TemplateError, TypeError, ValueError, ArithmeticError):
-                pass  # a broken template must not lose the alert; the default says enough
+            except Exception:  # a broken template must never lose the alert
+                log.debug("summary template of rule %s failed", self.rule, exc_info=True)
         instance = dict(labels).get("instance", "?")
         shown = "unknown" if value is None else f"{value:g}"
         return f"{self.metric} is {shown} on {instance}"

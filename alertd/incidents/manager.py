@@ -17,6 +17,7 @@ from alertd.model import (
     EventKind,
     Incident,
     IncidentState,
+    Level,
     Notification,
     Transition,
 )
@@ -46,12 +47,14 @@ class IncidentManager:
         for event in events:
             change = self._apply_one(event, now)
             if change is not None:
-                incident, transition = change
-                previous = event.previous_level if transition is Transition.LEVEL_CHANGED else None
+                incident, transition, previous = change
                 out.extend(notifications_for(incident, transition, self.channels, now, previous))
         return out
 
-    def _apply_one(self, event: AlertEvent, now: float) -> tuple[Incident, Transition] | None:
+    def _apply_one(
+        self, event: AlertEvent, now: float
+    ) -> tuple[Incident, Transition, Level | None] | None:
+        """Apply one event; return the changed incident, why, and its previous level."""
         store = self.store
         current = store.active(event.fingerprint)
         if event.kind is EventKind.RESOLVED:
@@ -62,7 +65,7 @@ class IncidentManager:
                 current.id, now, "resolved", f"{event.summary} (value {_value(event.value)})"
             )
             log.info("incident #%d resolved: %s", current.id, event.summary)
-            return resolved, Transition.RESOLVED
+            return resolved, Transition.RESOLVED, None
         assert event.level is not None
         priority = priority_of(event.labels, event.level, self.channels.priorities)
         if current is None:
@@ -94,7 +97,7 @@ class IncidentManager:
                 event.level.label,
                 event.summary,
             )
-            return opened, Transition.OPENED
+            return opened, Transition.OPENED, None
         if current.level == event.level:
             return None  # a repeat FIRING (e.g. after restart) for an incident already open
         changed = store.update_level(
@@ -114,7 +117,7 @@ class IncidentManager:
             event.level.label,
             priority,
         )
-        return changed, Transition.LEVEL_CHANGED
+        return changed, Transition.LEVEL_CHANGED, current.level
 
     def record_delivery(self, notification: Notification, outcome: str, now: float) -> None:
         """Put one delivery outcome on the incident's timeline."""

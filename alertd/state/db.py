@@ -70,12 +70,18 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(state_dir / DB_NAME, timeout=10.0, isolation_level=None)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"state database {state_dir / DB_NAME}: {exc}") from exc
+    try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn)
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, StoreError) as exc:
+        conn.close()
+        if isinstance(exc, StoreError):
+            raise
         raise StoreError(f"state database {state_dir / DB_NAME}: {exc}") from exc
     return conn
 
@@ -88,6 +94,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     )
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     latest = max(MIGRATIONS)[0]
+    if done and max(done) > latest:
+        raise StoreError(f"state database schema {max(done)} is newer than this alertd ({latest})")
     for version, sql in MIGRATIONS:
         if version in done:
             continue
@@ -109,10 +117,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    newest = max(done | {v for v, _ in MIGRATIONS})
-    if newest > latest:
-        raise StoreError(f"state database schema {newest} is newer than this alertd ({latest})")
-    return newest
+    return latest
 
 
 def _statements(sql: str) -> list[str]:

@@ -1,0 +1,202 @@
+"""Unit tests of ``alertd.state.db``: migrations, pragmas, newer schemas, two writers."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from alertd.errors import StoreError
+from alertd.incidents.actions import acknowledge, add_comment
+from alertd.model import Incident, IncidentState, Level, StateRecord, make_labels
+from alertd.state.db import DB_NAME, MIGRATIONS, connect, migrate
+from alertd.state.incidents import IncidentStore
+from alertd.state.rule_state import load_rule_state, save_rule_state
+
+from .conftest import T0
+
+LATEST = max(v for v, _ in MIGRATIONS)
+
+
+def draft(fingerprint: str = "f1") -> Incident:
+    return Incident(
+        id=0,
+        fingerprint=fingerprint,
+        rule="cpu",
+        metric="cpu",
+        labels=make_labels({"instance": "web1"}),
+        level=Level.MAJOR,
+        priority="P2",
+        state=IncidentState.OPEN,
+        summary="cpu is 90 on web1",
+        value=90.0,
+        opened_at=T0,
+        updated_at=T0,
+    )
+
+
+def versions(conn: sqlite3.Connection) -> list[int]:
+    return [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {row[0] for row in rows}
+
+
+def test_migrations_run_once_and_record_the_version(conn: sqlite3.Connection) -> None:
+    assert versions(conn) == [v for v, _ in MIGRATIONS]
+    assert {"incidents", "timeline", "rule_state", "schema_migrations"} <= tables(conn)
+    applied_at = conn.execute("SELECT applied_at FROM schema_migrations").fetchall()
+    assert migrate(conn) == LATEST
+    assert migrate(conn) == LATEST
+    assert conn.execute("SELECT applied_at FROM schema_migrations").fetchall() == applied_at
+
+
+def test_connecting_twice_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
+    first = connect(tmp_path)
+    IncidentStore(first).open(draft())
+    first.close()
+    second = connect(tmp_path)
+    try:
+        assert versions(second) == [v for v, _ in MIGRATIONS]
+        assert [i.fingerprint for i in IncidentStore(second).find()] == ["f1"]
+    finally:
+        second.close()
+    assert (tmp_path / DB_NAME).is_file()
+
+
+def test_connect_creates_the_state_directory(tmp_path: Path) -> None:
+    state_dir = tmp_path / "var" / "lib" / "alertd"
+    conn = connect(state_dir)
+    conn.close()
+    assert (state_dir / DB_NAME).is_file()
+
+
+def test_pragmas(conn: sqlite3.Connection) -> None:
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_foreign_keys_reject_timeline_of_missing_incident(conn: sqlite3.Connection) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        IncidentStore(conn).add_timeline(999, T0, "comment", "nobody home")
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    conn = connect(tmp_path)
+    conn.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (LATEST + 1, T0)
+    )
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        connect(tmp_path)
+
+
+def test_unusable_state_directory_is_a_store_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(StoreError, match=DB_NAME):
+        connect(not_a_dir)
+
+
+def test_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"this is not sqlite, just some text " * 100)
+    with pytest.raises(StoreError, match=DB_NAME):
+        connect(tmp_path)
+
+
+def test_rule_state_upsert_and_delete(conn: sqlite3.Connection) -> None:
+    record = StateRecord(
+        fingerprint="fp",
+        rule="cpu",
+        metric="cpu",
+        labels=make_labels({"instance": "web1", "site": "上海"}),
+        firing=None,
+        firing_since=None,
+        since=(T0, None, None),
+    )
+    save_rule_state(conn, {"fp": record})
+    assert load_rule_state(conn) == [record]
+    firing = StateRecord(
+        "fp", "cpu", "cpu", record.labels, Level.CRITICAL, T0 + 60, (T0, T0 + 1.5, T0 + 2)
+    )
+    save_rule_state(conn, {"fp": firing})
+    assert load_rule_state(conn) == [firing]
+    save_rule_state(conn, {"fp": None, "unknown": None})
+    assert load_rule_state(conn) == []
+
+
+# -- daemon + CLI ---------------------------------------------------------------------------
+def test_two_connections_write_alternately(tmp_path: Path) -> None:
+    daemon, cli = connect(tmp_path), connect(tmp_path)
+    try:
+        dstore, cstore = IncidentStore(daemon), IncidentStore(cli)
+        for i in range(20):
+            with dstore.transaction():
+                opened = dstore.open(draft(f"f{i}"))
+                dstore.add_timeline(opened.id, T0 + i, "opened", "opened")
+            seen = cstore.get(opened.id)
+            assert seen is not None
+            assert "acknowledged by cli" in acknowledge(cstore, seen, "cli", None, T0 + i, "cli")
+            add_comment(cstore, seen, "cli", "note", T0 + i)
+        assert len(dstore.find([IncidentState.ACKNOWLEDGED])) == 20
+        assert [t.kind for t in dstore.timeline(1)] == ["opened", "acknowledged", "comment"]
+    finally:
+        daemon.close()
+        cli.close()
+
+
+def test_reader_in_a_transaction_does_not_block_a_writer(tmp_path: Path) -> None:
+    daemon, cli = connect(tmp_path), connect(tmp_path)
+    try:
+        cli.execute("BEGIN")
+        assert cli.execute("SELECT COUNT(*) FROM incidents").fetchone()[0] == 0
+        store = IncidentStore(daemon)
+        with store.transaction():
+            store.open(draft())
+        # the reader keeps its snapshot until its transaction ends (WAL)
+        assert cli.execute("SELECT COUNT(*) FROM incidents").fetchone()[0] == 0
+        cli.execute("COMMIT")
+        assert cli.execute("SELECT COUNT(*) FROM incidents").fetchone()[0] == 1
+    finally:
+        daemon.close()
+        cli.close()
+
+
+def test_second_writer_waits_for_the_first_instead_of_failing(tmp_path: Path) -> None:
+    daemon = connect(tmp_path)
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def cli_writes() -> None:  # its own connection: sqlite3 connections stay in one thread
+        cli = connect(tmp_path)
+        try:
+            store = IncidentStore(cli)
+            started.set()
+            with store.transaction():  # waits on the daemon's write lock (busy_timeout)
+                store.open(draft("from-cli"))
+        except BaseException as exc:  # reported to the main thread
+            errors.append(exc)
+        finally:
+            cli.close()
+
+    try:
+        daemon.execute("BEGIN IMMEDIATE")
+        IncidentStore(daemon).open(draft("from-daemon"))
+        worker = threading.Thread(target=cli_writes)
+        worker.start()
+        assert started.wait(5)
+        time.sleep(0.2)  # let the CLI run into the lock
+        daemon.execute("COMMIT")
+        worker.join(15)
+        assert not worker.is_alive()
+        assert errors == []
+        names = {i.fingerprint for i in IncidentStore(daemon).find()}
+        assert names == {"from-daemon", "from-cli"}
+    finally:
+        daemon.close()
