@@ -9,7 +9,7 @@ ever returned, which is what lets a reload keep the last good config.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,12 +59,12 @@ def load_config(directory: Path, env: Mapping[str, str] | None = None) -> Config
     return loader.load()
 
 
-def _walk_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[Path_, bool]:
+def _walk_loc(data: Any, loc: tuple[int | str, ...], names_key: bool) -> tuple[Path_, bool]:
     """Map a pydantic ``loc`` onto the real data path.
 
     Returns the path and whether its last element exists in the data. Elements that are not
-    in the data (discriminator tags, model names) are skipped, except a final one, which is
-    a missing or unknown key name.
+    in the data (discriminator tags, model names) are skipped, except a final one when the
+    error names a key (``names_key``: a missing or unknown key).
     """
     path: list[str | int] = []
     node = data
@@ -74,7 +74,7 @@ def _walk_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[Path_, bool]:
         if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
             path.append(part)
             node = node[part]
-        elif last:
+        elif last and names_key:
             path.append(part)
             return tuple(path), False
     return tuple(path), True
@@ -82,14 +82,32 @@ def _walk_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[Path_, bool]:
 
 def _message(err: Mapping[str, Any]) -> str:
     kind = err["type"]
+    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f'unknown type "{ctx.get("tag")}" (known: {_plain(ctx.get("expected_tags"))})'
+    if kind == "union_tag_not_found":
+        return "required key is missing: type"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "expected a mapping (key: value)" if err["input"] is not None else _EMPTY
+    if kind == "list_type":
+        return "expected a list" if err["input"] is not None else _EMPTY
+    if kind == "finite_number":
+        return "must be a finite number"
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
     return msg  # never err["input"]: it may hold a secret
+
+
+_EMPTY = "has no value (write [] or {} for none)"
+
+
+def _plain(tags: object) -> str:
+    return str(tags).replace("'", "")
 
 
 class _Loader:
@@ -98,6 +116,7 @@ class _Loader:
         self.env = env
         self.problems: list[ConfigProblem] = []
         self.files: list[str] = []
+        self.substituted: set[str] = set()  # values taken from the environment (maybe secrets)
 
     def _name(self, path: Path) -> str:
         try:
@@ -108,7 +127,7 @@ class _Loader:
     def _parse(self, path: Path, model: type[M]) -> tuple[Document, M] | None:
         name = self._name(path)
         self.files.append(name)
-        doc, problems = parse_file(path, name, self.env)
+        doc, problems = parse_file(path, name, self.env, self.substituted)
         self.problems.extend(problems)
         if doc is None:
             return None
@@ -121,8 +140,13 @@ class _Loader:
             return doc, model.model_validate(doc.data)
         except ValidationError as exc:
             for err in exc.errors():
-                path_, exists = _walk_loc(doc.data, tuple(err["loc"]))
+                names_key = err["type"] in ("extra_forbidden", "missing")
+                path_, exists = _walk_loc(doc.data, tuple(err["loc"]), names_key)
+                if err["type"] == "union_tag_invalid":
+                    path_ = (*path_, "type")  # point at the bad `type:` value itself
                 key = err["type"] == "extra_forbidden"
+                if path_ in doc.reported:
+                    continue  # already explained (e.g. an unset ${VAR} left it empty)
                 self.problems.append(doc.problem(path_, _message(err), key=key, exists=exists))
             return None
 
@@ -177,7 +201,7 @@ class _Loader:
                 self._check_channels(channels_doc, channels)
             self._check_impacts(host_docs, channels)
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError([self._scrub(p) for p in self.problems])
         assert channels is not None
         return Config(
             directory=self.directory,
@@ -185,8 +209,18 @@ class _Loader:
             rules=tuple(src for _, _, src in rules),
             evaluation_interval=interval,
             hosts=tuple(hosts),
-            channels=channels,
+            channels=_files_relative_to(channels, self.directory),
         )
+
+    def _scrub(self, problem: ConfigProblem) -> ConfigProblem:
+        """Remove values that came from the environment (they may be secrets) from a message."""
+        message = problem.message
+        for value in sorted(self.substituted, key=len, reverse=True):
+            if len(value) >= 3:
+                message = message.replace(value, "<redacted>")
+        if message == problem.message:
+            return problem
+        return replace(problem, message=message)
 
     def _check_rules(self, rules: list[tuple[Document, int, RuleSource]]) -> None:
         seen: dict[str, tuple[str, int]] = {}
@@ -200,7 +234,7 @@ class _Loader:
                     doc.problem(
                         (*base, "name" if rule.name else "metric"),
                         f'duplicate rule name "{name}" (first at {file}:{line}); '
-                        "give one of them a distinct name:",
+                        "give one of them a distinct name",
                     )
                 )
             else:
@@ -248,7 +282,7 @@ class _Loader:
                     )
         for channel_name, channel_cfg in ch.channels.items():
             password_file = getattr(channel_cfg, "password_file", None)
-            if password_file is not None and not Path(password_file).is_file():
+            if password_file is not None and not (self.directory / password_file).is_file():
                 self.problems.append(
                     doc.problem(
                         ("channels", channel_name, "password_file"),
@@ -291,3 +325,14 @@ class _Loader:
 
 def _known(names: list[str]) -> str:
     return f"known: {', '.join(names)}" if names else "none are defined"
+
+
+def _files_relative_to(channels: ChannelsFile, directory: Path) -> ChannelsFile:
+    """Resolve relative ``*_file`` paths against the config directory, as check-config does."""
+    fixed = {}
+    for name, channel in channels.channels.items():
+        path = getattr(channel, "password_file", None)
+        if path is not None and not Path(path).is_absolute():
+            channel = channel.model_copy(update={"password_file": directory / path})
+        fixed[name] = channel
+    return channels.model_copy(update={"channels": fixed})

@@ -84,5 +84,5 @@ class Rule(StrictModel):
 class ThresholdsFile(StrictModel):
     """One thresholds file (``thresholds.yaml`` or a rule pack)."""
 
-    evaluation_interval: Duration | None = None
+    evaluation_interval: Duration | None = Field(default=None, gt=0)
     rules: list[Rule] = []

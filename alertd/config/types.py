@@ -22,6 +22,14 @@ def parse_duration(value: Any) -> float:
     if not isinstance(value, str):
         raise ValueError("expected a duration such as 30s, 2m or 1h")
     text = value.strip()
+    try:
+        seconds = float(text)  # a bare number of seconds, e.g. from ${INTERVAL:-90}
+    except ValueError:
+        pass
+    else:
+        if seconds < 0 or seconds != seconds or seconds == float("inf"):
+            raise ValueError("duration must be a finite, non-negative number of seconds")
+        return seconds
     pos, total = 0, 0.0
     for match in _DURATION.finditer(text):
         if match.start() != pos:
@@ -62,4 +70,6 @@ MatcherValues = Annotated[list[str], BeforeValidator(_matcher_values)]
 class StrictModel(BaseModel):
     """Config models reject unknown keys and never coerce silently between types."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )

@@ -40,6 +40,7 @@ class Document:
     data: Any
     key_marks: dict[Path_, Mark] = field(default_factory=dict)
     value_marks: dict[Path_, Mark] = field(default_factory=dict)
+    reported: set[Path_] = field(default_factory=set)  # paths with a problem already
 
     def mark_for(self, path: Path_, *, key: bool = False) -> Mark | None:
         """Return the mark of ``path`` (its key when ``key``), or of its nearest ancestor."""
@@ -84,78 +85,132 @@ def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def substitute_env(text: str, env: Mapping[str, str]) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-default}``; raise KeyError naming an unset VAR."""
+def substitute_env(text: str, env: Mapping[str, str], used: set[str] | None = None) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` (the default also when VAR is empty).
+
+    Raise KeyError naming an unset VAR. Every substituted value is added to ``used`` so that
+    problem messages can be scrubbed of it (it may be a secret).
+    """
 
     def repl(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise KeyError(name)
+        value = env.get(name)
+        if not value:
+            if default is not None:
+                return default
+            if value is None:
+                raise KeyError(name)
+        if used is not None and value:
+            used.add(value)
+        return value or ""
 
     return _ENV_REF.sub(repl, text)
 
 
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _Builder:
-    def __init__(self, doc: Document, env: Mapping[str, str], problems: list[ConfigProblem]):
+    def __init__(
+        self,
+        doc: Document,
+        env: Mapping[str, str],
+        problems: list[ConfigProblem],
+        substituted: set[str],
+    ):
         self.doc = doc
         self.env = env
         self.problems = problems
+        self.substituted = substituted
         self.budget = _Budget()
         self.constructor = yaml.SafeLoader("")
+
+    def _problem_at(self, node: yaml.Node, path: Path_, message: str) -> None:
+        m = _mark(node)
+        self.problems.append(
+            ConfigProblem(self.doc.file, m.line, m.column, format_path(path), message)
+        )
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.budget.left -= 1
         if self.budget.left < 0:
             raise _TooLarge(node)
-        self.doc.value_marks.setdefault(path, _mark(node))
+        self.doc.value_marks[path] = _mark(node)
         if isinstance(node, yaml.MappingNode):
+            if node.tag != _MAP_TAG:
+                self._problem_at(node, path, f"tag {node.tag} is not allowed")
+                return None
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ_TAG:
+                self._problem_at(node, path, f"tag {node.tag} is not allowed")
+                return None
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
         return self._scalar(node, path)
 
+    def _merged(self, value_node: yaml.Node, path: Path_) -> dict[Any, Any]:
+        """Return what ``<<: *a`` or ``<<: [*a, *b]`` brings in; the first source wins."""
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        merged: dict[Any, Any] = {}
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                self._problem_at(source, path, "a merge key (<<) needs a mapping or a list of them")
+                continue
+            for key, value in self._mapping(source, path).items():
+                merged.setdefault(key, value)
+        return merged
+
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
-        self.constructor.flatten_mapping(node)  # resolve YAML merge keys (<<)
         out: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
         first_seen: dict[Any, Mark] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                self.problems.append(self.doc.problem(path, "mapping keys must be plain scalars"))
+                self._problem_at(key_node, path, "mapping keys must be plain scalars")
                 continue
-            key = self.constructor.construct_object(key_node)
-            if not isinstance(key, str | int | float | bool) or key is None:
-                key = str(key)
-            child: Path_ = (*path, key if isinstance(key, str | int) else str(key))
+            if key_node.tag == _MERGE_TAG:
+                for key, value in self._merged(value_node, path).items():
+                    merged.setdefault(key, value)
+                continue
+            key = self._construct(key_node, path)
+            if not isinstance(key, str | int) or isinstance(key, bool):
+                key = str(key).lower() if isinstance(key, bool) else str(key)
+            child: Path_ = (*path, key)
             if key in first_seen:
-                first = first_seen[key]
-                m = _mark(key_node)
-                self.problems.append(
-                    ConfigProblem(
-                        self.doc.file,
-                        m.line,
-                        m.column,
-                        format_path(child),
-                        f"duplicate key (first defined at line {first.line})",
-                    )
+                self._problem_at(
+                    key_node, child, f"duplicate key (first defined at line {first_seen[key].line})"
                 )
                 continue
             first_seen[key] = _mark(key_node)
             self.doc.key_marks[child] = _mark(key_node)
             out[key] = self.build(value_node, child)
+        for key, value in merged.items():  # explicit keys override merged ones
+            out.setdefault(key, value)
         return out
 
+    def _construct(self, node: yaml.Node, path: Path_) -> Any:
+        try:
+            return self.constructor.construct_object(node)
+        except Exception as exc:  # bad dates, !!int abc, huge ints: a problem, not a crash
+            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            self._problem_at(
+                node,
+                path,
+                f"cannot read {node.tag.rsplit(':', 1)[-1]} value ({reason}); "
+                "quote it to make it a string",
+            )
+            return None
+
     def _scalar(self, node: yaml.Node, path: Path_) -> Any:
-        value = self.constructor.construct_object(node)
+        value = self._construct(node, path)
         if isinstance(value, str) and "${" in value:
             try:
-                return substitute_env(value, self.env)
+                return substitute_env(value, self.env, self.substituted)
             except KeyError as exc:
-                self.problems.append(
-                    self.doc.problem(path, f"environment variable {exc.args[0]} is not set")
-                )
+                self._problem_at(node, path, f"environment variable {exc.args[0]} is not set")
+                self.doc.reported.add(path)
                 return ""
         return value
 
@@ -166,9 +221,15 @@ class _TooLarge(Exception):
 
 
 def parse_file(
-    path: Path, display_name: str, env: Mapping[str, str] | None = None
+    path: Path,
+    display_name: str,
+    env: Mapping[str, str] | None = None,
+    substituted: set[str] | None = None,
 ) -> tuple[Document | None, list[ConfigProblem]]:
-    """Parse one YAML file; return its document (None if unusable) and any problems."""
+    """Parse one YAML file; return its document (None if unusable) and any problems.
+
+    Values substituted from the environment are added to ``substituted``.
+    """
     problems: list[ConfigProblem] = []
     doc = Document(display_name, None)
     try:
@@ -185,6 +246,16 @@ def parse_file(
         return None, [ConfigProblem(display_name, line, col, "", "file is not valid UTF-8")]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        return None, [ConfigProblem(display_name, 0, 0, "", "nested too deeply")]
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return None, [
+            ConfigProblem(
+                display_name, line, col, "", f"control character {exc.character!r} is not allowed"
+            )
+        ]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -199,9 +270,12 @@ def parse_file(
     if node is None:
         doc.data = {}
         return doc, problems
-    builder = _Builder(doc, os.environ if env is None else env, problems)
+    used = substituted if substituted is not None else set()
+    builder = _Builder(doc, os.environ if env is None else env, problems, used)
     try:
         doc.data = builder.build(node, ())
+    except RecursionError:
+        return None, [ConfigProblem(display_name, 0, 0, "", "nested too deeply")]
     except _TooLarge as exc:
         m = _mark(exc.node)
         return None, [
@@ -213,8 +287,4 @@ def parse_file(
                 f"document expands to more than {MAX_NODES} nodes (alias bomb?)",
             )
         ]
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        return None, [ConfigProblem(display_name, line, col, "", exc.problem or "bad value")]
     return doc, problems
