@@ -26,7 +26,9 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
-        if value == 0 or abs(value) >= 100:
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        if abs(value) >= 100:
             return f"{value:.1f}"
         return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
     return str(value)
@@ -43,7 +45,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [[str(h) for h in headers], *[[_fmt(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths))
     print(flush=True)
