@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from alertd.config.load import RuleSource
 from alertd.evaluate.summary import Summary
-from alertd.evaluate.thresholds import Thresholds, resolve
+from alertd.evaluate.thresholds import ThresholdResolver, Thresholds
 from alertd.model import (
     AlertEvent,
     EventKind,
@@ -63,13 +63,14 @@ class _Binding:
 
 
 class _CompiledRule:
-    __slots__ = ("above", "bindings", "name", "rule", "seen", "summary")
+    __slots__ = ("above", "bindings", "name", "resolve", "rule", "seen", "summary")
 
     def __init__(self, source: RuleSource) -> None:
         self.rule = source.rule
         self.name = source.rule.rule_name
         self.above = source.rule.above is not None
         self.summary = Summary(source.rule.summary, self.name, source.rule.metric)
+        self.resolve = ThresholdResolver(source.rule)
         self.bindings: list[_Binding] = []
         self.seen = 0  # how many of the metric's series have been considered
 
@@ -141,7 +142,7 @@ class Evaluator:
         all_series = self._series_by_metric.get(compiled.rule.metric, [])
         for series in all_series[compiled.seen :]:
             labels = dict(series.labels)
-            th = resolve(compiled.rule, labels)
+            th = compiled.resolve(labels)
             fp = fingerprint(compiled.name, series.labels)
             restored = self._restored.pop(fp, None)
             if th is None:

@@ -59,25 +59,41 @@ def _levels(levels: Levels) -> tuple[tuple[Level, float], ...]:
     return tuple((Level.parse(name), value) for name, value in levels.items())
 
 
+class ThresholdResolver:
+    """``resolve`` for many series of one rule: the override order is sorted once, and the
+    thresholds of each override are built once and shared by every series that picks it."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self._ordered = sorted(enumerate(rule.overrides), key=_specificity)
+        self._built: dict[int | None, Thresholds | None] = {}
+
+    def __call__(self, labels: Mapping[str, str]) -> Thresholds | None:
+        rule = self.rule
+        if rule.match and not matches(rule.match, labels):
+            return None
+        chosen = next((i for i, ov in self._ordered if matches(ov.match, labels)), None)
+        if chosen not in self._built:
+            self._built[chosen] = _build(rule, chosen)
+        return self._built[chosen]
+
+
 def resolve(rule: Rule, labels: Mapping[str, str]) -> Thresholds | None:
     """Return the effective thresholds of ``rule`` for a series, or None if it doesn't apply.
 
     A series the rule's ``match`` rejects, or one whose winning override says
     ``disabled: true``, gets None.
     """
-    if rule.match and not matches(rule.match, labels):
-        return None
-    chosen: tuple[int, Override] | None = None
-    for candidate in sorted(enumerate(rule.overrides), key=_specificity):
-        if matches(candidate[1].match, labels):
-            chosen = candidate
-            break
+    return ThresholdResolver(rule)(labels)
+
+
+def _build(rule: Rule, index: int | None) -> Thresholds | None:
     above = rule.above is not None
     levels = rule.above if above else rule.below
     for_, clear = rule.for_, rule.clear
     sources = {"levels": "rule", "for": "rule", "clear": "rule"}
-    if chosen is not None:
-        index, ov = chosen
+    if index is not None:
+        ov = rule.overrides[index]
         if ov.disabled:
             return None
         name = f"overrides[{index}]"
