@@ -5,8 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian packages the tests need (net-snmp joins with the SNMP issue)
-SYSTEM_PACKAGES ?=
+# Debian packages the tests need: the real net-snmp agent and command-line tools
+SYSTEM_PACKAGES ?= snmpd snmp
 STATE_DIR ?= state
 LISTEN ?= 127.0.0.1:9095
 

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from alertd.clock import Clock, SystemClock
 from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs
+from alertd.collect.snmp.transport import SnmpTransport
 from alertd.config.load import Config, load_config
 from alertd.errors import ConfigError
 from alertd.evaluate.evaluator import Evaluator
@@ -83,7 +84,7 @@ class App:
         return _Built(
             config,
             build_notifiers(config.channels),
-            build_jobs(config.hosts, self.clock),
+            build_jobs(config, self.clock, self.snmp_transport),
             evaluator,
         )
 
@@ -110,7 +111,14 @@ class App:
         store = IncidentStore(self.conn)
         self.manager = IncidentManager(store, config.channels)
         self.dispatcher = Dispatcher({}, self.metrics, self._record_delivery)
-        built = self._build(config, None)
+        self.snmp_transport = SnmpTransport(on_drop=self._snmp_dropped)
+        await self.snmp_transport.start()
+        try:
+            built = self._build(config, None)
+        except Exception:
+            self.snmp_transport.close()
+            self.conn.close()
+            raise
         self._install(built)
         self.collection = CollectionScheduler(self._ingest, self.metrics, self.clock)
         loop = asyncio.get_running_loop()
@@ -140,9 +148,13 @@ class App:
             for notifier in self.notifiers.values():
                 await notifier.close()
             await runner.cleanup()
+            self.snmp_transport.close()
             self.conn.close()
             log.info("alertd stopped")
         return 0
+
+    def _snmp_dropped(self, reason: str) -> None:
+        self.metrics.snmp_replies_dropped.labels(reason).inc()
 
     def _ingest(self, samples: Sequence[Sample]) -> None:
         self.evaluator.ingest(samples)

@@ -32,6 +32,18 @@ class Metrics:
             ["collector"],
             registry=registry,
         )
+        self.collection_skipped = Counter(
+            "alertd_collection_skipped_total",
+            "Polls skipped because the previous poll of the target was still running.",
+            ["collector"],
+            registry=registry,
+        )
+        self.snmp_replies_dropped = Counter(
+            "alertd_snmp_replies_dropped_total",
+            "SNMP replies dropped: malformed, unmatched request id, wrong source.",
+            ["reason"],
+            registry=registry,
+        )
         self.rule_evaluations = Counter(
             "alertd_rule_evaluations_total",
             "Evaluation cycles run (each covers every rule).",
@@ -94,3 +106,4 @@ class Metrics:
         for name in names:
             self.samples_collected.labels(name)
             self.collection_errors.labels(name)
+            self.collection_skipped.labels(name)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from alertd.clock import Clock
@@ -25,7 +27,11 @@ from alertd.collect.host import (
     DEFAULT_EXCLUDED_MOUNTPOINT_PREFIXES,
     HostCollector,
 )
-from alertd.config.collectors import HostTarget
+from alertd.collect.snmp.collector import SnmpCollector
+from alertd.collect.snmp.transport import SnmpTransport
+from alertd.config.collectors import HostTarget, SnmpTarget
+from alertd.config.load import Config
+from alertd.errors import CollectError, ConfigError, ConfigProblem
 from alertd.metrics import Metrics
 from alertd.model import Labels, Sample, make_labels
 
@@ -36,21 +42,36 @@ UP_METRIC = "alertd_target_up"
 
 
 class Collector(Protocol):
-    def collect(self) -> list[Sample]:
+    async def collect(self) -> list[Sample]:
         """Return one round of samples; raise on failure."""
         ...
 
 
+class ThreadedCollector:
+    """Runs a blocking collector (psutil) in a worker thread."""
+
+    def __init__(self, blocking: HostCollector) -> None:
+        self.blocking = blocking
+
+    async def collect(self) -> list[Sample]:
+        return await asyncio.to_thread(self.blocking.collect)
+
+
 @dataclass(slots=True)
 class CollectJob:
-    """One target's collector and what it produced last time."""
+    """One target's collector and what it produced last time.
+
+    A failed poll is "soft" until ``unreachable_after`` fail in a row, then "hard": only then
+    does ``alertd_target_up`` drop to 0 (before that it is UNKNOWN, like the rest).
+    """
 
     name: str
     interval: float
     collector: Collector
     labels: Labels
+    unreachable_after: int = 1
     last_series: tuple[tuple[str, Labels], ...] = ()
-    failing: bool = False
+    failures: int = 0
 
 
 def host_labels(target: HostTarget) -> Labels:
@@ -58,10 +79,34 @@ def host_labels(target: HostTarget) -> Labels:
     return make_labels({**target.labels, "instance": instance})
 
 
-def build_jobs(hosts: Iterable[HostTarget], clock: Clock) -> list[CollectJob]:
+def snmp_labels(target: SnmpTarget) -> Labels:
+    return make_labels({**target.labels, "instance": target.instance or target.address})
+
+
+def _community(target: SnmpTarget) -> bytes:
+    if target.community is not None:
+        return target.community.get_secret_value().encode()
+    assert target.community_file is not None
+    try:
+        return Path(target.community_file).read_text(encoding="utf-8").strip().encode()
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigProblem(target.community_file, 0, 0, "", f"cannot read: {exc.strerror}")]
+        ) from exc
+
+
+def build_jobs(config: Config, clock: Clock, transport: SnmpTransport | None) -> list[CollectJob]:
     """Return a collection job per configured target."""
     jobs = []
-    for target in hosts:
+    for snmp in config.snmp:
+        if transport is None:
+            raise CollectError("SNMP targets are configured but no SNMP transport is running")
+        labels = snmp_labels(snmp)
+        profiles = [config.profiles[name] for name in snmp.profiles]
+        poller = SnmpCollector(snmp, profiles, transport, labels, clock, _community(snmp))
+        name = f"snmp:{dict(labels)['instance']}"
+        jobs.append(CollectJob(name, snmp.interval, poller, labels, snmp.unreachable_after))
+    for target in config.hosts:
         labels = host_labels(target)
         collector = HostCollector(
             labels=labels,
@@ -74,7 +119,7 @@ def build_jobs(hosts: Iterable[HostTarget], clock: Clock) -> list[CollectJob]:
             ),
         )
         name = f"host:{dict(labels)['instance']}"
-        jobs.append(CollectJob(name, target.interval, collector, labels))
+        jobs.append(CollectJob(name, target.interval, ThreadedCollector(collector), labels))
     return jobs
 
 
@@ -89,8 +134,13 @@ class CollectionScheduler:
         self.jobs: list[CollectJob] = []
 
     def start(self, jobs: list[CollectJob]) -> None:
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.start()
         self.replace(jobs)
+
+    def _skipped(self, event: JobSubmissionEvent) -> None:
+        # the previous poll of this target is still running: skip, count, never queue
+        self.metrics.collection_skipped.labels(event.job_id).inc()
 
     def replace(self, jobs: list[CollectJob]) -> None:
         """Swap the whole job set (config reload); the first run of each is now."""
@@ -118,19 +168,26 @@ class CollectionScheduler:
             # a hung mount or /proc read must not hold the job forever; the thread may stay
             # stuck, but max_instances=1 keeps it to one and the series go UNKNOWN
             async with asyncio.timeout(job.interval):
-                samples = await asyncio.to_thread(job.collector.collect)
+                samples = await job.collector.collect()
         except Exception as exc:
             self.metrics.collection_errors.labels(job.name).inc()
-            if not job.failing:
-                log.warning("collection from %s failed: %s", job.name, exc)
-            job.failing = True
+            job.failures += 1
+            hard = job.failures >= job.unreachable_after
+            if job.failures == 1 or job.failures == job.unreachable_after:
+                log.warning(
+                    "collection from %s failed (%d in a row, %s): %s",
+                    job.name,
+                    job.failures,
+                    "down" if hard else "soft",
+                    exc or type(exc).__name__,
+                )
             now = self.clock.now()
             unknown = [Sample(metric, labels, None, now) for metric, labels in job.last_series]
-            self.sink([*unknown, Sample(UP_METRIC, job.labels, 0.0, now)])
+            self.sink([*unknown, Sample(UP_METRIC, job.labels, 0.0 if hard else None, now)])
             return
-        if job.failing:
-            log.info("collection from %s works again", job.name)
-            job.failing = False
+        if job.failures:
+            log.info("collection from %s works again after %d failures", job.name, job.failures)
+            job.failures = 0
         job.last_series = tuple((s.metric, s.labels) for s in samples)
         self.metrics.samples_collected.labels(job.name).inc(len(samples))
         self.sink([*samples, Sample(UP_METRIC, job.labels, 1.0, self.clock.now())])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
 
 from alertd.config.types import Duration, StrictModel
 
@@ -18,5 +20,32 @@ class HostTarget(StrictModel):
     exclude_mountpoints: list[str] = []
 
 
+class SnmpTarget(StrictModel):
+    """A network device polled over SNMP."""
+
+    address: str = Field(min_length=1)
+    port: int = Field(default=161, ge=1, le=65535)
+    instance: str | None = Field(default=None, min_length=1)  # default: the address
+    version: Literal["v1", "v2c"] = "v2c"
+    community: SecretStr | None = None
+    community_file: str | None = None
+    timeout: Duration = Field(default=2.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=10)
+    interval: Duration = Field(default=60.0, gt=0)
+    max_repetitions: int = Field(default=25, ge=1, le=200)
+    unreachable_after: int = Field(default=3, ge=1)  # failed polls in a row before "down"
+    labels: dict[str, str] = {}
+    profiles: list[str] = Field(default=["system", "if-mib"], min_length=1)
+
+    @model_validator(mode="after")
+    def _one_community(self) -> Self:
+        if self.community is not None and self.community_file is not None:
+            raise ValueError("community and community_file are exclusive; set one")
+        if self.community is None and self.community_file is None:
+            raise ValueError("set community (e.g. ${SNMP_COMMUNITY}) or community_file")
+        return self
+
+
 class CollectorsFile(StrictModel):
     hosts: list[HostTarget] = []
+    snmp: list[SnmpTarget] = []

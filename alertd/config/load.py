@@ -8,15 +8,16 @@ ever returned, which is what lets a reload keep the last good config.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from alertd.config.channels import ChannelsFile
-from alertd.config.collectors import CollectorsFile, HostTarget
+from alertd.config.collectors import CollectorsFile, HostTarget, SnmpTarget
+from alertd.config.snmp_profiles import Derived, Profile
 from alertd.config.thresholds import Rule, ThresholdsFile, check_order
 from alertd.config.yaml_marks import Document, Path_, parse_file
 from alertd.errors import ConfigError, ConfigProblem
@@ -43,12 +44,15 @@ class Config:
     evaluation_interval: float
     hosts: tuple[HostTarget, ...]
     channels: ChannelsFile
+    snmp: tuple[SnmpTarget, ...] = ()
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
 
     def summary(self) -> str:
         c = self.channels
         return (
             f"config OK: {len(self.files)} files, {len(self.rules)} rules, "
-            f"{len(self.hosts)} host targets, {len(c.channels)} channels, "
+            f"{len(self.hosts)} host targets, {len(self.snmp)} SNMP targets, "
+            f"{len(self.profiles)} SNMP profiles, {len(c.channels)} channels, "
             f"{len(c.teams)} teams, {len(c.routes)} routes"
         )
 
@@ -180,12 +184,23 @@ class _Loader:
                 rules.append((doc, i, RuleSource(rule, doc.file)))
         hosts: list[HostTarget] = []
         host_docs: list[tuple[Document, int, HostTarget]] = []
+        snmp: list[SnmpTarget] = []
+        snmp_docs: list[tuple[Document, int, SnmpTarget]] = []
         for path in self._files("collectors"):
             parsed_c = self._parse(path, CollectorsFile)
             if parsed_c is not None:
                 doc, cf = parsed_c
                 hosts.extend(cf.hosts)
                 host_docs.extend((doc, i, h) for i, h in enumerate(cf.hosts))
+                snmp.extend(cf.snmp)
+                snmp_docs.extend((doc, i, t) for i, t in enumerate(cf.snmp))
+        profiles: dict[str, Profile] = {}
+        for path in self._files("collectors/profiles"):
+            parsed_p = self._parse(path, Profile)
+            if parsed_p is not None:
+                self._check_profile(*parsed_p)
+                profiles[path.stem] = parsed_p[1]
+        self._check_snmp(snmp_docs, profiles)
         channels: ChannelsFile | None = None
         channels_doc: Document | None = None
         channels_path = self.directory / "channels.yaml"
@@ -199,7 +214,11 @@ class _Loader:
         if channels is not None:
             if channels_doc is not None:
                 self._check_channels(channels_doc, channels)
-            self._check_impacts(host_docs, channels)
+            self._check_impacts(
+                [(d, ("hosts", i), h.labels) for d, i, h in host_docs]
+                + [(d, ("snmp", i), t.labels) for d, i, t in snmp_docs],
+                channels,
+            )
         if self.problems:
             raise ConfigError([self._scrub(p) for p in self.problems])
         assert channels is not None
@@ -209,6 +228,8 @@ class _Loader:
             rules=tuple(src for _, _, src in rules),
             evaluation_interval=interval,
             hosts=tuple(hosts),
+            snmp=tuple(_snmp_files_relative_to(t, self.directory) for t in snmp),
+            profiles=profiles,
             channels=_files_relative_to(channels, self.directory),
         )
 
@@ -217,7 +238,9 @@ class _Loader:
         message = problem.message
         for value in sorted(self.substituted, key=len, reverse=True):
             if len(value) >= 3:
-                message = message.replace(value, "<redacted>")
+                # as given, and as repr() escapes it inside quotes in some messages
+                for form in {value, repr(value)[1:-1], repr(value + '"')[1:-2]}:
+                    message = message.replace(form, "<redacted>")
         if message == problem.message:
             return problem
         return replace(problem, message=message)
@@ -309,18 +332,57 @@ class _Loader:
             )
 
     def _check_impacts(
-        self, host_docs: list[tuple[Document, int, HostTarget]], ch: ChannelsFile
+        self, targets: Sequence[tuple[Document, Path_, Mapping[str, str]]], ch: ChannelsFile
     ) -> None:
         rows = ch.priorities.matrix
-        for doc, i, host in host_docs:
-            value = host.labels.get("criticality")
+        for doc, where, labels in targets:
+            value = labels.get("criticality")
             if value is not None and value not in rows:
                 self.problems.append(
                     doc.problem(
-                        ("hosts", i, "labels", "criticality"),
+                        (*where, "labels", "criticality"),
                         f'"{value}" is not a row of the priority matrix (rows: {", ".join(rows)})',
                     )
                 )
+
+    def _check_snmp(
+        self, targets: list[tuple[Document, int, SnmpTarget]], profiles: Mapping[str, Profile]
+    ) -> None:
+        for doc, i, target in targets:
+            for j, name in enumerate(target.profiles):
+                if name not in profiles:
+                    self.problems.append(
+                        doc.problem(
+                            ("snmp", i, "profiles", j),
+                            f'unknown profile "{name}" ({_known(sorted(profiles))} '
+                            "in collectors/profiles/)",
+                        )
+                    )
+            if target.community_file and not (self.directory / target.community_file).is_file():
+                self.problems.append(
+                    doc.problem(
+                        ("snmp", i, "community_file"),
+                        f"cannot read {target.community_file}: no such file",
+                    )
+                )
+
+    def _check_profile(self, doc: Document, profile: Profile) -> None:
+        scalar_names = {m.metric for m in profile.scalars}
+        groups: list[tuple[Path_, set[str], list[Derived]]] = [((), scalar_names, profile.derived)]
+        for t, table in enumerate(profile.tables):
+            names = {m.metric for m in table.metrics}
+            groups.append((("tables", t), names, table.derived))
+        for where, names, derived in groups:
+            for d, item in enumerate(derived):
+                for name in item.inputs():
+                    if name not in names:
+                        self.problems.append(
+                            doc.problem(
+                                (*where, "derived", d),
+                                f'"{name}" is not a metric of this '
+                                f"{'table' if where else 'profile'} ({_known(sorted(names))})",
+                            )
+                        )
 
 
 def _known(names: list[str]) -> str:
@@ -336,3 +398,9 @@ def _files_relative_to(channels: ChannelsFile, directory: Path) -> ChannelsFile:
             channel = channel.model_copy(update={"password_file": directory / path})
         fixed[name] = channel
     return channels.model_copy(update={"channels": fixed})
+
+
+def _snmp_files_relative_to(target: SnmpTarget, directory: Path) -> SnmpTarget:
+    if target.community_file and not Path(target.community_file).is_absolute():
+        return target.model_copy(update={"community_file": str(directory / target.community_file)})
+    return target

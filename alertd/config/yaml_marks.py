@@ -110,6 +110,13 @@ def substitute_env(text: str, env: Mapping[str, str], used: set[str] | None = No
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
+)
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml") else tag
 
 
 class _Builder:
@@ -128,6 +135,7 @@ class _Builder:
         self.constructor = yaml.SafeLoader("")
 
     def _problem_at(self, node: yaml.Node, path: Path_, message: str) -> None:
+        self.doc.reported.add(path)  # one problem per place: validation need not add another
         m = _mark(node)
         self.problems.append(
             ConfigProblem(self.doc.file, m.line, m.column, format_path(path), message)
@@ -140,12 +148,12 @@ class _Builder:
         self.doc.value_marks[path] = _mark(node)
         if isinstance(node, yaml.MappingNode):
             if node.tag != _MAP_TAG:
-                self._problem_at(node, path, f"tag {node.tag} is not allowed")
+                self._problem_at(node, path, f"tag {_short_tag(node.tag)} is not allowed")
                 return None
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ_TAG:
-                self._problem_at(node, path, f"tag {node.tag} is not allowed")
+                self._problem_at(node, path, f"tag {_short_tag(node.tag)} is not allowed")
                 return None
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
         return self._scalar(node, path)
@@ -191,16 +199,14 @@ class _Builder:
         return out
 
     def _construct(self, node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.ScalarNode) and node.tag not in _SCALAR_TAGS:
+            self._problem_at(node, path, f"tag {_short_tag(node.tag)} is not allowed")
+            return None
         try:
             return self.constructor.construct_object(node)
-        except Exception as exc:  # bad dates, !!int abc, huge ints: a problem, not a crash
-            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            self._problem_at(
-                node,
-                path,
-                f"cannot read {node.tag.rsplit(':', 1)[-1]} value ({reason}); "
-                "quote it to make it a string",
-            )
+        except Exception:  # bad dates, !!int abc, huge ints: a problem, not a crash
+            kind = node.tag.rsplit(":", 1)[-1]
+            self._problem_at(node, path, f"not a valid {kind} value; quote it to make it a string")
             return None
 
     def _scalar(self, node: yaml.Node, path: Path_) -> Any:
@@ -253,7 +259,11 @@ def parse_file(
         col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         return None, [
             ConfigProblem(
-                display_name, line, col, "", f"control character {exc.character!r} is not allowed"
+                display_name,
+                line,
+                col,
+                "",
+                f"control character U+{_code(exc.character):04X} is not allowed",
             )
         ]
     except yaml.MarkedYAMLError as exc:
@@ -288,3 +298,7 @@ def parse_file(
             )
         ]
     return doc, problems
+
+
+def _code(character: int | str) -> int:
+    return character if isinstance(character, int) else ord(character[:1] or "\0")

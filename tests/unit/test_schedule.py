@@ -19,7 +19,7 @@ class FlakyCollector:
     def __init__(self) -> None:
         self.fail = False
 
-    def collect(self) -> list[Sample]:
+    async def collect(self) -> list[Sample]:
         if self.fail:
             raise OSError("psutil could not read /proc")
         return [Sample("host_load1", LABELS, 0.5, 1.0), Sample("host_load5", LABELS, 0.4, 1.0)]
@@ -56,11 +56,27 @@ async def test_success_then_failure_then_recovery(setup, caplog) -> None:
     ]
     assert all(s.labels == LABELS for s in received)
     assert sum("failed" in r.getMessage() for r in caplog.records) == 1  # logged once, not per run
-    assert metrics.registry.get_sample_value(
-        "alertd_collection_errors_total", {"collector": "host:h1"}
-    ) == 2
+    assert (
+        metrics.registry.get_sample_value(
+            "alertd_collection_errors_total", {"collector": "host:h1"}
+        )
+        == 2
+    )
     received.clear()
     collector.fail = False
     await sched.run_job(job)
     assert received[-1].metric == UP_METRIC
     assert received[-1].value == 1.0
+
+
+async def test_soft_failures_keep_target_up_unknown_until_hard(setup) -> None:
+    sched, job, collector, received, _ = setup
+    job.unreachable_after = 3
+    await sched.run_job(job)
+    collector.fail = True
+    ups = []
+    for _ in range(4):
+        received.clear()
+        await sched.run_job(job)
+        ups.append(received[-1].value)
+    assert ups == [None, None, 0.0, 0.0]  # soft, soft, hard (3 in a row), still down

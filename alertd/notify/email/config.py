@@ -41,7 +41,7 @@ def address_spec(value: str) -> str:
 class EmailChannelConfig(BaseModel):
     """One SMTP channel. An empty ``host`` means "not configured" (sends fail UNCONFIGURED)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     type: Literal["email"]
     host: str

@@ -1,0 +1,151 @@
+"""SNMP operations a poll needs: GET of scalars, and a walk of table columns.
+
+Scalars are batched into as few GETs as possible. Columns are walked together with GETBULK
+(v2c) or GETNEXT (v1), one varbind per still-active column per repetition, so a 10-column
+table of 48 rows takes a handful of PDUs. Every walk is bounded: a column whose OIDs stop
+increasing (a broken agent) ends with an error instead of looping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from alertd.collect.snmp.ber import (
+    OID,
+    VarBind,
+    encode_get,
+    encode_getbulk,
+    encode_getnext,
+)
+from alertd.collect.snmp.transport import Address, SnmpRequestError, SnmpTransport
+
+GET_BATCH = 40  # varbinds per GET; well under any agent's PDU limit
+MAX_PDUS_PER_WALK = 2000
+ERROR_TOO_BIG = 1
+ERROR_NO_SUCH_NAME = 2  # v1's way of saying "not there" / "end of MIB"
+Row = dict[OID, VarBind]  # index -> value
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """How to talk to one agent."""
+
+    transport: SnmpTransport
+    address: Address
+    version: int  # 0 = v1, 1 = v2c
+    community: bytes
+    timeout: float
+    retries: int
+    max_repetitions: int
+
+    def where(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+
+async def get(session: Session, oids: Sequence[OID]) -> dict[OID, VarBind]:
+    """Return the value of each OID the agent has (missing ones are left out)."""
+    found: dict[OID, VarBind] = {}
+    for start in range(0, len(oids), GET_BATCH):
+        batch = list(oids[start : start + GET_BATCH])
+        while batch:
+            response = await session.transport.request(
+                session.address,
+                _get_pdu(session, list(batch)),
+                timeout=session.timeout,
+                retries=session.retries,
+            )
+            if response.error_status == ERROR_NO_SUCH_NAME and 0 < response.error_index <= len(
+                batch
+            ):
+                del batch[response.error_index - 1]  # v1: drop the missing one, ask again
+                continue
+            if response.error_status:
+                raise SnmpRequestError(
+                    f"snmp get {session.where()}: error status {response.error_status} "
+                    f"at index {response.error_index}",
+                    "error_status",
+                )
+            for vb in response.varbinds:
+                if not vb.is_exception:
+                    found[vb.oid] = vb
+            break
+    return found
+
+
+def _get_pdu(session: Session, oids: list[OID]) -> Callable[[int], bytes]:
+    return lambda rid: encode_get(session.version, session.community, rid, oids)
+
+
+def _getnext_pdu(session: Session, oids: list[OID]) -> Callable[[int], bytes]:
+    return lambda rid: encode_getnext(session.version, session.community, rid, oids)
+
+
+def _getbulk_pdu(session: Session, oids: list[OID], repetitions: int) -> Callable[[int], bytes]:
+    return lambda rid: encode_getbulk(session.community, rid, 0, repetitions, oids)
+
+
+def _under(oid: OID, column: OID) -> bool:
+    return len(oid) > len(column) and oid[: len(column)] == column
+
+
+async def walk_columns(session: Session, columns: Sequence[OID]) -> dict[OID, Row]:
+    """Walk every column to its end; return column -> {index: varbind}."""
+    rows: dict[OID, Row] = {c: {} for c in columns}
+    cursor: dict[OID, OID] = {c: c for c in columns}
+    active = list(dict.fromkeys(columns))
+    repetitions = session.max_repetitions
+    for _ in range(MAX_PDUS_PER_WALK):
+        if not active:
+            return rows
+        asked = [cursor[c] for c in active]
+        if session.version == 0:
+            response = await session.transport.request(
+                session.address,
+                _getnext_pdu(session, asked),
+                timeout=session.timeout,
+                retries=session.retries,
+            )
+            if response.error_status == ERROR_NO_SUCH_NAME:
+                index = response.error_index
+                if 0 < index <= len(active):
+                    del active[index - 1]  # that column ran off the end of the MIB
+                    continue
+        else:
+            per = max(1, repetitions // len(active))
+            response = await session.transport.request(
+                session.address,
+                _getbulk_pdu(session, asked, per),
+                timeout=session.timeout,
+                retries=session.retries,
+            )
+            if response.error_status == ERROR_TOO_BIG and repetitions > 1:
+                repetitions //= 2
+                continue
+        if response.error_status:
+            raise SnmpRequestError(
+                f"snmp walk {session.where()}: error status {response.error_status}",
+                "error_status",
+            )
+        if not response.varbinds:
+            raise SnmpRequestError(f"snmp walk {session.where()}: empty reply", "empty_reply")
+        finished: set[OID] = set()
+        width = len(active)
+        for k, vb in enumerate(response.varbinds):
+            column = active[k % width]
+            if column in finished:
+                continue
+            if vb.is_exception or not _under(vb.oid, column):
+                finished.add(column)
+                continue
+            if vb.oid <= cursor[column]:
+                raise SnmpRequestError(
+                    f"snmp walk {session.where()}: OIDs not increasing in a column walk",
+                    "oid_not_increasing",
+                )
+            cursor[column] = vb.oid
+            rows[column][vb.oid[len(column) :]] = vb
+        active = [c for c in active if c not in finished]
+    raise SnmpRequestError(
+        f"snmp walk {session.where()}: more than {MAX_PDUS_PER_WALK} requests", "walk_too_long"
+    )
