@@ -110,6 +110,8 @@ def substitute_env(text: str, env: Mapping[str, str], used: set[str] | None = No
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+_UNREADABLE = object()  # a scalar that could not be read (already reported)
 _SCALAR_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
 )
@@ -134,8 +136,11 @@ class _Builder:
         self.budget = _Budget()
         self.constructor = yaml.SafeLoader("")
 
-    def _problem_at(self, node: yaml.Node, path: Path_, message: str) -> None:
-        self.doc.reported.add(path)  # one problem per place: validation need not add another
+    def _problem_at(
+        self, node: yaml.Node, path: Path_, message: str, *, unusable: bool = False
+    ) -> None:
+        if unusable:  # the value is gone: validation need not add "missing"/"wrong type" here
+            self.doc.reported.add(path)
         m = _mark(node)
         self.problems.append(
             ConfigProblem(self.doc.file, m.line, m.column, format_path(path), message)
@@ -148,12 +153,16 @@ class _Builder:
         self.doc.value_marks[path] = _mark(node)
         if isinstance(node, yaml.MappingNode):
             if node.tag != _MAP_TAG:
-                self._problem_at(node, path, f"tag {_short_tag(node.tag)} is not allowed")
+                self._problem_at(
+                    node, path, f"tag {_short_tag(node.tag)} is not allowed", unusable=True
+                )
                 return None
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ_TAG:
-                self._problem_at(node, path, f"tag {_short_tag(node.tag)} is not allowed")
+                self._problem_at(
+                    node, path, f"tag {_short_tag(node.tag)} is not allowed", unusable=True
+                )
                 return None
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
         return self._scalar(node, path)
@@ -183,6 +192,8 @@ class _Builder:
                     merged.setdefault(key, value)
                 continue
             key = self._construct(key_node, path)
+            if key is _UNREADABLE:
+                continue  # already reported; don't invent a key named "None"
             if not isinstance(key, str | int) or isinstance(key, bool):
                 key = str(key).lower() if isinstance(key, bool) else str(key)
             child: Path_ = (*path, key)
@@ -199,24 +210,31 @@ class _Builder:
         return out
 
     def _construct(self, node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _VALUE_TAG:
+            return node.value  # a bare "=" is YAML 1.1's value tag; it means the text "="
         if isinstance(node, yaml.ScalarNode) and node.tag not in _SCALAR_TAGS:
-            self._problem_at(node, path, f"tag {_short_tag(node.tag)} is not allowed")
-            return None
+            message = f"tag {_short_tag(node.tag)} is not allowed"
+            self._problem_at(node, path, message, unusable=True)
+            return _UNREADABLE
         try:
             return self.constructor.construct_object(node)
         except Exception:  # bad dates, !!int abc, huge ints: a problem, not a crash
             kind = node.tag.rsplit(":", 1)[-1]
-            self._problem_at(node, path, f"not a valid {kind} value; quote it to make it a string")
-            return None
+            message = f"not a valid {kind} value; quote it to make it a string"
+            self._problem_at(node, path, message, unusable=True)
+            return _UNREADABLE
 
     def _scalar(self, node: yaml.Node, path: Path_) -> Any:
         value = self._construct(node, path)
+        if value is _UNREADABLE:
+            return None
         if isinstance(value, str) and "${" in value:
             try:
                 return substitute_env(value, self.env, self.substituted)
             except KeyError as exc:
-                self._problem_at(node, path, f"environment variable {exc.args[0]} is not set")
-                self.doc.reported.add(path)
+                self._problem_at(
+                    node, path, f"environment variable {exc.args[0]} is not set", unusable=True
+                )
                 return ""
         return value
 

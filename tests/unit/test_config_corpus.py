@@ -159,6 +159,7 @@ CORPUS: dict[str, Case] = {
         "rules:\n  - <<: 5\n    metric: cpu\n",
         problems=(
             "thresholds.yaml:2:9: rules[0]: a merge key (<<) needs a mapping or a list of them",
+            "thresholds.yaml:2:5: rules[0]: set exactly one of above or below",
         ),
     ),
     # Too deep for PyYAML's recursive composer: one whole-file problem, no RecursionError.
@@ -390,12 +391,6 @@ def test_forbidden_character_has_line_and_column(
 # --- remaining bugs -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: yaml_marks._Builder._mapping: when a key's tag is rejected or the key can't be "
-    "read, _construct returns None and the key goes on as str(None): a second problem "
-    "'rules[0].None: unknown key' names a key the admin never wrote",
-)
 @pytest.mark.parametrize(
     ("name", "expected"),
     _by_name(
@@ -413,12 +408,6 @@ def test_rejected_key_is_reported_once(tmp_path: Path, name: str, expected: str)
     assert problems_of(tmp_path, name) == [expected]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: yaml_marks: PyYAML's SafeLoader resolves a plain '=' to the YAML 1.1 !!value "
-    "tag, which _SCALAR_TAGS lacks, so 'summary: =' (no tag written) reads "
-    "'rules[0].summary: tag !!value is not allowed'",
-)
 def test_plain_equals_sign_is_a_string(tmp_path: Path) -> None:
     config = load_config(make_config(tmp_path, Case(RULE + "    summary: =\n")), env={})
     (rule,) = [src.rule for src in config.rules if src.rule.metric == "host_cpu_usage_percent"]
