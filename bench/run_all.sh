@@ -28,5 +28,6 @@ run() {
 
 run bench/bench_evaluate.py --series "${BENCH_SERIES:-10000,100000}" --rules 50 --cycles 20
 run bench/bench_host.py --iters 200 --runs 5
+run bench/bench_snmp_codec.py
 run bench/bench_rss.py --minutes "${BENCH_RSS_MINUTES:-2}"
 exit $status

@@ -20,12 +20,14 @@ is a short stable label, fit for a metric label:
 
 Leniency, for what real agents send: unsigned types (Counter32, Gauge32, TimeTicks,
 Counter64) are read as unsigned even when the sign-padding 0x00 octet is missing; INTEGER
-takes up to 5 octets (agents that put an unsigned 32-bit value in an INTEGER); non-minimal
-lengths and redundant leading 0x80 octets in OID arcs are accepted.
+takes up to 5 octets (pyasn1 encodes -2^31 in 5, and some agents put an unsigned 32-bit value
+in an INTEGER); non-minimal lengths, redundant leading 0x80 octets in OID arcs, OIDs longer
+than 128 arcs and v2c-only types in v1 messages are accepted.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -76,8 +78,13 @@ class Tag(IntEnum):
 _EXCEPTIONS = frozenset({Tag.NO_SUCH_OBJECT, Tag.NO_SUCH_INSTANCE, Tag.END_OF_MIB_VIEW})
 _COUNTERS = frozenset({Tag.COUNTER32, Tag.COUNTER64})
 _NUMERIC = frozenset({Tag.INTEGER, Tag.COUNTER32, Tag.GAUGE32, Tag.TIMETICKS, Tag.COUNTER64})
-# value octets allowed for each unsigned type: 4 (8) plus the 0x00 that keeps the sign positive
-_UNSIGNED_OCTETS = {Tag.COUNTER32: 5, Tag.GAUGE32: 5, Tag.TIMETICKS: 5, Tag.COUNTER64: 9}
+_INT_RANGES: dict[int, tuple[int, int]] = {
+    Tag.INTEGER: (-(2**31), 2**31 - 1),
+    Tag.COUNTER32: (0, 2**32 - 1),
+    Tag.GAUGE32: (0, 2**32 - 1),
+    Tag.TIMETICKS: (0, 2**32 - 1),
+    Tag.COUNTER64: (0, 2**64 - 1),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +113,18 @@ class VarBind:
     def as_float(self) -> float | None:
         """Return the value as a float: numbers as is, numeric text (UCD laLoad "0.15") parsed.
 
-        Everything else (NULL, exceptions, OIDs, IpAddress, non-numeric text) gives ``None``.
+        Everything else (NULL, exceptions, OIDs, IpAddress, text that is not a finite number)
+        gives ``None``.
         """
         value = self.value
         if self.tag in _NUMERIC and isinstance(value, int):
             return float(value)
         if self.tag == Tag.OCTET_STRING and isinstance(value, bytes):
             try:
-                return float(value.decode("ascii").strip())
+                number = float(value.decode("ascii"))
             except (UnicodeDecodeError, ValueError):
                 return None
+            return number if math.isfinite(number) else None
         return None
 
     def as_text(self) -> str:
@@ -303,23 +312,23 @@ def encode_getbulk(
     return _message(VERSION_2C, community, PDU_GETBULK, fields, _null_varbinds(oids))
 
 
-def _value_content(vb: VarBind) -> bytes:
-    tag, value = vb.tag, vb.value
-    if tag in (Tag.NULL, *_EXCEPTIONS):
-        if value is not None:
-            raise ValueError(f"{Tag(tag).name} takes no value, got {value!r}")
-        return b""
-    if tag == Tag.INTEGER and isinstance(value, int):
-        _check_range("INTEGER", value, _INT32_MIN, _INT32_MAX)
-        return _int_content(value)
-    if tag in _UNSIGNED_OCTETS and isinstance(value, int):
-        _check_range(Tag(tag).name, value, 0, 2 ** (8 * (_UNSIGNED_OCTETS[Tag(tag)] - 1)) - 1)
-        return _int_content(value)
-    if tag in (Tag.OCTET_STRING, Tag.OPAQUE) and isinstance(value, bytes):
-        return value
-    if tag == Tag.IP_ADDRESS and isinstance(value, bytes) and len(value) == 4:
-        return value
-    if tag == Tag.OBJECT_IDENTIFIER and isinstance(value, tuple):
+def _value_content(tag: int, value: int | bytes | OID | None) -> bytes:
+    if tag == 0x04 or tag == 0x44:  # OCTET STRING, Opaque
+        if isinstance(value, bytes):
+            return value
+    elif tag in _INT_RANGES:
+        if isinstance(value, int) and not isinstance(value, bool):
+            low, high = _INT_RANGES[tag]
+            if not low <= value <= high:
+                raise ValueError(f"{Tag(tag).name} value {value} out of range {low}..{high}")
+            return _int_content(value)
+    elif tag == 0x05 or tag in _EXCEPTIONS:
+        if value is None:
+            return b""
+    elif tag == 0x40:
+        if isinstance(value, bytes) and len(value) == 4:
+            return value
+    elif tag == 0x06 and isinstance(value, tuple):
         return _oid_content(value)
     raise ValueError(f"cannot encode tag 0x{tag:02x} with value {value!r}")
 
@@ -333,13 +342,14 @@ def encode_response(
     error_index: int = 0,
 ) -> bytes:
     """Encode a Response PDU carrying ``varbinds``, as an agent would (tests, fakes, benches)."""
-    for name, value in (("request-id", request_id), ("error-status", error_status)):
+    fields = (request_id, error_status, error_index)
+    for name, value in zip(("request-id", "error-status", "error-index"), fields, strict=True):
         _check_range(name, value, _INT32_MIN, _INT32_MAX)
-    _check_range("error-index", error_index, _INT32_MIN, _INT32_MAX)
     vbl = b"".join(
-        _tlv(0x30, _oid_tlv(tuple(vb.oid)) + _tlv(vb.tag, _value_content(vb))) for vb in varbinds
+        _tlv(0x30, _oid_tlv(tuple(vb.oid)) + _tlv(vb.tag, _value_content(vb.tag, vb.value)))
+        for vb in varbinds
     )
-    return _message(version, community, PDU_RESPONSE, (request_id, error_status, error_index), vbl)
+    return _message(version, community, PDU_RESPONSE, fields, vbl)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +463,11 @@ def decode_response(data: bytes | bytearray | memoryview) -> Response:
     size = len(buf)
     if size > MAX_MESSAGE_SIZE:
         raise SnmpDecodeError("too_long", f"message of {size} bytes", MAX_MESSAGE_SIZE)
-    pos, end = _element(buf, 0, size, 0x30, "message")
+    if size and buf[0] != 0x30:
+        raise SnmpDecodeError("bad_tag", f"message: tag 0x{buf[0]:02x}, want 0x30", 0)
+    if size < 2:
+        raise SnmpDecodeError("truncated", f"message of {size} bytes", size)
+    pos, end = _length(buf, 1, size, "message", over="truncated")
     if end < size:
         raise SnmpDecodeError("trailing_bytes", f"{size - end} bytes after the message", end)
     version, pos = _integer(buf, pos, end, "version")
@@ -528,16 +542,26 @@ def peek_request_id(data: bytes | bytearray | memoryview) -> int | None:
     """Return the request-id of any v1/v2c PDU in ``data`` cheaply, or ``None`` if unparsable.
 
     Reads only the envelope up to the request-id, to match a reply to its pending request
-    before paying for a full decode.
+    before paying for a full decode. It is lenient where ``decode_response`` is not: the
+    message and PDU lengths go unchecked, so a reply cut short after its request-id still
+    finds its request and then fails to decode as "truncated".
     """
     buf = data if type(data) is bytes else bytes(data)
+    size = len(buf)
     try:
-        pos, end = _element(buf, 0, len(buf), 0x30, "message")
-        _, pos = _integer(buf, pos, end, "version")
-        _, pos = _element(buf, pos, end, Tag.OCTET_STRING, "community")
-        if pos >= end or not 0xA0 <= buf[pos] <= 0xA8:
+        if size < 2 or buf[0] != 0x30:
             return None
-        pos, pdu_end = _length(buf, pos + 1, end, "PDU")
-        return _integer(buf, pos, pdu_end, "request-id")[0]
+        pos = _skip_length(buf, 1)
+        _, pos = _integer(buf, pos, size, "version")
+        _, pos = _element(buf, pos, size, Tag.OCTET_STRING, "community")
+        if pos + 1 >= size or not 0xA0 <= buf[pos] <= 0xA8:
+            return None
+        return _integer(buf, _skip_length(buf, pos + 1), size, "request-id")[0]
     except SnmpDecodeError:
         return None
+
+
+def _skip_length(buf: bytes, pos: int) -> int:
+    """Return where the content starts after the length octets at ``pos`` (end unchecked)."""
+    first = buf[pos]
+    return pos + 1 + (first & 0x7F if first > 0x80 else 0)
