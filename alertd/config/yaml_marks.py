@@ -183,19 +183,22 @@ class _Builder:
         out: dict[Any, Any] = {}
         merged: dict[Any, Any] = {}
         first_seen: dict[Any, Mark] = {}
+        # merge keys (<<) first, so the marks of explicit keys, built after, win
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE_TAG:
+                for key, value in self._merged(value_node, path).items():
+                    merged.setdefault(key, value)
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 self._problem_at(key_node, path, "mapping keys must be plain scalars")
                 continue
             if key_node.tag == _MERGE_TAG:
-                for key, value in self._merged(value_node, path).items():
-                    merged.setdefault(key, value)
                 continue
             key = self._construct(key_node, path)
             if key is _UNREADABLE:
                 continue  # already reported; don't invent a key named "None"
-            if not isinstance(key, str | int) or isinstance(key, bool):
-                key = str(key).lower() if isinstance(key, bool) else str(key)
+            if not isinstance(key, str):
+                key = key_node.value  # every key is text as written: `on:` stays "on", not True
             child: Path_ = (*path, key)
             if key in first_seen:
                 self._problem_at(

@@ -414,11 +414,6 @@ def test_plain_equals_sign_is_a_string(tmp_path: Path) -> None:
     assert rule.summary == "="
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: yaml_marks._Builder._mapping names a YAML 1.1 boolean key by its value "
-    "('true'), not as written ('on'), so the admin can't find it",
-)
 def test_yaml_11_boolean_key_named_as_written(tmp_path: Path) -> None:
     assert problems_of(tmp_path, "yaml-1.1-bool-key") == ["thresholds.yaml:1:1: on: unknown key"]
 

@@ -356,12 +356,6 @@ def test_merge_key_override_error_points_at_the_override(tmp_path: Path) -> None
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: yaml_marks._Builder._merged builds the merged source under the merging path "
-    "after the explicit keys, overwriting their key_marks/value_marks: a problem in an explicit "
-    "key written before '<<' points at the anchored mapping's line (5:10) instead",
-)
 def test_merge_key_last_override_error_points_at_the_override(tmp_path: Path) -> None:
     text = MERGE_BASE + "  - name: cpu_slow\n    for: soon\n    <<: *base\n"
     with pytest.raises(ConfigError) as info:
