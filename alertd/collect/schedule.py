@@ -102,6 +102,12 @@ def build_jobs(config: Config, clock: Clock, transport: SnmpTransport | None) ->
         if transport is None:
             raise CollectError("SNMP targets are configured but no SNMP transport is running")
         labels = snmp_labels(snmp)
+        log.warning(
+            "snmp target %s uses %s: the community travels in clear text (SNMPv3 authPriv "
+            "is the secure choice)",
+            dict(labels)["instance"],
+            snmp.version,
+        )
         profiles = [config.profiles[name] for name in snmp.profiles]
         poller = SnmpCollector(snmp, profiles, transport, labels, clock, _community(snmp))
         name = f"snmp:{dict(labels)['instance']}"
