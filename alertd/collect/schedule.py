@@ -27,7 +27,7 @@ from alertd.collect.host import (
     DEFAULT_EXCLUDED_MOUNTPOINT_PREFIXES,
     HostCollector,
 )
-from alertd.collect.snmp.collector import SnmpCollector
+from alertd.collect.snmp.collector import SnmpCollector, community_connector
 from alertd.collect.snmp.transport import SnmpTransport
 from alertd.config.collectors import HostTarget, SnmpTarget
 from alertd.config.load import Config
@@ -109,7 +109,8 @@ def build_jobs(config: Config, clock: Clock, transport: SnmpTransport | None) ->
             snmp.version,
         )
         profiles = [config.profiles[name] for name in snmp.profiles]
-        poller = SnmpCollector(snmp, profiles, transport, labels, clock, _community(snmp))
+        connect = community_connector(snmp, transport, _community(snmp))
+        poller = SnmpCollector(snmp, profiles, labels, clock, connect)
         name = f"snmp:{dict(labels)['instance']}"
         jobs.append(CollectJob(name, snmp.interval, poller, labels, snmp.unreachable_after))
     for target in config.hosts:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from alertd.clock import SystemClock
 from alertd.collect.schedule import UP_METRIC, CollectionScheduler, CollectJob
-from alertd.collect.snmp.collector import SnmpCollector
+from alertd.collect.snmp.collector import SnmpCollector, community_connector
 from alertd.collect.snmp.transport import SnmpTransport
 from alertd.config.collectors import SnmpTarget
 from alertd.config.load import load_config
@@ -60,9 +60,8 @@ def collector_for(
         }
     )
     profiles = [PROFILES[name] for name in target.profiles]
-    return SnmpCollector(
-        target, profiles, transport, LABELS, SystemClock(), (community or agent.community).encode()
-    )
+    connect = community_connector(target, transport, (community or agent.community).encode())
+    return SnmpCollector(target, profiles, LABELS, SystemClock(), connect)
 
 
 def by_metric(samples: list[Sample], metric: str) -> list[Sample]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 
 from alertd.clock import Clock
 from alertd.collect.snmp.ber import OID, Tag, VarBind, parse_oid
 from alertd.collect.snmp.rates import RateTracker
 from alertd.collect.snmp.transport import SnmpTransport
-from alertd.collect.snmp.walk import Session, get, walk_columns
+from alertd.collect.snmp.walk import Accessor, Session
 from alertd.config.collectors import SnmpTarget
 from alertd.config.snmp_profiles import Derived, Profile, Table
 from alertd.errors import CollectError
@@ -54,6 +54,40 @@ def derive(item: Derived, values: Mapping[str, float]) -> float | None:
     return 1.0 if admin == 1 and oper in OPER_DOWN else 0.0
 
 
+Connector = Callable[[], Awaitable[Accessor]]
+
+
+async def resolve_ipv4(address: str, port: int) -> tuple[str, int]:
+    """Resolve a device name once per poll: replies are matched against the IP literal."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            address, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+        )
+    except OSError as exc:
+        raise CollectError(f"snmp {address}: cannot resolve: {exc}") from exc
+    host, resolved_port = infos[0][4][:2]
+    return str(host), int(resolved_port)
+
+
+def community_connector(
+    target: SnmpTarget, transport: SnmpTransport, community: bytes
+) -> Connector:
+    """Return how to reach a v1/v2c ``target`` through our own codec and ``transport``."""
+
+    async def connect() -> Accessor:
+        return Session(
+            transport=transport,
+            address=await resolve_ipv4(target.address, target.port),
+            version=VERSIONS[target.version],
+            community=community,
+            timeout=target.timeout,
+            retries=target.retries,
+            max_repetitions=target.max_repetitions,
+        )
+
+    return connect
+
+
 class SnmpCollector:
     """One device: its session settings, profiles and counter memory."""
 
@@ -61,48 +95,27 @@ class SnmpCollector:
         self,
         target: SnmpTarget,
         profiles: Sequence[Profile],
-        transport: SnmpTransport,
         labels: Labels,
         clock: Clock,
-        community: bytes,
+        connect: Connector,
     ) -> None:
         self.target = target
         self.profiles = profiles
-        self.transport = transport
         self.labels = labels
         self.clock = clock
-        self.community = community
+        self.connect = connect
         self.rates = RateTracker()
         self._uses_fallback: set[str] = set()  # primary column OIDs the agent lacks
         self._last_poll: float | None = None
 
-    async def _session(self) -> Session:
-        target = self.target
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                target.address, target.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
-            )
-        except OSError as exc:
-            raise CollectError(f"snmp {target.address}: cannot resolve: {exc}") from exc
-        host, port = infos[0][4][:2]
-        return Session(
-            transport=self.transport,
-            address=(str(host), int(port)),
-            version=VERSIONS[target.version],
-            community=self.community,
-            timeout=target.timeout,
-            retries=target.retries,
-            max_repetitions=target.max_repetitions,
-        )
-
     async def collect(self) -> list[Sample]:
         """Poll the device once; raise ``CollectError`` if it doesn't answer."""
-        session = await self._session()
+        session = await self.connect()
         now, mono = self.clock.now(), self.clock.monotonic()
         keep: set[Hashable] = set()
         scalars = [s for p in self.profiles for s in p.scalars]
         wanted = list(dict.fromkeys([SYS_UPTIME, *(parse_oid(s.oid) for s in scalars)]))
-        got = await get(session, wanted)
+        got = await session.get(wanted)
         uptime = got[SYS_UPTIME].as_float() if SYS_UPTIME in got else None
         elapsed = None if self._last_poll is None else mono - self._last_poll
         self._last_poll = mono
@@ -160,15 +173,15 @@ class SnmpCollector:
         return out
 
     async def _table(
-        self, session: Session, table: Table, now: float, mono: float, keep: set[Hashable]
+        self, session: Accessor, table: Table, now: float, mono: float, keep: set[Hashable]
     ) -> list[Sample]:
         def column_of(oid: str, fallback: str | None) -> OID:
             return parse_oid(fallback if fallback and oid in self._uses_fallback else oid)
 
         label_columns = {name: parse_oid(oid) for name, oid in table.labels.items()}
         metric_columns = {m.metric: column_of(m.oid, m.fallback_oid) for m in table.metrics}
-        walked = await walk_columns(
-            session, list(dict.fromkeys([*label_columns.values(), *metric_columns.values()]))
+        walked = await session.walk_columns(
+            list(dict.fromkeys([*label_columns.values(), *metric_columns.values()]))
         )
         missing = [
             m
@@ -181,7 +194,7 @@ class SnmpCollector:
             for m in missing:
                 self._uses_fallback.add(m.oid)
                 metric_columns[m.metric] = parse_oid(m.fallback_oid or m.oid)
-            walked.update(await walk_columns(session, [metric_columns[m.metric] for m in missing]))
+            walked.update(await session.walk_columns([metric_columns[m.metric] for m in missing]))
         indexes = sorted({idx for col in metric_columns.values() for idx in walked[col]})
         out: list[Sample] = []
         for idx in indexes:

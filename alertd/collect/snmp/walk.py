@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from alertd.collect.snmp.ber import (
     OID,
@@ -27,9 +28,25 @@ ERROR_NO_SUCH_NAME = 2  # v1's way of saying "not there" / "end of MIB"
 Row = dict[OID, VarBind]  # index -> value
 
 
+class Accessor(Protocol):
+    """What a poll needs from an agent, whatever the SNMP version and library behind it."""
+
+    def where(self) -> str:
+        """``host:port``, for messages."""
+        ...
+
+    async def get(self, oids: Sequence[OID]) -> dict[OID, VarBind]:
+        """Return the value of each OID the agent has (missing ones are left out)."""
+        ...
+
+    async def walk_columns(self, columns: Sequence[OID]) -> dict[OID, Row]:
+        """Walk every column to its end; return column -> {index: varbind}."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
-    """How to talk to one agent."""
+    """How to talk to one v1/v2c agent through our own codec and transport."""
 
     transport: SnmpTransport
     address: Address
@@ -41,6 +58,12 @@ class Session:
 
     def where(self) -> str:
         return f"{self.address[0]}:{self.address[1]}"
+
+    async def get(self, oids: Sequence[OID]) -> dict[OID, VarBind]:
+        return await get(self, oids)
+
+    async def walk_columns(self, columns: Sequence[OID]) -> dict[OID, Row]:
+        return await walk_columns(self, columns)
 
 
 async def get(session: Session, oids: Sequence[OID]) -> dict[OID, VarBind]:
