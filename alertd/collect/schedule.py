@@ -29,6 +29,7 @@ from alertd.collect.host import (
 )
 from alertd.collect.snmp.collector import SnmpCollector, community_connector
 from alertd.collect.snmp.transport import SnmpTransport
+from alertd.collect.snmp.v3 import v3_connector
 from alertd.config.collectors import HostTarget, SnmpTarget
 from alertd.config.load import Config
 from alertd.errors import CollectError, ConfigError, ConfigProblem
@@ -102,14 +103,18 @@ def build_jobs(config: Config, clock: Clock, transport: SnmpTransport | None) ->
         if transport is None:
             raise CollectError("SNMP targets are configured but no SNMP transport is running")
         labels = snmp_labels(snmp)
-        log.warning(
-            "snmp target %s uses %s: the community travels in clear text (SNMPv3 authPriv "
-            "is the secure choice)",
-            dict(labels)["instance"],
-            snmp.version,
-        )
+        if snmp.version != "v3" or (snmp.v3 and snmp.v3.security_level == "noAuthNoPriv"):
+            log.warning(
+                "snmp target %s uses %s without encryption: credentials travel in clear text "
+                "(SNMPv3 authPriv is the secure choice)",
+                dict(labels)["instance"],
+                snmp.version,
+            )
         profiles = [config.profiles[name] for name in snmp.profiles]
-        connect = community_connector(snmp, transport, _community(snmp))
+        if snmp.version == "v3":
+            connect = v3_connector(snmp)
+        else:
+            connect = community_connector(snmp, transport, _community(snmp))
         poller = SnmpCollector(snmp, profiles, labels, clock, connect)
         name = f"snmp:{dict(labels)['instance']}"
         jobs.append(CollectJob(name, snmp.interval, poller, labels, snmp.unreachable_after))

@@ -358,13 +358,15 @@ class _Loader:
                             "in collectors/profiles/)",
                         )
                     )
-            if target.community_file and not (self.directory / target.community_file).is_file():
-                self.problems.append(
-                    doc.problem(
-                        ("snmp", i, "community_file"),
-                        f"cannot read {target.community_file}: no such file",
+            files: list[tuple[Path_, str | None]] = [(("community_file",), target.community_file)]
+            if target.v3 is not None:
+                files += [(("v3", "auth_key_file"), target.v3.auth_key_file)]
+                files += [(("v3", "priv_key_file"), target.v3.priv_key_file)]
+            for where, file in files:
+                if file and not (self.directory / file).is_file():
+                    self.problems.append(
+                        doc.problem(("snmp", i, *where), f"cannot read {file}: no such file")
                     )
-                )
 
     def _check_profile(self, doc: Document, profile: Profile) -> None:
         scalar_names = {m.metric for m in profile.scalars}
@@ -401,6 +403,18 @@ def _files_relative_to(channels: ChannelsFile, directory: Path) -> ChannelsFile:
 
 
 def _snmp_files_relative_to(target: SnmpTarget, directory: Path) -> SnmpTarget:
+    """Resolve relative secret files (community, v3 keys) against the config directory."""
     if target.community_file and not Path(target.community_file).is_absolute():
-        return target.model_copy(update={"community_file": str(directory / target.community_file)})
+        target = target.model_copy(
+            update={"community_file": str(directory / target.community_file)}
+        )
+    v3 = target.v3
+    if v3 is not None:
+        update = {
+            name: str(directory / path)
+            for name in ("auth_key_file", "priv_key_file")
+            if (path := getattr(v3, name)) and not Path(path).is_absolute()
+        }
+        if update:
+            target = target.model_copy(update={"v3": v3.model_copy(update=update)})
     return target
