@@ -1,0 +1,118 @@
+"""The daemon as a subprocess, for end-to-end tests: start, query, signal, stop."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+WAIT = 30.0  # seconds: generous, this machine is shared and noisy
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+class Daemon:
+    def __init__(self, cfg: Path, state: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.state = state
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "alertd",
+                "run",
+                "--config-dir",
+                str(cfg),
+                "--state-dir",
+                str(state),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def post(self, path: str) -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def metric(self, line_prefix: str) -> float | None:
+        _, body = self.get("/metrics")
+        for line in body.splitlines():
+            if line.startswith(line_prefix + " "):
+                return float(line.split()[-1])
+        return None
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "alertd", "incidents", "--state-dir", str(self.state), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return out.stdout
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path], Daemon]]:
+    started: list[Daemon] = []
+
+    def start(cfg: Path) -> Daemon:
+        d = Daemon(cfg, tmp_path / "state", tmp_path / f"daemon{len(started)}.log")
+        started.append(d)
+        wait_for(
+            "the daemon to be ready",
+            lambda: d.get("/-/ready")[0] == 200 or d.proc.poll() is not None,
+        )
+        assert d.proc.poll() is None, d.log()
+        return d
+
+    yield start
+    for d in started:
+        d.stop()

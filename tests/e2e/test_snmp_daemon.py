@@ -1,0 +1,103 @@
+"""End to end with a real net-snmp agent: the daemon polls it, opens "device unreachable"
+when it stops answering, resolves it when it answers again, and never logs the community."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SmtpServer
+from tests.e2e.conftest import Daemon, wait_for
+from tests.snmp_agent import SnmpAgent, agent_or_skip
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[SnmpAgent]:
+    a = agent_or_skip(workdir=tmp_path / "snmpd", sys_name="edge-sw7")
+    a.start()
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def write_config(cfg: Path, agent: SnmpAgent, smtp: SmtpServer) -> None:
+    (cfg / "collectors").mkdir(parents=True)
+    shutil.copytree(REPO / "collectors" / "profiles", cfg / "collectors" / "profiles")
+    (cfg / "community.txt").write_text(agent.community + "\n")
+    host, port = agent.address
+    (cfg / "collectors" / "net.yaml").write_text(
+        f"""\
+snmp:
+  - address: {host}
+    port: {port}
+    instance: edge-sw7
+    community_file: community.txt
+    interval: 1s
+    timeout: 0.3s
+    retries: 0
+    unreachable_after: 2
+    labels: {{site: lab, criticality: high}}
+    profiles: [system, if-mib]
+"""
+    )
+    (cfg / "thresholds.yaml").write_text(
+        """\
+evaluation_interval: 1s
+rules:
+  - metric: alertd_target_up
+    name: target_down
+    below: {major: 1}
+    summary: "{{ labels.instance }} unreachable"
+"""
+    )
+    (cfg / "channels.yaml").write_text(
+        f"""\
+channels:
+  mail: {{type: email, host: {smtp.host}, port: {smtp.port}, starttls: false,
+          from: alertd@example.com, to: [noc@example.com]}}
+routes:
+  - notify: [mail]
+"""
+    )
+
+
+def test_unreachable_device_opens_and_recovers(
+    tmp_path: Path,
+    agent: SnmpAgent,
+    smtp_server: SmtpServer,
+    daemon_factory: Callable[[Path], Daemon],
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, agent, smtp_server)
+    d = daemon_factory(cfg)
+    collector = 'collector="snmp:edge-sw7"'
+    wait_for(
+        "two good polls",
+        lambda: (d.metric(f"alertd_samples_collected_total{{{collector}}}") or 0) > 20,
+    )
+    assert d.metric('alertd_incidents_open{priority="P2"}') == 0
+
+    agent.pause()  # the switch stops answering
+    wait_for("the 'opened' mail", lambda: len(smtp_server.messages) >= 1)
+    incidents = json.loads(d.cli("list", "--json"))
+    assert [(i["rule"], i["priority"], i["labels"]["instance"]) for i in incidents] == [
+        ("target_down", "P2", "edge-sw7")
+    ]
+    assert (d.metric(f"alertd_collection_errors_total{{{collector}}}") or 0) >= 2
+
+    agent.resume()
+    wait_for("the 'resolved' mail", lambda: len(smtp_server.messages) >= 2)
+    assert json.loads(d.cli("list", "--state", "resolved", "--json"))[0]["rule"] == "target_down"
+    assert d.stop() == 0
+    log = d.log()
+    assert "Traceback" not in log
+    assert agent.community not in log  # the secret never reaches the logs
