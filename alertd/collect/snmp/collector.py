@@ -119,7 +119,8 @@ class SnmpCollector:
         uptime = got[SYS_UPTIME].as_float() if SYS_UPTIME in got else None
         elapsed = None if self._last_poll is None else mono - self._last_poll
         self._last_poll = mono
-        if self.rates.observe_uptime(None if uptime is None else uptime / 100, elapsed):
+        slack = 5.0 + self.target.timeout * (self.target.retries + 1)
+        if self.rates.observe_uptime(None if uptime is None else uptime / 100, elapsed, slack):
             log.info("snmp %s restarted (sysUpTime went back): counters re-seeded", session.where())
         out: list[Sample] = []
         scalar_values: dict[str, float] = {}
@@ -210,7 +211,9 @@ class SnmpCollector:
                 vb = walked[metric_columns[m.metric]].get(idx)
                 if vb is None:
                     continue
-                value = self._value(vb, m.kind, m.scale, (table.name, m.metric, idx), mono, keep)
+                # the column is in the key: a switch to the 32-bit fallback starts a new counter
+                key = (table.name, m.metric, metric_columns[m.metric], idx)
+                value = self._value(vb, m.kind, m.scale, key, mono, keep)
                 if value is not None:
                     values[m.metric] = value
                     out.append(Sample(m.metric, labels, value, now))

@@ -20,11 +20,14 @@ class RateTracker:
         self._uptime: float | None = None
         self.restarts = 0
 
-    def observe_uptime(self, uptime_seconds: float | None, elapsed: float | None = None) -> bool:
+    def observe_uptime(
+        self, uptime_seconds: float | None, elapsed: float | None = None, slack: float = 5.0
+    ) -> bool:
         """Record the agent's sysUpTime; return True (and forget every counter) on a restart.
 
         ``elapsed`` (seconds since the previous poll) catches a restart whose new uptime is
-        already past the old one: the uptime must have grown by about the time that passed.
+        already past the old one: the uptime must have grown by about the time that passed,
+        give or take ``slack`` (how late a poll's first answer may come).
         """
         if uptime_seconds is None:
             return False
@@ -32,8 +35,10 @@ class RateTracker:
         if previous is None:
             return False
         restarted = uptime_seconds < previous
-        if not restarted and elapsed is not None and uptime_seconds - previous > elapsed + 60:
-            restarted = True  # sysUpTime jumped ahead of real time: not the same agent run
+        if not restarted and elapsed is not None:
+            grew = uptime_seconds - previous
+            # grew too little: it rebooted in between; too much: not the same agent run
+            restarted = grew < elapsed - slack or grew > elapsed + slack + 60
         if restarted:
             self._last.clear()
             self.restarts += 1

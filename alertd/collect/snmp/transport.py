@@ -79,20 +79,23 @@ class SnmpTransport:
     def _received(self, data: bytes, addr: Address) -> None:
         rid = peek_request_id(data)
         if rid is None:
-            self._drop("undecodable")
+            self.note_drop("undecodable")
             return
         pending = self._pending.get(rid)
         if pending is None:
-            self._drop("unknown_request_id")  # late reply to a timed-out request, or junk
+            self.note_drop("unknown_request_id")  # late reply to a timed-out request, or junk
             return
         expected, future = pending
         if addr != expected:  # callers resolve names first, so both sides are IP literals
-            self._drop("wrong_source")
+            self.note_drop("wrong_source")
             return
-        if not future.done():
+        if future.done():
+            self.note_drop("duplicate")  # a second copy while the first is being handled
+        else:
             future.set_result(data)
 
-    def _drop(self, reason: str) -> None:
+    def note_drop(self, reason: str) -> None:
+        """Count a reply (or part of one) thrown away, by reason; warn the first time."""
         if self.dropped[reason] == 0:
             log.warning("snmp: dropping a reply (%s); counted from now on", reason)
         self.dropped[reason] += 1
@@ -130,13 +133,13 @@ class SnmpTransport:
                     try:
                         response = decode_response(data)
                     except SnmpDecodeError as exc:
-                        self._drop(exc.reason)
+                        self.note_drop(exc.reason)
                         raise SnmpRequestError(
                             f"snmp {addr[0]}:{addr[1]}: malformed reply ({exc.reason})",
                             exc.reason,
                         ) from exc
                     if response.request_id != rid:  # peek and full decode disagree
-                        self._drop("wrong_request_id")
+                        self.note_drop("wrong_request_id")
                         raise SnmpRequestError(
                             f"snmp {addr[0]}:{addr[1]}: reply for another request",
                             "wrong_request_id",

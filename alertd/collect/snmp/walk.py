@@ -14,6 +14,7 @@ from typing import Protocol
 
 from alertd.collect.snmp.ber import (
     OID,
+    Tag,
     VarBind,
     encode_get,
     encode_getbulk,
@@ -26,6 +27,11 @@ MAX_PDUS_PER_WALK = 2000
 ERROR_TOO_BIG = 1
 ERROR_NO_SUCH_NAME = 2  # v1's way of saying "not there" / "end of MIB"
 Row = dict[OID, VarBind]  # index -> value
+_EXCEPTION_REASON: dict[int, str] = {
+    Tag.NO_SUCH_OBJECT: "no_such_object",
+    Tag.NO_SUCH_INSTANCE: "no_such_instance",
+    Tag.END_OF_MIB_VIEW: "end_of_mib_view",
+}
 
 
 class Accessor(Protocol):
@@ -84,13 +90,16 @@ async def get(session: Session, oids: Sequence[OID]) -> dict[OID, VarBind]:
                 del batch[response.error_index - 1]  # v1: drop the missing one, ask again
                 continue
             if response.error_status:
+                session.transport.note_drop("error_status")
                 raise SnmpRequestError(
                     f"snmp get {session.where()}: error status {response.error_status} "
                     f"at index {response.error_index}",
                     "error_status",
                 )
             for vb in response.varbinds:
-                if not vb.is_exception:
+                if vb.is_exception:
+                    session.transport.note_drop(_EXCEPTION_REASON.get(vb.tag, "exception"))
+                else:
                     found[vb.oid] = vb
             break
     return found
@@ -146,11 +155,13 @@ async def walk_columns(session: Session, columns: Sequence[OID]) -> dict[OID, Ro
                 repetitions //= 2
                 continue
         if response.error_status:
+            session.transport.note_drop("error_status")
             raise SnmpRequestError(
                 f"snmp walk {session.where()}: error status {response.error_status}",
                 "error_status",
             )
         if not response.varbinds:
+            session.transport.note_drop("empty_reply")
             raise SnmpRequestError(f"snmp walk {session.where()}: empty reply", "empty_reply")
         finished: set[OID] = set()
         width = len(active)
@@ -162,6 +173,7 @@ async def walk_columns(session: Session, columns: Sequence[OID]) -> dict[OID, Ro
                 finished.add(column)
                 continue
             if vb.oid <= cursor[column]:
+                session.transport.note_drop("oid_not_increasing")
                 raise SnmpRequestError(
                     f"snmp walk {session.where()}: OIDs not increasing in a column walk",
                     "oid_not_increasing",
