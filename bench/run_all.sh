@@ -13,10 +13,13 @@ if [ ! -x "$PY" ]; then
     exit 2
 fi
 
-if [ ! -x /usr/bin/prometheus-node-exporter ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "# installing prometheus-node-exporter for the host comparison"
-    apt-get install -y -qq prometheus-node-exporter >/dev/null 2>&1 \
-        || echo "# apt-get install prometheus-node-exporter failed (offline?); bench_host.py will skip it"
+# the peers the benchmarks compare with, started by the benchmarks themselves
+peers="prometheus-node-exporter prometheus-snmp-exporter snmpd snmp"
+missing=$(for p in $peers; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "# installing peers for the comparisons:" $missing
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } >/dev/null 2>&1 \
+        || echo "# installing the peers failed (offline?); their benchmarks will print SKIP"
 fi
 
 status=0
@@ -29,5 +32,6 @@ run() {
 run bench/bench_evaluate.py --series "${BENCH_SERIES:-10000,100000}" --rules 50 --cycles 20
 run bench/bench_host.py --iters 200 --runs 5
 run bench/bench_snmp_codec.py
+run bench/bench_snmp_poll.py --runs 3
 run bench/bench_rss.py --minutes "${BENCH_RSS_MINUTES:-2}"
 exit $status
