@@ -62,6 +62,23 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        """
+        -- device events that are not incidents: coldStart/warmStart, unknown trap OIDs
+        CREATE TABLE events (
+            id       INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts       REAL    NOT NULL,
+            source   TEXT    NOT NULL,   -- sender's IP address
+            instance TEXT    NOT NULL,
+            kind     TEXT    NOT NULL,   -- cold_start, warm_start, unknown_trap
+            level    INTEGER,            -- 1 minor, 2 major, 3 critical; NULL informational
+            trap_oid TEXT    NOT NULL,
+            detail   TEXT    NOT NULL
+        );
+        CREATE INDEX events_ts ON events(ts);
+        """,
+    ),
 )
 
 

@@ -8,6 +8,8 @@ index and label columns for table metrics. Counters become per-second rates (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
@@ -59,6 +61,8 @@ Connector = Callable[[], Awaitable[Accessor]]
 
 async def resolve_ipv4(address: str, port: int) -> tuple[str, int]:
     """Resolve a device name once per poll: replies are matched against the IP literal."""
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.IPv4Address(address)), port  # a literal needs no resolver thread
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             address, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
