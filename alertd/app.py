@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from alertd.clock import Clock, SystemClock
 from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs
 from alertd.collect.snmp.transport import SnmpTransport
+from alertd.collect.snmp.v3 import close_engines
 from alertd.config.load import Config, load_config
 from alertd.errors import ConfigError
 from alertd.evaluate.evaluator import Evaluator
@@ -149,6 +150,7 @@ class App:
                 await notifier.close()
             await runner.cleanup()
             self.snmp_transport.close()
+            await close_engines()
             self.conn.close()
             log.info("alertd stopped")
         return 0
