@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,20 +21,23 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from alertd.clock import Clock, SystemClock
-from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs
+from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs, snmp_labels
+from alertd.collect.snmp.collector import resolve_ipv4
 from alertd.collect.snmp.transport import SnmpTransport
+from alertd.collect.snmp.traps import TrapReceiver
 from alertd.collect.snmp.v3 import close_engines
 from alertd.config.load import Config, load_config
-from alertd.errors import ConfigError
+from alertd.errors import CollectError, ConfigError
 from alertd.evaluate.evaluator import Evaluator
 from alertd.incidents.manager import IncidentManager
 from alertd.metrics import PRIORITIES, Metrics
-from alertd.model import Notification, Sample
+from alertd.model import AlertEvent, Notification, Sample, StateRecord
 from alertd.notify.dispatch import Dispatcher
 from alertd.notify.notifier import Notifier
 from alertd.notify.registry import build_notifiers
 from alertd.server import build_web_app, start_server
 from alertd.state.db import connect
+from alertd.state.events import DeviceEvent, record_device_event
 from alertd.state.incidents import IncidentStore
 from alertd.state.rule_state import load_rule_state, save_rule_state
 
@@ -131,7 +134,9 @@ class App:
             self.listen_host,
             self.listen_port,
         )
+        self.traps: TrapReceiver | None = None
         try:
+            self.traps = await self._start_traps(config)
             self.collection.start(built.jobs)
             log.info(
                 "alertd running: %s; state in %s; listening on http://%s:%d",
@@ -145,6 +150,8 @@ class App:
         finally:
             self._ready = False
             self.collection.shutdown()
+            if self.traps is not None:
+                self.traps.close()
             await self._drain_deliveries()
             for notifier in self.notifiers.values():
                 await notifier.close()
@@ -181,6 +188,13 @@ class App:
         self.metrics.rule_evaluations.inc()
         self.metrics.evaluation_duration.observe(time.perf_counter() - started)
         self.metrics.series.set(self.evaluator.series_count())
+        self._apply(events, changes, now)
+
+    def _apply(
+        self, events: Sequence[AlertEvent], changes: Mapping[str, StateRecord | None], now: float
+    ) -> None:
+        """Turn alert events into incident changes (with the rule state, atomically) and
+        hand the resulting notifications to delivery."""
         for event in events:
             self.metrics.alert_events.labels(event.kind.value).inc()
         notifications: list[Notification] = []
@@ -196,6 +210,42 @@ class App:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    # -- traps --------------------------------------------------------------------------
+    async def _start_traps(self, config: Config) -> TrapReceiver | None:
+        if config.traps is None:
+            return None
+        targets = {}
+        for target in config.snmp:
+            with contextlib.suppress(CollectError):  # an unresolvable name just isn't a source
+                ip, _ = await resolve_ipv4(target.address, target.port)
+                targets[ip] = snmp_labels(target)
+        receiver = TrapReceiver(
+            config.traps,
+            targets,
+            on_events=self._trap_events,
+            on_device_event=self._device_event,
+            on_drop=self._trap_dropped,
+            clock=self.clock,
+        )
+        await receiver.start()
+        log.info("receiving SNMP traps on %s:%d", *(receiver.address or ("?", 0)))
+        return receiver
+
+    def _trap_events(self, events: list[AlertEvent]) -> None:
+        try:
+            self._apply(events, {}, self.clock.now())
+        except Exception:  # a trap must never take the receiver down
+            log.exception("could not apply trap events")
+
+    def _device_event(self, event: DeviceEvent) -> None:
+        try:
+            record_device_event(self.conn, event)
+        except Exception:
+            log.exception("could not record a device event")
+
+    def _trap_dropped(self, reason: str) -> None:
+        self.metrics.snmp_traps_dropped.labels(reason).inc()
+
     def _record_delivery(self, notification: Notification, outcome: str) -> None:
         self.manager.record_delivery(notification, outcome, self.clock.now())
 
@@ -208,6 +258,16 @@ class App:
             task.cancel()
 
     # -- reload -------------------------------------------------------------------------
+    async def _restart_traps(self, config: Config) -> None:
+        if self.traps is not None:
+            self.traps.close()
+            self.traps = None
+        try:
+            self.traps = await self._start_traps(config)
+        except Exception:
+            log.exception("the trap receiver could not start with the new config")
+            self.metrics.reload_success.set(0)
+
     def _reload_soon(self) -> None:
         task = asyncio.create_task(self.reload())
         self._tasks.add(task)
@@ -230,8 +290,11 @@ class App:
                 self.metrics.reload_success.set(0)
                 return False
             old = self.notifiers
+            traps_changed = (config.traps, config.snmp) != (self.config.traps, self.config.snmp)
             self._install(built)
             self.collection.replace(built.jobs)
+            if traps_changed:
+                await self._restart_traps(config)
             for name, notifier in old.items():
                 if built.notifiers.get(name) is not notifier:
                     await notifier.close()

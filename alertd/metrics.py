@@ -44,6 +44,14 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.snmp_traps_dropped = Counter(
+            "alertd_snmp_traps_dropped_total",
+            "SNMP traps dropped: unknown source, bad credentials, malformed, unsupported PDU.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("unknown_source", "bad_credentials", "malformed", "unsupported_pdu"):
+            self.snmp_traps_dropped.labels(reason)
         self.rule_evaluations = Counter(
             "alertd_rule_evaluations_total",
             "Evaluation cycles run (each covers every rule).",

@@ -1,4 +1,5 @@
-"""Schema of ``collectors/*.yaml``: what to poll and the labels each target carries."""
+"""Schema of ``collectors/*.yaml``: what to poll, the labels each target carries, and where
+traps are received."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
+from alertd.config.snmp_v3 import SnmpV3User
+from alertd.config.traps import TrapsConfig
 from alertd.config.types import Duration, StrictModel
 
 
@@ -18,34 +21,6 @@ class HostTarget(StrictModel):
     processes: list[str] = []
     exclude_fstypes: list[str] = []
     exclude_mountpoints: list[str] = []
-
-
-class SnmpV3User(StrictModel):
-    """SNMPv3 USM credentials; authPriv with SHA-2 and AES unless said otherwise."""
-
-    user: str = Field(min_length=1)
-    security_level: Literal["authPriv", "authNoPriv", "noAuthNoPriv"] = "authPriv"
-    auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA256"
-    auth_key: SecretStr | None = None
-    auth_key_file: str | None = None
-    priv_protocol: Literal["DES", "AES", "AES192", "AES256"] = "AES"
-    priv_key: SecretStr | None = None
-    priv_key_file: str | None = None
-    context: str = ""
-
-    @model_validator(mode="after")
-    def _keys_for_level(self) -> Self:
-        for kind in ("auth", "priv"):
-            inline, file = getattr(self, f"{kind}_key"), getattr(self, f"{kind}_key_file")
-            if inline is not None and file is not None:
-                raise ValueError(f"{kind}_key and {kind}_key_file are exclusive; set one")
-        needs_auth = self.security_level != "noAuthNoPriv"
-        needs_priv = self.security_level == "authPriv"
-        if needs_auth and self.auth_key is None and self.auth_key_file is None:
-            raise ValueError(f"{self.security_level} needs auth_key or auth_key_file")
-        if needs_priv and self.priv_key is None and self.priv_key_file is None:
-            raise ValueError("authPriv needs priv_key or priv_key_file")
-        return self
 
 
 class SnmpTarget(StrictModel):
@@ -86,3 +61,4 @@ class SnmpTarget(StrictModel):
 class CollectorsFile(StrictModel):
     hosts: list[HostTarget] = []
     snmp: list[SnmpTarget] = []
+    traps: TrapsConfig | None = None  # at most one file may say it

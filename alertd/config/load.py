@@ -19,6 +19,7 @@ from alertd.config.channels import ChannelsFile
 from alertd.config.collectors import CollectorsFile, HostTarget, SnmpTarget
 from alertd.config.snmp_profiles import Derived, Profile
 from alertd.config.thresholds import Rule, ThresholdsFile, check_order
+from alertd.config.traps import TrapsConfig
 from alertd.config.yaml_marks import Document, Path_, parse_file
 from alertd.errors import ConfigError, ConfigProblem
 
@@ -46,6 +47,7 @@ class Config:
     channels: ChannelsFile
     snmp: tuple[SnmpTarget, ...] = ()
     profiles: Mapping[str, Profile] = field(default_factory=dict)
+    traps: TrapsConfig | None = None
 
     def summary(self) -> str:
         c = self.channels
@@ -186,6 +188,8 @@ class _Loader:
         host_docs: list[tuple[Document, int, HostTarget]] = []
         snmp: list[SnmpTarget] = []
         snmp_docs: list[tuple[Document, int, SnmpTarget]] = []
+        traps: TrapsConfig | None = None
+        traps_file = ""
         for path in self._files("collectors"):
             parsed_c = self._parse(path, CollectorsFile)
             if parsed_c is not None:
@@ -194,6 +198,14 @@ class _Loader:
                 host_docs.extend((doc, i, h) for i, h in enumerate(cf.hosts))
                 snmp.extend(cf.snmp)
                 snmp_docs.extend((doc, i, t) for i, t in enumerate(cf.snmp))
+                if cf.traps is not None:
+                    if traps is not None:
+                        self.problems.append(
+                            doc.problem(("traps",), f"traps: is already configured in {traps_file}")
+                        )
+                    else:
+                        traps, traps_file = cf.traps, doc.file
+                        self._check_files(doc, ("traps",), _trap_files(cf.traps))
         profiles: dict[str, Profile] = {}
         for path in self._files("collectors/profiles"):
             parsed_p = self._parse(path, Profile)
@@ -230,6 +242,7 @@ class _Loader:
             hosts=tuple(hosts),
             snmp=tuple(_snmp_files_relative_to(t, self.directory) for t in snmp),
             profiles=profiles,
+            traps=None if traps is None else _traps_files_relative_to(traps, self.directory),
             channels=_files_relative_to(channels, self.directory),
         )
 
@@ -362,11 +375,17 @@ class _Loader:
             if target.v3 is not None:
                 files += [(("v3", "auth_key_file"), target.v3.auth_key_file)]
                 files += [(("v3", "priv_key_file"), target.v3.priv_key_file)]
-            for where, file in files:
-                if file and not (self.directory / file).is_file():
-                    self.problems.append(
-                        doc.problem(("snmp", i, *where), f"cannot read {file}: no such file")
-                    )
+            self._check_files(doc, ("snmp", i), files)
+
+    def _check_files(
+        self, doc: Document, base: Path_, files: Sequence[tuple[Path_, str | None]]
+    ) -> None:
+        """Report every secret file that isn't there (relative ones: under the config dir)."""
+        for where, file in files:
+            if file and not (self.directory / file).is_file():
+                self.problems.append(
+                    doc.problem((*base, *where), f"cannot read {file}: no such file")
+                )
 
     def _check_profile(self, doc: Document, profile: Profile) -> None:
         scalar_names = {m.metric for m in profile.scalars}
@@ -418,3 +437,32 @@ def _snmp_files_relative_to(target: SnmpTarget, directory: Path) -> SnmpTarget:
         if update:
             target = target.model_copy(update={"v3": v3.model_copy(update=update)})
     return target
+
+
+def _trap_files(traps: TrapsConfig) -> list[tuple[Path_, str | None]]:
+    files: list[tuple[Path_, str | None]] = [
+        (("community_files", i), f) for i, f in enumerate(traps.community_files)
+    ]
+    for i, user in enumerate(traps.v3_users):
+        files += [(("v3_users", i, "auth_key_file"), user.auth_key_file)]
+        files += [(("v3_users", i, "priv_key_file"), user.priv_key_file)]
+    return files
+
+
+def _traps_files_relative_to(traps: TrapsConfig, directory: Path) -> TrapsConfig:
+    """Resolve the trap receiver's secret files against the config directory."""
+
+    def absolute(path: str | None) -> str | None:
+        return path if path is None or Path(path).is_absolute() else str(directory / path)
+
+    users = [
+        u.model_copy(
+            update={
+                "auth_key_file": absolute(u.auth_key_file),
+                "priv_key_file": absolute(u.priv_key_file),
+            }
+        )
+        for u in traps.v3_users
+    ]
+    files = [absolute(f) or f for f in traps.community_files]
+    return traps.model_copy(update={"v3_users": users, "community_files": files})

@@ -23,7 +23,7 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from alertd.config.collectors import SnmpV3User
+from alertd.config.snmp_v3 import SnmpV3User
 from alertd.config.types import StrictModel
 
 _NUMERIC_OID = re.compile(r"\.?[0-2](?:\.(?:0|[1-9]\d{0,9}))+")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import pytest
 
 from tests.conftest import SmtpServer
 from tests.e2e.conftest import Daemon, wait_for
-from tests.snmp_agent import SnmpAgent, agent_or_skip
+from tests.snmp_agent import SnmpAgent, agent_or_skip, require_net_snmp
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
+LINK_DOWN, LINK_UP = "1.3.6.1.6.3.1.1.5.3", "1.3.6.1.6.3.1.1.5.4"
+IF_INDEX, IF_DESCR = "1.3.6.1.2.1.2.2.1.1", "1.3.6.1.2.1.2.2.1.2"
 
 
 @pytest.fixture
@@ -101,3 +104,71 @@ def test_unreachable_device_opens_and_recovers(
     log = d.log()
     assert "Traceback" not in log
     assert agent.community not in log  # the secret never reaches the logs
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_link_down_trap_opens_and_link_up_resolves(
+    tmp_path: Path,
+    agent: SnmpAgent,
+    smtp_server: SmtpServer,
+    daemon_factory: Callable[[Path], Daemon],
+) -> None:
+    require_net_snmp("snmptrap")
+    cfg = tmp_path / "cfg"
+    write_config(cfg, agent, smtp_server)
+    trap_port = free_udp_port()
+    trap_community = "t" + agent.community
+    with (cfg / "collectors" / "net.yaml").open("a") as f:
+        f.write(f"traps:\n  listen: 127.0.0.1:{trap_port}\n  communities: [{trap_community}]\n")
+    d = daemon_factory(cfg)
+    wait_for(
+        "the trap listener", lambda: f"receiving SNMP traps on 127.0.0.1:{trap_port}" in d.log()
+    )
+
+    def trap(oid: str, community: str = trap_community) -> None:
+        result = agent.cli(
+            "snmptrap",
+            "-v",
+            "2c",
+            "-c",
+            community,
+            f"127.0.0.1:{trap_port}",
+            "",
+            oid,
+            f"{IF_INDEX}.3",
+            "i",
+            "3",
+            f"{IF_DESCR}.3",
+            "s",
+            "uplink-3",
+        )
+        assert result.returncode == 0, result.stderr
+
+    trap(LINK_DOWN)
+    wait_for("the linkDown mail", lambda: len(smtp_server.messages) >= 1)
+    (incident,) = json.loads(d.cli("list", "--json"))
+    assert incident["rule"] == "snmp_trap_link_down"
+    assert incident["labels"]["instance"] == "edge-sw7"  # the trap came from a known target
+    assert incident["labels"]["ifIndex"] == "3"
+    assert incident["priority"] == "P2"  # criticality high x major
+
+    trap(LINK_DOWN, community="wrong-community")  # dropped and counted, nothing opens
+    wait_for(
+        "the bad-credentials drop",
+        lambda: (d.metric('alertd_snmp_traps_dropped_total{reason="bad_credentials"}') or 0) >= 1,
+    )
+    trap(LINK_UP)
+    wait_for("the linkUp mail", lambda: len(smtp_server.messages) >= 2)
+    shown = json.loads(d.cli("show", str(incident["id"]), "--json"))
+    assert shown["state"] == "resolved"
+    assert len(json.loads(d.cli("list", "--state", "all", "--json"))) == 1
+    assert d.stop() == 0
+    log = d.log()
+    assert "Traceback" not in log
+    assert trap_community not in log

@@ -45,24 +45,16 @@ from typing import Any
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
-# pysnmp and pyasn1 ship no type information; this module is their adapter.
-from pyasn1.codec.ber import decoder as ber_decoder  # type: ignore[import-untyped,unused-ignore]
-from pysnmp.carrier.asyncio.dgram import (  # type: ignore[import-untyped,unused-ignore]
-    udp,
-    udp6,
-)
-from pysnmp.entity import config as snmp_config  # type: ignore[import-untyped,unused-ignore]
-from pysnmp.entity.engine import SnmpEngine  # type: ignore[import-untyped,unused-ignore]
-from pysnmp.entity.rfc3413.ntfrcv import (  # type: ignore[import-untyped,unused-ignore]
-    NotificationReceiver,
-)
-from pysnmp.proto.api import v2c  # type: ignore[import-untyped,unused-ignore]
-from pysnmp.proto.mpmod.rfc3412 import (  # type: ignore[import-untyped,unused-ignore]
-    SNMPv3Message,
-)
-from pysnmp.proto.secmod.rfc3414.service import (  # type: ignore[import-untyped,unused-ignore]
-    UsmSecurityParameters,
-)
+# pysnmp and pyasn1 ship no type information (mypy override in pyproject.toml): this module
+# is their adapter for traps.
+from pyasn1.codec.ber import decoder as ber_decoder
+from pysnmp.carrier.asyncio.dgram import udp, udp6
+from pysnmp.entity import config as snmp_config
+from pysnmp.entity.engine import SnmpEngine
+from pysnmp.entity.rfc3413.ntfrcv import NotificationReceiver
+from pysnmp.proto.api import v2c
+from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
+from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
 
 from alertd.clock import Clock
 from alertd.config.traps import TrapMapping, TrapsConfig, TrapV3User
@@ -360,7 +352,7 @@ def _value_text(value: Any) -> str:
     if isinstance(value, v2c.OctetString) and not isinstance(value, v2c.IpAddress):
         octets = bytes(value.asOctets())
         try:
-            text = octets.decode("utf-8")
+            text = octets.decode("utf-8").rstrip("\x00")  # C strings with their terminator
         except UnicodeDecodeError:
             return "0x" + octets.hex()
         return text if text.isprintable() else "0x" + octets.hex()
@@ -397,11 +389,11 @@ class _GuardedTransport:
         self.guard(self, datagram, address)
 
 
-class _GuardedUdp(_GuardedTransport, udp.UdpAsyncioTransport):  # type: ignore[misc,unused-ignore]
+class _GuardedUdp(_GuardedTransport, udp.UdpAsyncioTransport):  # type: ignore[misc]
     pass
 
 
-class _GuardedUdp6(_GuardedTransport, udp6.Udp6AsyncioTransport):  # type: ignore[misc,unused-ignore]
+class _GuardedUdp6(_GuardedTransport, udp6.Udp6AsyncioTransport):  # type: ignore[misc]
     pass
 
 
@@ -478,6 +470,9 @@ class TrapReceiver:
                 log.warning("snmp traps: no communities and no v3_users: every trap is dropped")
         else:
             log.warning("snmp traps: v1/v2c communities accepted (cleartext, unauthenticated)")
+        for user in self.config.v3_users:
+            if user.security_level != "authPriv":
+                log.warning("snmp traps: v3 user %s is %s", user.user, user.security_level)
         log.info(
             "snmp traps: listening on %s:%d (%d targets, %d allowed sources, %d mappings)",
             *self.address,
@@ -488,8 +483,8 @@ class TrapReceiver:
 
     def _start_engine(self, sock: socket.socket, family: int) -> None:
         cfg = self.config
-        engine_id = v2c.OctetString(hexValue=cfg.engine_id) if cfg.engine_id else None
-        engine = self._engine = SnmpEngine(snmpEngineID=engine_id)
+        engine = self._engine = SnmpEngine()
+        self._set_engine_identity(engine)
         transport_cls = _GuardedUdp6 if family == socket.AF_INET6 else _GuardedUdp
         domain = udp6.DOMAIN_NAME if family == socket.AF_INET6 else udp.DOMAIN_NAME
         transport = transport_cls()
@@ -511,6 +506,23 @@ class TrapReceiver:
             )
         }
         self._receiver = NotificationReceiver(engine, self._notification)
+
+    def _set_engine_identity(self, engine: Any) -> None:
+        """Set this receiver's engine ID (informs) and boots, without pysnmp's boots file.
+
+        ``SnmpEngine(snmpEngineID=...)`` would keep engine boots in /tmp/__pysnmp/<id>/ (a
+        shared directory, and it leaks a file handle). Instead boots is the number of minutes
+        since the epoch: it grows across restarts without a state file, as RFC 3414 wants of
+        an authoritative engine with a fixed engine ID (a replayed inform from before a
+        restart falls outside the time window).
+        """
+        mib = engine.get_mib_builder()
+        (boots,) = mib.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineBoots")
+        boots.syntax = boots.syntax.clone(max(1, min(int(self.clock.now() // 60), 2**31 - 1)))
+        if self.config.engine_id:
+            (engine_id,) = mib.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineID")
+            engine_id.syntax = engine_id.syntax.clone(bytes.fromhex(self.config.engine_id))
+            engine.snmpEngineID = engine_id.syntax
 
     def _add_v3_user(self, engine: Any, user: TrapV3User) -> None:
         def key(inline: Any, file: str | None) -> str | None:
@@ -589,11 +601,16 @@ class TrapReceiver:
         if sender is None:
             return ": community not accepted"
         engine, user = sender
-        if user not in self._v3_levels:
+        known = {u.user: u for u in self.config.v3_users}.get(user)
+        if known is None:
             return f": v3 user {user!r} not configured"
+        if engine in known.engine_ids or engine == self.config.engine_id:
+            return f": v3 user {user}, engine ID 0x{engine}: wrong auth or priv key"
+        if not engine:
+            return f": v3 user {user}: no engine ID (malformed)"
         return (
-            f": v3 user {user}, engine ID 0x{engine}: wrong keys, or an engine ID missing "
-            "from the user's engine_ids"
+            f": v3 user {user}, engine ID 0x{engine} not in its engine_ids (add it if that "
+            "is the sending device's snmpEngineID)"
         )
 
     def _sum(self, reason: str) -> int:

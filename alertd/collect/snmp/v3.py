@@ -71,7 +71,8 @@ from alertd.collect.snmp.walk import (
     Accessor,
     Row,
 )
-from alertd.config.collectors import SnmpTarget, SnmpV3User
+from alertd.config.collectors import SnmpTarget
+from alertd.config.snmp_v3 import SnmpV3User
 from alertd.errors import CollectError, CollectTimeoutError
 
 log = logging.getLogger(__name__)
