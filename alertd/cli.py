@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import json
 import os
@@ -68,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--config-dir", type=Path, default=Path("."))
 
+    events = sub.add_parser("events", help="device events: restarts, unmapped SNMP traps")
+    events.add_argument("--state-dir", type=Path, default=None)
+    events.add_argument("--limit", type=int, default=50)
+    events.add_argument("--json", action="store_true")
+
     inc = sub.add_parser("incidents", help="list, show, acknowledge or resolve incidents")
     inc.add_argument("--state-dir", type=Path, default=None)
     isub = inc.add_subparsers(dest="action", required=True)
@@ -101,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.config_dir)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "events":
+            return _events(args)
         return _incidents(args)
     except AlertdError as exc:
         print(f"alertd: {exc}", file=sys.stderr)
@@ -143,6 +151,25 @@ def _explain(args: argparse.Namespace) -> int:
             return 2
         extra[name] = value
     print(explain(load_config(args.config_dir), args.instance, args.metric, extra))
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    from alertd.state.db import connect
+    from alertd.state.events import recent_device_events
+
+    state_dir = args.state_dir or _default_state_dir()
+    if not (state_dir / "alertd.sqlite3").exists():
+        print(f"alertd: no state database in {state_dir} (is --state-dir right?)", file=sys.stderr)
+        return 1
+    events = recent_device_events(connect(state_dir), args.limit)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(e) for e in events], indent=2, default=str))
+        return 0
+    if not events:
+        print("no device events")
+    for e in events:
+        print(f"{_when(e.ts)}  {e.instance:<16} {e.kind:<14} {e.trap_oid or '-'}  {e.detail}")
     return 0
 
 

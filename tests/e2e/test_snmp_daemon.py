@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 LINK_DOWN, LINK_UP = "1.3.6.1.6.3.1.1.5.3", "1.3.6.1.6.3.1.1.5.4"
+COLD_START = "1.3.6.1.6.3.1.1.5.1"
 IF_INDEX, IF_DESCR = "1.3.6.1.2.1.2.2.1.1", "1.3.6.1.2.1.2.2.1.2"
 
 
@@ -167,6 +170,24 @@ def test_link_down_trap_opens_and_link_up_resolves(
     wait_for("the linkUp mail", lambda: len(smtp_server.messages) >= 2)
     shown = json.loads(d.cli("show", str(incident["id"]), "--json"))
     assert shown["state"] == "resolved"
+    assert len(json.loads(d.cli("list", "--state", "all", "--json"))) == 1
+
+    trap(COLD_START)  # recorded as a device event, not an incident
+
+    def device_events() -> list[dict[str, object]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "alertd", "events", "--state-dir", str(d.state), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return list(json.loads(out.stdout))
+
+    wait_for(
+        "the cold start event", lambda: any(e["kind"] == "cold_start" for e in device_events())
+    )
+    assert device_events()[0]["instance"] == "edge-sw7"
     assert len(json.loads(d.cli("list", "--state", "all", "--json"))) == 1
     assert d.stop() == 0
     log = d.log()
