@@ -135,9 +135,16 @@ class App:
             self.listen_port,
         )
         self.traps: TrapReceiver | None = None
+        self.config_of_traps = config  # what the running trap receiver was built from
         try:
-            self.traps = await self._start_traps(config)
-            self.collection.start(built.jobs)
+            async with self._reload_lock:  # no reload may race the start-up below
+                try:
+                    self.traps = await self._start_traps(config)
+                except OSError as exc:
+                    assert config.traps is not None
+                    log.error("cannot receive SNMP traps on %s: %s", config.traps.listen, exc)
+                    return 1
+                self.collection.start(built.jobs)
             log.info(
                 "alertd running: %s; state in %s; listening on http://%s:%d",
                 config.summary(),
@@ -197,11 +204,10 @@ class App:
         hand the resulting notifications to delivery."""
         for event in events:
             self.metrics.alert_events.labels(event.kind.value).inc()
-        notifications: list[Notification] = []
-        if events or changes:
-            with self.manager.store.transaction():
-                save_rule_state(self.conn, changes)
-                notifications = self.manager.apply(events, now)
+        with self.manager.store.transaction():
+            save_rule_state(self.conn, changes)
+            notifications = self.manager.apply(events, now)
+            notifications += self.manager.escalate(now)
         open_counts = self.manager.store.count_open_by_priority()
         for priority in PRIORITIES:
             self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
@@ -258,15 +264,29 @@ class App:
             task.cancel()
 
     # -- reload -------------------------------------------------------------------------
-    async def _restart_traps(self, config: Config) -> None:
+    async def _restart_traps(self, config: Config) -> bool:
+        """Replace the trap receiver; if the new one can't start, bring the old one back."""
+        previous = self.config_of_traps
         if self.traps is not None:
             self.traps.close()
             self.traps = None
-        try:
-            self.traps = await self._start_traps(config)
-        except Exception:
-            log.exception("the trap receiver could not start with the new config")
-            self.metrics.reload_success.set(0)
+        for candidate in (config, previous):
+            for _ in range(20):  # the old socket is released a loop turn or two after close()
+                await asyncio.sleep(0.05)
+                try:
+                    self.traps = await self._start_traps(candidate)
+                except OSError:
+                    continue
+                except Exception:
+                    log.exception("the trap receiver could not start")
+                    break
+                self.config_of_traps = candidate
+                return candidate is config
+            log.error(
+                "the trap receiver could not start with the %s config",
+                "new" if candidate is config else "previous",
+            )
+        return False
 
     def _reload_soon(self) -> None:
         task = asyncio.create_task(self.reload())
@@ -290,11 +310,14 @@ class App:
                 self.metrics.reload_success.set(0)
                 return False
             old = self.notifiers
-            traps_changed = (config.traps, config.snmp) != (self.config.traps, self.config.snmp)
+            running = self.config_of_traps
+            traps_changed = (config.traps, config.snmp) != (running.traps, running.snmp)
             self._install(built)
             self.collection.replace(built.jobs)
-            if traps_changed:
-                await self._restart_traps(config)
+            if traps_changed and not await self._restart_traps(config):
+                self.metrics.reload_success.set(0)
+                log.error("reload: the rest of the config is in use, the trap receiver is not")
+                return False
             for name, notifier in old.items():
                 if built.notifiers.get(name) is not notifier:
                     await notifier.close()

@@ -46,11 +46,13 @@ class Metrics:
         )
         self.snmp_traps_dropped = Counter(
             "alertd_snmp_traps_dropped_total",
-            "SNMP traps dropped: unknown source, bad credentials, malformed, unsupported PDU.",
+            "SNMP traps dropped: unknown source, bad credentials, malformed, unsupported PDU, "
+            "too large, over the per-source rate.",
             ["reason"],
             registry=registry,
         )
-        for reason in ("unknown_source", "bad_credentials", "malformed", "unsupported_pdu"):
+        reasons = ("unknown_source", "bad_credentials", "malformed", "unsupported_pdu")
+        for reason in (*reasons, "too_large", "rate_limited"):
             self.snmp_traps_dropped.labels(reason)
         self.rule_evaluations = Counter(
             "alertd_rule_evaluations_total",

@@ -120,6 +120,8 @@ class Transition(enum.Enum):
     OPENED = "opened"
     LEVEL_CHANGED = "level_changed"
     RESOLVED = "resolved"
+    ESCALATED = "escalated"  # the next tier is paged: unacknowledged, or not resolved in time
+    REPEAT = "repeat"  # the current tier is paged again: still unacknowledged
     TEST = "test"
 
 

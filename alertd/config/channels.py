@@ -6,9 +6,10 @@ this module assembles them into one discriminated union on ``type``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import itertools
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from alertd.config.types import Duration, MatcherValues, StrictModel
 from alertd.notify.email.config import EmailChannelConfig
@@ -52,12 +53,38 @@ class Priorities(StrictModel):
     targets: dict[Priority, ResponseTarget] = {}
 
 
+class EscalationStep(StrictModel):
+    """Who is paged ``after`` this long without an acknowledgement (0: at once)."""
+
+    after: Duration = 0.0
+    notify: list[str] = Field(min_length=1)
+
+
 class Route(StrictModel):
-    """Where an incident's notifications go: ``notify`` names teams or channels."""
+    """Where an incident's notifications go: teams or channels, at once (``notify``) or in
+    escalation steps (``escalate``); ``repeat`` re-pages the current step while unacknowledged."""
 
     match: dict[str, MatcherValues] = {}
-    notify: list[str] = Field(min_length=1)
+    notify: list[str] = []
+    escalate: list[EscalationStep] = []
+    repeat: Duration | None = Field(default=None, gt=0)
     continue_: bool = Field(default=False, alias="continue")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if bool(self.notify) == bool(self.escalate):
+            raise ValueError("set exactly one of notify (page at once) or escalate (steps)")
+        if self.escalate and self.escalate[0].after != 0:
+            raise ValueError("the first escalation step pages at once: leave out its `after`")
+        afters = [step.after for step in self.escalate]
+        if any(b <= a for a, b in itertools.pairwise(afters)):
+            raise ValueError("escalation steps must come later and later (`after` increasing)")
+        return self
+
+    @property
+    def steps(self) -> list[EscalationStep]:
+        """The escalation steps; a plain ``notify`` is one step at once."""
+        return self.escalate or [EscalationStep(notify=self.notify)]
 
 
 class ChannelsFile(StrictModel):

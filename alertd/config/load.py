@@ -308,11 +308,16 @@ class _Loader:
                         )
                     )
         for i, route in enumerate(ch.routes):
-            for j, name in enumerate(route.notify):
+            named: list[tuple[Path_, str]] = [
+                (("notify", j), n) for j, n in enumerate(route.notify)
+            ]
+            for k, step in enumerate(route.escalate):
+                named += [(("escalate", k, "notify", j), n) for j, n in enumerate(step.notify)]
+            for where, name in named:
                 if name not in ch.channels and name not in ch.teams:
                     self.problems.append(
                         doc.problem(
-                            ("routes", i, "notify", j),
+                            ("routes", i, *where),
                             f'unknown team or channel "{name}" ({_known(targets)})',
                         )
                     )

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from alertd.config.channels import ChannelsFile
+from alertd.incidents.escalation import Escalator
 from alertd.incidents.priority import priority_of
 from alertd.incidents.routing import notifications_for
 from alertd.model import (
@@ -21,7 +22,7 @@ from alertd.model import (
     Notification,
     Transition,
 )
-from alertd.state.incidents import IncidentStore
+from alertd.state.incidents import EscalationStore, IncidentStore
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,21 @@ class IncidentManager:
 
     def __init__(self, store: IncidentStore, channels: ChannelsFile) -> None:
         self.store = store
+        self.escalator = Escalator(store, EscalationStore(store.conn), channels)
         self.channels = channels
+
+    @property
+    def channels(self) -> ChannelsFile:
+        return self._channels
+
+    @channels.setter
+    def channels(self, channels: ChannelsFile) -> None:  # a reload swaps routes for both
+        self._channels = channels
+        self.escalator.channels = channels
+
+    def escalate(self, now: float) -> list[Notification]:
+        """Fire the escalations due at ``now``; call inside ``store.transaction()``."""
+        return self.escalator.run(now)
 
     def apply(self, events: Sequence[AlertEvent], now: float) -> list[Notification]:
         """Apply ``events``; return the notifications the changes call for.
@@ -84,6 +99,7 @@ class IncidentManager:
                 updated_at=now,
             )
             opened = store.open(draft)
+            self.escalator.arm_new(opened, now)
             store.add_timeline(
                 opened.id,
                 now,

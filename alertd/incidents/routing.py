@@ -1,21 +1,43 @@
-"""Routes: which channels, and which recipients on them, hear about an incident."""
+"""Routes: which teams and channels, and which recipients on them, hear about an incident.
+
+The first matching route (and any before it that say ``continue``) decides. Its escalation
+steps say who is paged at once and who later; a plain ``notify`` is a single step.
+"""
 
 from __future__ import annotations
 
-from alertd.config.channels import ChannelsFile
+from collections.abc import Sequence
+
+from alertd.config.channels import ChannelsFile, EscalationStep, Route
 from alertd.evaluate.thresholds import matches
 from alertd.model import Incident, Level, Notification, Transition
 
 
-def route_targets(incident: Incident, config: ChannelsFile) -> list[str]:
-    """Return the team and channel names the routes send ``incident`` to, in route order."""
+def matching_routes(incident: Incident, config: ChannelsFile) -> list[Route]:
+    """Return the routes ``incident`` matches: up to and including the first without
+    ``continue``."""
     fields = {**incident.label_map, "priority": incident.priority, "level": incident.level.label}
-    targets: list[str] = []
+    found: list[Route] = []
     for route in config.routes:
         if matches(route.match, fields):
-            targets.extend(t for t in route.notify if t not in targets)
+            found.append(route)
             if not route.continue_:
                 break
+    return found
+
+
+def escalation_steps(incident: Incident, config: ChannelsFile) -> list[EscalationStep]:
+    """Return the steps of the policy that escalates ``incident`` (the last matching route's:
+    routes before it said ``continue`` and only page at once)."""
+    routes = matching_routes(incident, config)
+    return routes[-1].steps if routes else []
+
+
+def route_targets(incident: Incident, config: ChannelsFile) -> list[str]:
+    """Return the team and channel names paged at once, in route order."""
+    targets: list[str] = []
+    for route in matching_routes(incident, config):
+        targets.extend(t for t in route.steps[0].notify if t not in targets)
     return targets
 
 
@@ -25,16 +47,19 @@ def notifications_for(
     config: ChannelsFile,
     key_time: float,
     previous_level: Level | None = None,
+    targets: Sequence[str] | None = None,
 ) -> list[Notification]:
     """Return one notification per channel, with the recipients of every team routed there.
 
-    An incident no route matches goes to every ``log`` channel, so it is never silent.
+    ``targets`` defaults to who is paged at once. An incident no route matches goes to
+    every ``log`` channel, so it is never silent.
     """
     recipients: dict[str, list[str]] = {}
-    for target in route_targets(incident, config):
+    for target in route_targets(incident, config) if targets is None else targets:
         team = config.teams.get(target)
         if team is None:
-            recipients.setdefault(target, [])
+            if target in config.channels:
+                recipients.setdefault(target, [])
             continue
         emails = [m.email for m in team.members if m.email]
         for channel in team.channels:

@@ -109,6 +109,8 @@ _VERBS = {
     Transition.OPENED: "OPENED",
     Transition.LEVEL_CHANGED: "LEVEL CHANGED",
     Transition.RESOLVED: "RESOLVED",
+    Transition.ESCALATED: "ESCALATED",
+    Transition.REPEAT: "STILL OPEN",
     Transition.TEST: "TEST",
 }
 

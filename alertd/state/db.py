@@ -79,6 +79,18 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX events_ts ON events(ts);
         """,
     ),
+    (
+        3,
+        """
+        -- escalation: which step has been paged, and when the next step / re-page is due;
+        -- deadlines live here so a restart re-arms them and fires none twice
+        ALTER TABLE incidents ADD COLUMN escalation_step INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE incidents ADD COLUMN next_escalation_at REAL;
+        ALTER TABLE incidents ADD COLUMN next_repeat_at REAL;
+        ALTER TABLE incidents ADD COLUMN resolve_escalated INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX incidents_escalation ON incidents(state, next_escalation_at);
+        """,
+    ),
 )
 
 

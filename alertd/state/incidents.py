@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -187,3 +187,68 @@ class IncidentStore:
             acknowledged_by=by,
             updated_at=now,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    """Where one unresolved incident stands in its escalation policy."""
+
+    incident_id: int
+    step: int  # index of the last step paged
+    next_escalation_at: float | None
+    next_repeat_at: float | None
+    resolve_escalated: bool
+
+
+class EscalationStore:
+    """The escalation columns of the incidents table."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def get(self, incident_id: int) -> EscalationState | None:
+        row = self.conn.execute(
+            "SELECT id, escalation_step, next_escalation_at, next_repeat_at, resolve_escalated "
+            "FROM incidents WHERE id = ?",
+            (incident_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return EscalationState(row[0], row[1], row[2], row[3], bool(row[4]))
+
+    def arm(
+        self,
+        incident_id: int,
+        step: int,
+        next_escalation_at: float | None,
+        next_repeat_at: float | None,
+        resolve_escalated: bool = False,
+    ) -> None:
+        self.conn.execute(
+            "UPDATE incidents SET escalation_step = ?, next_escalation_at = ?, "
+            "next_repeat_at = ?, resolve_escalated = ? WHERE id = ?",
+            (step, next_escalation_at, next_repeat_at, int(resolve_escalated), incident_id),
+        )
+
+    def due(self, now: float, resolve_deadline_before: Mapping[str, float]) -> list[int]:
+        """Return ids of incidents with something due: an unacknowledged one whose next step
+        or re-page time has come, or an acknowledged one opened before its priority's
+        resolve deadline (``resolve_deadline_before``: priority -> opened-before time)."""
+        ids = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT id FROM incidents WHERE state = 'open' AND "
+                "(next_escalation_at <= ? OR next_repeat_at <= ?)",
+                (now, now),
+            )
+        ]
+        for priority, before in resolve_deadline_before.items():
+            ids.extend(
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT id FROM incidents WHERE state = 'acknowledged' AND "
+                    "resolve_escalated = 0 AND priority = ? AND opened_at <= ?",
+                    (priority, before),
+                )
+            )
+        return sorted(set(ids))

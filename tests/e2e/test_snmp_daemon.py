@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -134,13 +135,13 @@ def test_link_down_trap_opens_and_link_up_resolves(
         "the trap listener", lambda: f"receiving SNMP traps on 127.0.0.1:{trap_port}" in d.log()
     )
 
-    def trap(oid: str, community: str = trap_community) -> None:
+    def trap(oid: str, community: str | None = None) -> None:
         result = agent.cli(
             "snmptrap",
             "-v",
             "2c",
             "-c",
-            community,
+            community or trap_community,
             f"127.0.0.1:{trap_port}",
             "",
             oid,
@@ -172,6 +173,15 @@ def test_link_down_trap_opens_and_link_up_resolves(
     assert shown["state"] == "resolved"
     assert len(json.loads(d.cli("list", "--state", "all", "--json"))) == 1
 
+    # a reload that changes the trap config rebinds the same port with the new community
+    net_yaml = cfg / "collectors" / "net.yaml"
+    new_community = "n" + trap_community
+    net_yaml.write_text(net_yaml.read_text().replace(trap_community, new_community))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for("the reload", lambda: d.log().count("config reloaded") == 1)
+    assert f"receiving SNMP traps on 127.0.0.1:{trap_port}" in d.log().split("config reloaded")[0]
+    assert d.metric("alertd_config_last_reload_successful") == 1
+    trap_community = new_community
     trap(COLD_START)  # recorded as a device event, not an incident
 
     def device_events() -> list[dict[str, object]]:

@@ -37,6 +37,7 @@ import ipaddress
 import logging
 import re
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,8 @@ def _detail(varbinds: Mapping[str, str]) -> str:
 def _interface(varbinds: Mapping[str, str]) -> tuple[str | None, str | None]:
     """Return (ifIndex, a display name) from a linkDown/linkUp trap's varbinds."""
     if_index = _first_under(varbinds, IF_INDEX)
+    if if_index is not None and not if_index.isdigit():
+        if_index = None  # a sender's text must not mint a new incident per packet
     if not if_index:  # RFC 2863 sends ifIndex; some agents send only ifAdmin/OperStatus.N
         for oid in varbinds:
             if oid.startswith(IF_ENTRY + "."):
@@ -337,6 +340,9 @@ _MALFORMED = (
 _UNSUPPORTED = (("__SNMP-MPD-MIB", "snmpUnknownPDUHandlers"),)
 _COMMUNITY_PREFIX = "community-"
 _MAX_WARNED = 1024
+MAX_TRAP_BYTES = 8192  # a real trap is a few hundred bytes; pysnmp decodes before checking
+TRAP_RATE = 50.0  # traps per second per source, sustained
+TRAP_BURST = 200.0  # and in one burst (a switch reporting 48 links flapping)
 
 
 def normalise_ip(text: str) -> str:
@@ -441,6 +447,8 @@ class TrapReceiver:
         self._counters: dict[str, list[Any]] = {}
         self._v3_levels: dict[str, int] = {}
         self._warned: set[tuple[str, str]] = set()
+        self._warned_at: dict[str, float] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}
 
     # -- lifecycle
 
@@ -569,6 +577,12 @@ class TrapReceiver:
         if not allowed:
             self._drop("unknown_source", ip)
             return
+        if len(datagram) > MAX_TRAP_BYTES:  # pysnmp decodes all of it before any check
+            self._drop("too_large", ip)
+            return
+        if not self._bucket(ip):
+            self._drop("rate_limited", ip)
+            return
         before = {reason: self._sum(reason) for reason in self._counters}
         current = self._current = _Current(ip, labels)
         try:
@@ -588,6 +602,19 @@ class TrapReceiver:
                 self._drop(reason, ip, why)
                 return
         # otherwise a step of the v3 protocol (engine ID discovery, time sync): no drop
+
+    def _bucket(self, ip: str) -> bool:
+        """A token bucket per source: a storm from one device can't hold the event loop."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(ip, (TRAP_BURST, now))
+        tokens = min(TRAP_BURST, tokens + (now - last) * TRAP_RATE)
+        if tokens < 1:
+            self._buckets[ip] = (tokens, now)
+            return False
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()
+        self._buckets[ip] = (tokens - 1, now)
+        return True
 
     def _sender(self, ip: str) -> tuple[bool, Labels | None]:
         labels = self.targets.get(ip)
@@ -618,12 +645,16 @@ class TrapReceiver:
 
     def _drop(self, reason: str, ip: str, why: str = "") -> None:
         key = (reason, ip)
-        if key in self._warned:
+        now = time.monotonic()
+        # once per source and reason, and at most once a minute per reason (spoofed floods)
+        recently = now - self._warned_at.get(reason, float("-inf")) < 60
+        if key in self._warned or recently:
             log.debug("snmp traps: dropped datagram from %s: %s%s", ip, reason, why)
         else:
             if len(self._warned) >= _MAX_WARNED:
                 self._warned.clear()
             self._warned.add(key)
+            self._warned_at[reason] = now
             log.warning(
                 "snmp traps: dropped datagram from %s: %s%s (further drops from it for the same "
                 "reason are logged at debug level)",

@@ -1,0 +1,96 @@
+"""Escalation: page the next tier when an incident stays unacknowledged, re-page the current
+one, and escalate an acknowledged incident that misses its priority's resolve target.
+
+Deadlines live in the incidents table (``state/incidents.py`` EscalationStore) and are read
+back each cycle, so a restart re-arms every one of them, and moving a step forward is written
+in the same transaction as its timeline entry: no escalation is lost or fired twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from alertd.config.channels import ChannelsFile, EscalationStep
+from alertd.config.types import format_duration
+from alertd.incidents.routing import matching_routes, notifications_for
+from alertd.model import Incident, IncidentState, Notification, Transition
+from alertd.state.incidents import EscalationStore, IncidentStore
+
+log = logging.getLogger(__name__)
+
+
+def _policy(incident: Incident, config: ChannelsFile) -> tuple[list[EscalationStep], float | None]:
+    routes = matching_routes(incident, config)
+    if not routes:
+        return [], None
+    return routes[-1].steps, routes[-1].repeat
+
+
+class Escalator:
+    """Arms escalation for new incidents and fires what is due."""
+
+    def __init__(
+        self, store: IncidentStore, escalations: EscalationStore, channels: ChannelsFile
+    ) -> None:
+        self.store = store
+        self.escalations = escalations
+        self.channels = channels
+
+    def arm_new(self, incident: Incident, now: float) -> None:
+        """Set the first deadlines of an incident just opened (its step 0 is paged now)."""
+        steps, repeat = _policy(incident, self.channels)
+        next_step = incident.opened_at + steps[1].after if len(steps) > 1 else None
+        self.escalations.arm(incident.id, 0, next_step, now + repeat if repeat else None)
+
+    def run(self, now: float) -> list[Notification]:
+        """Fire every escalation due at ``now``; call inside ``store.transaction()``."""
+        targets = self.channels.priorities.targets
+        deadlines: dict[str, float] = {p: now - t.resolve_within for p, t in targets.items()}
+        out: list[Notification] = []
+        for incident_id in self.escalations.due(now, deadlines):
+            incident = self.store.get(incident_id)
+            state = self.escalations.get(incident_id)
+            if incident is None or state is None:
+                continue
+            steps, repeat = _policy(incident, self.channels)
+            if not steps:
+                self.escalations.arm(incident_id, state.step, None, None, state.resolve_escalated)
+                continue
+            next_repeat = now + repeat if repeat else None
+            if incident.state is IncidentState.ACKNOWLEDGED:
+                step = min(state.step + 1, len(steps) - 1)
+                target = next(t for p, t in targets.items() if p == incident.priority)
+                why = f"not resolved within {format_duration(target.resolve_within)}"
+                out += self._page(incident, step, steps, Transition.ESCALATED, why, now)
+                self.escalations.arm(incident_id, step, None, None, resolve_escalated=True)
+            elif state.next_escalation_at is not None and state.next_escalation_at <= now:
+                step = min(state.step + 1, len(steps) - 1)
+                why = f"not acknowledged within {format_duration(steps[step].after)}"
+                out += self._page(incident, step, steps, Transition.ESCALATED, why, now)
+                following = (
+                    incident.opened_at + steps[step + 1].after if step + 1 < len(steps) else None
+                )
+                self.escalations.arm(incident_id, step, following, next_repeat)
+            else:
+                step = min(state.step, len(steps) - 1)
+                out += self._page(
+                    incident, step, steps, Transition.REPEAT, "still not acknowledged", now
+                )
+                self.escalations.arm(incident_id, state.step, state.next_escalation_at, next_repeat)
+        return out
+
+    def _page(
+        self,
+        incident: Incident,
+        step: int,
+        steps: list[EscalationStep],
+        transition: Transition,
+        why: str,
+        now: float,
+    ) -> list[Notification]:
+        names = steps[step].notify
+        kind = "escalated" if transition is Transition.ESCALATED else "repeated"
+        detail = f"step {step + 1}: {', '.join(names)} paged ({why})"
+        self.store.add_timeline(incident.id, now, kind, detail)
+        log.info("incident #%d %s: %s", incident.id, kind, detail)
+        return notifications_for(incident, transition, self.channels, now, targets=names)
