@@ -1,0 +1,192 @@
+"""Escalation on a fake clock and a real SQLite file: every path, and restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alertd.clock import FakeClock
+from alertd.config.channels import ChannelsFile
+from alertd.incidents.actions import acknowledge, resolve_by_hand
+from alertd.incidents.manager import IncidentManager
+from alertd.model import (
+    AlertEvent,
+    EventKind,
+    Level,
+    Notification,
+    Transition,
+    fingerprint,
+    make_labels,
+)
+from alertd.state.db import connect
+from alertd.state.incidents import IncidentStore
+
+MIN = 60.0
+LABELS = make_labels({"instance": "db1", "criticality": "high"})  # x major -> P2
+
+
+def config(**route: Any) -> ChannelsFile:
+    return ChannelsFile.model_validate(
+        {
+            "channels": {"log": {"type": "log"}, "pager": {"type": "log"}, "mail": {"type": "log"}},
+            "teams": {
+                "tier1": {"channels": ["pager"]},
+                "tier2": {"channels": ["mail"]},
+                "management": {"channels": ["mail", "log"]},
+            },
+            "priorities": {"targets": {"P2": {"respond_within": "30m", "resolve_within": "8h"}}},
+            "routes": [
+                {
+                    "match": {"priority": ["P1", "P2"]},
+                    "escalate": [
+                        {"notify": ["tier1"]},
+                        {"after": "15m", "notify": ["tier2"]},
+                        {"after": "45m", "notify": ["management"]},
+                    ],
+                    **route,
+                }
+            ],
+        }
+    )
+
+
+class Engine:
+    """One daemon's view of the state file: a manager, its store, and a clock."""
+
+    def __init__(self, state: Path, clock: FakeClock, channels: ChannelsFile) -> None:
+        self.conn = connect(state)
+        self.store = IncidentStore(self.conn)
+        self.manager = IncidentManager(self.store, channels)
+        self.clock = clock
+
+    def fire(self) -> list[Notification]:
+        event = AlertEvent(
+            EventKind.FIRING,
+            "disk",
+            "disk_used",
+            LABELS,
+            Level.MAJOR,
+            None,
+            97.0,
+            "disk full",
+            self.clock.now(),
+            fingerprint("disk", LABELS),
+        )
+        with self.store.transaction():
+            return self.manager.apply([event], self.clock.now())
+
+    def tick(self) -> list[Notification]:
+        with self.store.transaction():
+            return self.manager.escalate(self.clock.now())
+
+    def run_until(self, seconds: float, step: float = 30.0) -> list[Notification]:
+        """Advance the clock in evaluation-cycle steps, collecting every page."""
+        pages: list[Notification] = []
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
+            self.clock.advance(min(step, end - self.clock.now()))
+            pages += self.tick()
+        return pages
+
+
+def who(pages: list[Notification]) -> list[tuple[str, str]]:
+    return [(n.transition.value, n.channel) for n in pages]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_unacknowledged_incident_pages_tier2_at_15m_exactly_once(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, config())
+    assert who(e.fire()) == [("opened", "pager")]  # tier-1 at once
+    assert e.run_until(15 * MIN - 30) == []
+    assert who(e.run_until(30)) == [("escalated", "mail")]  # t0+15m: tier-2, once
+    assert e.run_until(29 * MIN) == []
+    assert who(e.run_until(60)) == [("escalated", "mail"), ("escalated", "log")]  # t0+45m
+    assert e.run_until(5 * 60 * MIN) == []  # no step after management: silence, no loop
+    kinds = [t.kind for t in e.store.timeline(1)]
+    assert kinds.count("escalated") == 2
+
+
+def test_acknowledgement_stops_escalation(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, config())
+    e.fire()
+    e.run_until(10 * MIN)
+    incident = e.store.get(1)
+    assert incident is not None
+    acknowledge(e.store, incident, "wang", None, clock.now(), how="cli")
+    assert e.run_until(2 * 60 * MIN) == []  # tier-2 never paged
+
+
+def test_acknowledged_but_not_resolved_in_time_escalates_once(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, config())
+    e.fire()
+    clock.advance(5 * MIN)
+    incident = e.store.get(1)
+    assert incident is not None
+    acknowledge(e.store, incident, "wang", None, clock.now(), how="cli")
+    assert e.run_until(8 * 60 * MIN - 5 * MIN - 60) == []
+    pages = e.run_until(2 * MIN)  # P2 resolve_within 8h has passed: "tier-1 cannot solve it"
+    assert who(pages) == [("escalated", "mail")]
+    assert e.run_until(4 * 60 * MIN) == []  # once
+    detail = [t.detail for t in e.store.timeline(1) if t.kind == "escalated"]
+    assert detail == ["step 2: tier2 paged (not resolved within 8h)"]
+
+
+def test_restart_before_the_deadline_still_pages_once_at_the_deadline(tmp_path, clock) -> None:
+    first = Engine(tmp_path, clock, config())
+    first.fire()
+    assert first.run_until(10 * MIN) == []
+    first.conn.close()  # the daemon stops at t0+10m
+
+    second = Engine(tmp_path, clock, config())  # a new daemon on the same state file
+    assert second.run_until(5 * MIN - 30) == []
+    assert who(second.run_until(30)) == [("escalated", "mail")]  # t0+15m
+    second.conn.close()
+
+    third = Engine(tmp_path, clock, config())  # and another restart right after it fired
+    assert third.run_until(10 * MIN) == []  # not fired twice
+
+
+def test_repeat_repages_the_current_tier_while_unacknowledged(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, config(repeat="5m"))
+    e.fire()
+    pages = e.run_until(15 * MIN)
+    assert who(pages) == [("repeat", "pager"), ("repeat", "pager"), ("escalated", "mail")]
+    assert who(e.run_until(5 * MIN)) == [("repeat", "mail")]  # now the current tier is tier-2
+
+
+def test_resolved_incident_never_escalates(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, config(repeat="5m"))
+    e.fire()
+    incident = e.store.get(1)
+    assert incident is not None
+    resolve_by_hand(e.store, incident, "wang", None, clock.now(), how="cli")
+    assert e.run_until(60 * MIN) == []
+
+
+def test_routes_must_escalate_later_and_later() -> None:
+    with pytest.raises(ValueError, match="later and later"):
+        config(
+            escalate=[
+                {"notify": ["tier1"]},
+                {"after": "30m", "notify": ["tier2"]},
+                {"after": "15m", "notify": ["management"]},
+            ]
+        )
+    with pytest.raises(ValueError, match="exactly one of notify"):
+        config(notify=["tier1"])
+
+
+def test_escalation_notifications_render(tmp_path, clock) -> None:
+    from alertd.notify import render
+
+    e = Engine(tmp_path, clock, config())
+    e.fire()
+    (page,) = e.run_until(15 * MIN)
+    assert page.transition is Transition.ESCALATED
+    assert render.subject(page).startswith("[P2] ESCALATED #1 major")
