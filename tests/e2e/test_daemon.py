@@ -182,3 +182,33 @@ def test_bad_config_at_start_exits_1_naming_the_line(
     assert out.returncode == 1
     assert 'channels.yaml:2:14: routes[0].notify[0]: unknown team or channel "nobody"' in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_unacknowledged_incident_escalates_to_tier2_by_mail(
+    tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, smtp_server, major=0)
+    channels = (cfg / "channels.yaml").read_text()
+    channels = channels.replace(
+        "routes:\n  - notify: [oncall]\n",
+        "  experts:\n    members: [{name: Bob, email: bob@example.com}]\n    channels: [mail]\n"
+        "routes:\n  - escalate:\n      - {notify: [oncall]}\n"
+        "      - {after: 3s, notify: [experts]}\n",
+    )
+    (cfg / "channels.yaml").write_text(channels)
+    d = daemon_factory(cfg)
+    wait_for("the escalation mail", lambda: len(smtp_server.messages) >= 2)
+    first, second = mails(smtp_server)[:2]
+    assert "OPENED" in first["Subject"]
+    assert first["To"] == "alice@example.com"
+    assert "ESCALATED" in second["Subject"]
+    assert second["To"] == "bob@example.com"
+    (incident,) = json.loads(d.cli("list", "--json"))
+    shown = json.loads(d.cli("show", str(incident["id"]), "--json"))
+    assert [t["detail"] for t in shown["timeline"] if t["kind"] == "escalated"] == [
+        "step 2: experts paged (not acknowledged within 3s)"
+    ]
+    time.sleep(2.5)
+    assert len(smtp_server.messages) == 2  # the last step pages once
+    assert d.stop() == 0
