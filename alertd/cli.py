@@ -94,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument("--comment", default=None)
         cmd.add_argument("--by", default=None, help="who (default: your user name)")
+
+    rep = sub.add_parser("report", help="incident KPIs: MTTA, MTTR, SLA breaches, noise")
+    rep.add_argument(
+        "--since", type=_duration, default=30 * 86400.0, help="window, e.g. 7d (default: 30d)"
+    )
+    rep.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    rep.add_argument("--state-dir", type=Path, default=None)
+    rep.add_argument(
+        "--config-dir", type=Path, default=Path("."), help="for priority targets and routes"
+    )
     return p
 
 
@@ -109,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(args)
         if args.command == "events":
             return _events(args)
+        if args.command == "report":
+            return _report(args)
         return _incidents(args)
     except AlertdError as exc:
         print(f"alertd: {exc}", file=sys.stderr)
@@ -173,6 +185,38 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    from alertd.config.types import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from alertd.config.load import load_config
+    from alertd.incidents.kpi import compute_kpis
+    from alertd.report import render
+    from alertd.state.db import connect
+    from alertd.state.kpi_queries import incident_facts
+
+    state_dir = args.state_dir or _default_state_dir()
+    if not (state_dir / "alertd.sqlite3").exists():
+        print(f"alertd: no state database in {state_dir} (is --state-dir right?)", file=sys.stderr)
+        return 1
+    channels = load_config(args.config_dir).channels
+    now = datetime.now(UTC).timestamp()
+    since = now - args.since
+    conn = connect(state_dir)
+    try:
+        facts = incident_facts(conn, since, channels)
+    finally:
+        conn.close()
+    print(render(compute_kpis(facts, channels.priorities.targets, since, now), args.format))
+    return 0
+
+
 def _incident_dict(incident: Incident) -> dict[str, object]:
     return {
         "id": incident.id,
@@ -189,6 +233,7 @@ def _incident_dict(incident: Incident) -> dict[str, object]:
         "acknowledged_at": incident.acknowledged_at,
         "acknowledged_by": incident.acknowledged_by,
         "resolved_at": incident.resolved_at,
+        "suppressed_by": incident.suppressed_by,
         "fingerprint": incident.fingerprint,
     }
 

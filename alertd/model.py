@@ -11,6 +11,9 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# Every poll reports this per target: 1 collected, 0 down (after its soft failures).
+TARGET_UP_METRIC = "alertd_target_up"
+
 # Labels are a sorted tuple of (name, value) pairs: hashable, cheap to compare, stable order.
 Labels = tuple[tuple[str, str], ...]
 
@@ -144,6 +147,7 @@ class Incident:
     acknowledged_at: float | None = None
     acknowledged_by: str | None = None
     resolved_at: float | None = None
+    suppressed_by: str | None = None  # e.g. "parent core-sw1": recorded, but does not page
 
     @property
     def label_map(self) -> dict[str, str]:

@@ -34,12 +34,12 @@ from alertd.config.collectors import HostTarget, SnmpTarget
 from alertd.config.load import Config
 from alertd.errors import CollectError, ConfigError, ConfigProblem
 from alertd.metrics import Metrics
-from alertd.model import Labels, Sample, make_labels
+from alertd.model import TARGET_UP_METRIC, Labels, Sample, make_labels
 
 log = logging.getLogger(__name__)
 
 SampleSink = Callable[[Sequence[Sample]], None]
-UP_METRIC = "alertd_target_up"
+UP_METRIC = TARGET_UP_METRIC
 
 
 class Collector(Protocol):

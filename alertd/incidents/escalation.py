@@ -36,10 +36,12 @@ class Escalator:
         self.escalations = escalations
         self.channels = channels
 
-    def arm_new(self, incident: Incident, now: float) -> None:
-        """Set the first deadlines of an incident just opened (its step 0 is paged now)."""
+    def arm_new(self, incident: Incident, now: float, since: float | None = None) -> None:
+        """Set the first deadlines of an incident whose step 0 is paged now; later steps count
+        from ``since`` (default: when it opened)."""
         steps, repeat = _policy(incident, self.channels)
-        next_step = incident.opened_at + steps[1].after if len(steps) > 1 else None
+        start = incident.opened_at if since is None else since
+        next_step = start + steps[1].after if len(steps) > 1 else None
         self.escalations.arm(incident.id, 0, next_step, now + repeat if repeat else None)
 
     def run(self, now: float) -> list[Notification]:

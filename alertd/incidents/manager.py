@@ -14,6 +14,7 @@ from alertd.incidents.escalation import Escalator
 from alertd.incidents.priority import priority_of
 from alertd.incidents.routing import notifications_for
 from alertd.model import (
+    TARGET_UP_METRIC,
     AlertEvent,
     EventKind,
     Incident,
@@ -59,11 +60,50 @@ class IncidentManager:
         never disagree after a crash.
         """
         out: list[Notification] = []
+        changes: list[tuple[Incident, Transition, Level | None]] = []
+        released: list[str] = []
         for event in events:
             change = self._apply_one(event, now)
-            if change is not None:
-                incident, transition, previous = change
+            if change is None:
+                continue
+            changes.append(change)
+            if event.metric == TARGET_UP_METRIC and change[1] is Transition.RESOLVED:
+                released.append(dict(event.labels).get("instance", ""))
+        # a parent that went down in this same batch suppresses children whatever the order
+        down = self.store.down_targets(TARGET_UP_METRIC) if changes else set()
+        for incident, transition, previous in changes:
+            parent = dict(incident.labels).get("parent")
+            if (
+                transition is Transition.OPENED
+                and incident.suppressed_by is None
+                and parent in down
+            ):
+                self._suppress(incident, f"parent {parent}", now)
+                continue
+            if incident.suppressed_by is None:
                 out.extend(notifications_for(incident, transition, self.channels, now, previous))
+        for parent in released:
+            out.extend(self._release_children(parent, now))
+        return out
+
+    def _suppress(self, incident: Incident, why: str, now: float) -> None:
+        self.store.set_suppressed(incident, why)
+        self._no_escalation(incident)
+        self.store.add_timeline(incident.id, now, "suppressed", f"{why} is down: no page")
+
+    def _no_escalation(self, incident: Incident) -> None:
+        self.escalator.escalations.arm(incident.id, 0, None, None)
+
+    def _release_children(self, parent: str, now: float) -> list[Notification]:
+        """The parent is back: children still failing page now, as if just opened."""
+        out: list[Notification] = []
+        for child in self.store.suppressed_children(parent):
+            child = self.store.set_suppressed(child, None)
+            self.store.add_timeline(
+                child.id, now, "unsuppressed", f"parent {parent} is back and this still fails"
+            )
+            self.escalator.arm_new(child, now, since=now)
+            out.extend(notifications_for(child, Transition.OPENED, self.channels, now))
         return out
 
     def _apply_one(
@@ -84,6 +124,12 @@ class IncidentManager:
         assert event.level is not None
         priority = priority_of(event.labels, event.level, self.channels.priorities)
         if current is None:
+            parent = dict(event.labels).get("parent")
+            suppressed = (
+                f"parent {parent}"
+                if parent and parent in store.down_targets(TARGET_UP_METRIC)
+                else None
+            )
             draft = Incident(
                 id=0,
                 fingerprint=event.fingerprint,
@@ -97,9 +143,11 @@ class IncidentManager:
                 value=event.value,
                 opened_at=now,
                 updated_at=now,
+                suppressed_by=suppressed,
             )
             opened = store.open(draft)
-            self.escalator.arm_new(opened, now)
+            if suppressed is None:
+                self.escalator.arm_new(opened, now)
             store.add_timeline(
                 opened.id,
                 now,
@@ -107,12 +155,15 @@ class IncidentManager:
                 f"{event.level.label} {priority}: {event.summary} (value {_value(event.value)})",
             )
             log.info(
-                "incident #%d opened %s %s: %s",
+                "incident #%d opened %s %s: %s%s",
                 opened.id,
                 priority,
                 event.level.label,
                 event.summary,
+                f" (suppressed: {suppressed} is down)" if suppressed else "",
             )
+            if suppressed:
+                store.add_timeline(opened.id, now, "suppressed", f"{suppressed} is down: no page")
             return opened, Transition.OPENED, None
         if current.level == event.level:
             return None  # a repeat FIRING (e.g. after restart) for an incident already open

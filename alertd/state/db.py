@@ -91,6 +91,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX incidents_escalation ON incidents(state, next_escalation_at);
         """,
     ),
+    (
+        4,
+        """
+        -- why an incident does not page although it is open (e.g. "parent core-sw1")
+        ALTER TABLE incidents ADD COLUMN suppressed_by TEXT;
+        """,
+    ),
 )
 
 

@@ -27,7 +27,7 @@ class TimelineEntry:
 
 _COLUMNS = (
     "id, fingerprint, rule, metric, labels, level, priority, state, summary, value, "
-    "opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at"
+    "opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at, suppressed_by"
 )
 
 
@@ -48,6 +48,7 @@ def _incident(row: Sequence[Any]) -> Incident:
         acknowledged_at=row[12],
         acknowledged_by=row[13],
         resolved_at=row[14],
+        suppressed_by=row[15],
     )
 
 
@@ -124,7 +125,8 @@ class IncidentStore:
         """Insert a new incident (``draft.id`` is ignored) and return it with its id."""
         cur = self.conn.execute(
             "INSERT INTO incidents (fingerprint, rule, metric, labels, level, priority, state, "
-            "summary, value, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "summary, value, opened_at, updated_at, suppressed_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 draft.fingerprint,
                 draft.rule,
@@ -137,6 +139,7 @@ class IncidentStore:
                 draft.value,
                 draft.opened_at,
                 draft.updated_at,
+                draft.suppressed_by,
             ),
         )
         assert cur.lastrowid is not None
@@ -173,6 +176,26 @@ class IncidentStore:
             updated_at=now,
             value=incident.value if value is None else value,
         )
+
+    def set_suppressed(self, incident: Incident, by: str | None) -> Incident:
+        self.conn.execute("UPDATE incidents SET suppressed_by = ? WHERE id = ?", (by, incident.id))
+        return replace(incident, suppressed_by=by)
+
+    def down_targets(self, target_up_metric: str) -> set[str]:
+        """Return the instances with an unresolved "target down" incident."""
+        rows = self.conn.execute(
+            "SELECT labels FROM incidents WHERE state != 'resolved' AND metric = ?",
+            (target_up_metric,),
+        )
+        return {dict(json.loads(labels)).get("instance", "") for (labels,) in rows}
+
+    def suppressed_children(self, parent: str) -> list[Incident]:
+        """Return unresolved incidents suppressed because ``parent`` was down."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' AND suppressed_by = ?",
+            (f"parent {parent}",),
+        )
+        return [_incident(row) for row in rows]
 
     def acknowledge(self, incident: Incident, by: str, now: float) -> Incident:
         self.conn.execute(

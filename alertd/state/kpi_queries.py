@@ -1,0 +1,106 @@
+"""What the KPIs read from the state database: one row of facts per incident.
+
+Two queries whatever the number of incidents: the incidents opened in the window, and one
+aggregate over their timelines (notification deliveries, the latest acknowledgement). The
+team is not stored; it is the first team paged at step 0 of the incident's route under the
+current ``channels.yaml``, found with the same routing code the daemon pages with.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from alertd.config.channels import ChannelsFile
+from alertd.incidents.kpi import NO_TEAM, IncidentFacts
+from alertd.incidents.routing import escalation_steps
+from alertd.model import Incident, IncidentState, Level
+
+_INCIDENTS = """
+    SELECT id, fingerprint, rule, metric, labels, level, priority, state, summary, value,
+           opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at,
+           escalation_step > 0 OR resolve_escalated != 0
+    FROM incidents
+    WHERE opened_at >= ?
+    ORDER BY id
+"""
+
+# per incident in the window: notification deliveries, and who/how of the latest ack
+_TIMELINE = """
+    WITH scoped AS (
+        SELECT t.id, t.incident_id, t.kind, t.actor, t.detail
+        FROM timeline t JOIN incidents i ON i.id = t.incident_id
+        WHERE i.opened_at >= ?
+    ),
+    acks AS (
+        SELECT incident_id, actor, detail,
+               ROW_NUMBER() OVER (PARTITION BY incident_id ORDER BY id DESC) AS n
+        FROM scoped WHERE kind = 'acknowledged'
+    )
+    SELECT s.incident_id, SUM(s.kind = 'notification'), MAX(a.actor), MAX(a.detail)
+    FROM scoped s LEFT JOIN acks a ON a.incident_id = s.incident_id AND a.n = 1
+    GROUP BY s.incident_id
+"""
+
+_ACK_PREFIX = "acknowledged via "
+
+
+def ack_how(detail: str | None) -> str | None:
+    """Return the channel an acknowledgement came through ("cli", "sms", ...) from its
+    timeline detail (``acknowledged via cli: comment``), or ``None``."""
+    if detail is None or not detail.startswith(_ACK_PREFIX):
+        return None
+    rest = detail[len(_ACK_PREFIX) :].split(":", 1)[0].split()
+    return rest[0] if rest else None
+
+
+def team_of(incident: Incident, channels: ChannelsFile) -> str:
+    """Return the first team paged at step 0 of ``incident``'s route, or ``NO_TEAM``."""
+    steps = escalation_steps(incident, channels)
+    first = steps[0].notify if steps else []
+    return next((name for name in first if name in channels.teams), NO_TEAM)
+
+
+def incident_facts(
+    conn: sqlite3.Connection, since: float, channels: ChannelsFile
+) -> list[IncidentFacts]:
+    """Return the facts of every incident opened at or after ``since``, oldest first."""
+    timeline = {
+        row[0]: (int(row[1] or 0), row[2], row[3]) for row in conn.execute(_TIMELINE, (since,))
+    }
+    facts: list[IncidentFacts] = []
+    for row in conn.execute(_INCIDENTS, (since,)):
+        incident = Incident(
+            id=row[0],
+            fingerprint=row[1],
+            rule=row[2],
+            metric=row[3],
+            labels=tuple((k, v) for k, v in json.loads(row[4])),
+            level=Level(row[5]),
+            priority=row[6],
+            state=IncidentState(row[7]),
+            summary=row[8],
+            value=row[9],
+            opened_at=row[10],
+            updated_at=row[11],
+            acknowledged_at=row[12],
+            acknowledged_by=row[13],
+            resolved_at=row[14],
+        )
+        pages, ack_actor, ack_detail = timeline.get(incident.id, (0, None, None))
+        facts.append(
+            IncidentFacts(
+                id=incident.id,
+                priority=incident.priority,
+                rule=incident.rule,
+                team=team_of(incident, channels),
+                opened_at=incident.opened_at,
+                acknowledged_at=incident.acknowledged_at,
+                resolved_at=incident.resolved_at,
+                escalated=bool(row[15]),
+                acknowledged_by=incident.acknowledged_by or ack_actor,
+                acknowledged_how=ack_how(ack_detail) if incident.acknowledged_at else None,
+                pages=pages,
+            )
+        )
+    return facts
