@@ -29,6 +29,7 @@ from alertd.collect.snmp.v3 import close_engines
 from alertd.config.load import Config, load_config
 from alertd.errors import CollectError, ConfigError
 from alertd.evaluate.evaluator import Evaluator
+from alertd.incidents.maintenance import from_config, from_rows
 from alertd.incidents.manager import IncidentManager
 from alertd.metrics import PRIORITIES, Metrics
 from alertd.model import AlertEvent, Notification, Sample, StateRecord
@@ -39,6 +40,7 @@ from alertd.server import build_web_app, start_server
 from alertd.state.db import connect
 from alertd.state.events import DeviceEvent, record_device_event
 from alertd.state.incidents import IncidentStore
+from alertd.state.maintenance import stored_windows
 from alertd.state.rule_state import load_rule_state, save_rule_state
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,11 @@ class App:
 
     def _install(self, built: _Built) -> None:
         self.config = built.config
+        configured = from_config(built.config.channels)
+        self.manager.windows = lambda now: [
+            *configured,
+            *from_rows(stored_windows(self.conn, now)),
+        ]
         self.evaluator = built.evaluator
         self.notifiers = built.notifiers
         self.manager.channels = built.config.channels

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from alertd.config.types import Duration, MatcherValues, StrictModel
 from alertd.notify.email.config import EmailChannelConfig
@@ -87,8 +88,49 @@ class Route(StrictModel):
         return self.escalate or [EscalationStep(notify=self.notify)]
 
 
+class WeeklySchedule(StrictModel):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    at: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # local time, HH:MM
+    duration: Duration = Field(gt=0)
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _zone(self) -> Self:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {self.timezone!r}") from exc
+        return self
+
+
+class MaintenanceWindow(StrictModel):
+    """An approved change window: one-off (start + end or duration) or weekly."""
+
+    name: str = Field(min_length=1)
+    match: dict[str, MatcherValues] = {}
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    duration: Duration | None = Field(default=None, gt=0)
+    weekly: WeeklySchedule | None = None
+    owner: str = ""
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _when(self) -> Self:
+        if self.weekly is not None:
+            if self.start or self.end or self.duration:
+                raise ValueError("a weekly window has no start, end or duration of its own")
+            return self
+        if self.start is None or (self.end is None) == (self.duration is None):
+            raise ValueError("a one-off window needs start and one of end or duration")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
 class ChannelsFile(StrictModel):
     channels: dict[str, ChannelConfig] = {}
     teams: dict[str, Team] = {}
     priorities: Priorities = Field(default_factory=Priorities)
     routes: list[Route] = []
+    maintenance: list[MaintenanceWindow] = []

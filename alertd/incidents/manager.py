@@ -7,10 +7,11 @@ timeline entries are never half-written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from alertd.config.channels import ChannelsFile
 from alertd.incidents.escalation import Escalator
+from alertd.incidents.maintenance import Window, covering
 from alertd.incidents.priority import priority_of
 from alertd.incidents.routing import notifications_for
 from alertd.model import (
@@ -28,6 +29,12 @@ from alertd.state.incidents import EscalationStore, IncidentStore
 log = logging.getLogger(__name__)
 
 
+def _why_quiet(suppressed_by: str) -> str:
+    if suppressed_by.startswith("parent "):
+        return f"{suppressed_by} is down: no page"
+    return f"in {suppressed_by}: recorded, no page"
+
+
 def _value(value: float | None) -> str:
     return "unknown" if value is None else f"{value:g}"
 
@@ -39,6 +46,8 @@ class IncidentManager:
         self.store = store
         self.escalator = Escalator(store, EscalationStore(store.conn), channels)
         self.channels = channels
+        # maintenance windows and silences in force: set by the daemon (config + database)
+        self.windows: Callable[[float], Sequence[Window]] = lambda now: ()
 
     @property
     def channels(self) -> ChannelsFile:
@@ -50,8 +59,20 @@ class IncidentManager:
         self.escalator.channels = channels
 
     def escalate(self, now: float) -> list[Notification]:
-        """Fire the escalations due at ``now``; call inside ``store.transaction()``."""
-        return self.escalator.run(now)
+        """Page incidents whose maintenance window or silence ended while they still fail,
+        then fire the escalations due at ``now``; call inside ``store.transaction()``."""
+        out: list[Notification] = []
+        windows = self.windows(now)
+        for incident in self.store.suppressed_by_window():
+            if covering(windows, incident.label_map, now) is not None:
+                continue
+            incident = self.store.set_suppressed(incident, None)
+            self.store.add_timeline(
+                incident.id, now, "unsuppressed", "the window is over and this still fails"
+            )
+            self.escalator.arm_new(incident, now, since=now)
+            out.extend(notifications_for(incident, Transition.OPENED, self.channels, now))
+        return out + self.escalator.run(now)
 
     def apply(self, events: Sequence[AlertEvent], now: float) -> list[Notification]:
         """Apply ``events``; return the notifications the changes call for.
@@ -89,7 +110,7 @@ class IncidentManager:
     def _suppress(self, incident: Incident, why: str, now: float) -> None:
         self.store.set_suppressed(incident, why)
         self._no_escalation(incident)
-        self.store.add_timeline(incident.id, now, "suppressed", f"{why} is down: no page")
+        self.store.add_timeline(incident.id, now, "suppressed", _why_quiet(why))
 
     def _no_escalation(self, incident: Incident) -> None:
         self.escalator.escalations.arm(incident.id, 0, None, None)
@@ -124,12 +145,16 @@ class IncidentManager:
         assert event.level is not None
         priority = priority_of(event.labels, event.level, self.channels.priorities)
         if current is None:
-            parent = dict(event.labels).get("parent")
+            labels = dict(event.labels)
+            parent = labels.get("parent")
             suppressed = (
                 f"parent {parent}"
                 if parent and parent in store.down_targets(TARGET_UP_METRIC)
                 else None
             )
+            window = None if suppressed else covering(self.windows(now), labels, now)
+            if window is not None:
+                suppressed = window.label()
             draft = Incident(
                 id=0,
                 fingerprint=event.fingerprint,
@@ -163,7 +188,7 @@ class IncidentManager:
                 f" (suppressed: {suppressed} is down)" if suppressed else "",
             )
             if suppressed:
-                store.add_timeline(opened.id, now, "suppressed", f"{suppressed} is down: no page")
+                store.add_timeline(opened.id, now, "suppressed", _why_quiet(suppressed))
             return opened, Transition.OPENED, None
         if current.level == event.level:
             return None  # a repeat FIRING (e.g. after restart) for an incident already open

@@ -98,6 +98,24 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE incidents ADD COLUMN suppressed_by TEXT;
         """,
     ),
+    (
+        5,
+        """
+        -- maintenance windows and silences added from the CLI (YAML ones live in channels.yaml)
+        CREATE TABLE maintenance (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind       TEXT NOT NULL,     -- maintenance, silence
+            matchers   TEXT NOT NULL,     -- JSON object: label -> [values]
+            start      REAL NOT NULL,
+            end        REAL NOT NULL,
+            reason     TEXT NOT NULL,
+            owner      TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            removed_at REAL
+        );
+        CREATE INDEX maintenance_end ON maintenance(end);
+        """,
+    ),
 )
 
 

@@ -189,6 +189,14 @@ class IncidentStore:
         )
         return {dict(json.loads(labels)).get("instance", "") for (labels,) in rows}
 
+    def suppressed_by_window(self) -> list[Incident]:
+        """Return unresolved incidents held back by a maintenance window or a silence."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' AND "
+            "(suppressed_by LIKE 'maintenance %' OR suppressed_by LIKE 'silence %')"
+        )
+        return [_incident(row) for row in rows]
+
     def suppressed_children(self, parent: str) -> list[Incident]:
         """Return unresolved incidents suppressed because ``parent`` was down."""
         rows = self.conn.execute(

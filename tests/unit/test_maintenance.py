@@ -1,0 +1,180 @@
+"""Maintenance windows and silences: recorded but quiet inside, a page when the window ends
+while the alert still fires, nothing if it recovered inside."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from alertd.config.channels import ChannelsFile, MaintenanceWindow
+from alertd.incidents.maintenance import Weekly, Window, covering, from_config, from_rows
+from alertd.incidents.manager import IncidentManager
+from alertd.model import AlertEvent, EventKind, Level, Notification, fingerprint, make_labels
+from alertd.state.db import connect
+from alertd.state.incidents import IncidentStore
+from alertd.state.maintenance import add_window, remove_window, stored_windows
+
+HOUR = 3600.0
+# Sunday 2026-11-29 01:00 UTC
+SUNDAY_1AM = datetime(2026, 11, 29, 1, 0, tzinfo=UTC).timestamp()
+CHANNELS = ChannelsFile.model_validate(
+    {"channels": {"pager": {"type": "log"}}, "routes": [{"notify": ["pager"]}]}
+)
+
+
+def fire(kind: EventKind, instance: str, now: float) -> AlertEvent:
+    labels = make_labels({"instance": instance})
+    level = None if kind is EventKind.RESOLVED else Level.MAJOR
+    return AlertEvent(
+        kind, "cpu", "cpu", labels, level, None, 99.0, "cpu high", now, fingerprint("cpu", labels)
+    )
+
+
+class Setup:
+    def __init__(self, tmp_path: Path) -> None:
+        self.conn = connect(tmp_path)
+        self.store = IncidentStore(self.conn)
+        self.manager = IncidentManager(self.store, CHANNELS)
+        self.manager.windows = lambda now: from_rows(stored_windows(self.conn, now))
+
+    def apply(self, events: list[AlertEvent], now: float) -> list[Notification]:
+        with self.store.transaction():
+            return self.manager.apply(events, now) + self.manager.escalate(now)
+
+    def window(self, kind: str, start: float, end: float, **match: str) -> int:
+        return add_window(
+            self.conn,
+            kind=kind,
+            matchers={k: [v] for k, v in match.items()},
+            start=start,
+            end=end,
+            reason="CHG-1234",
+            owner="ops",
+            now=start,
+        )
+
+
+def test_weekly_window_including_one_that_crosses_midnight() -> None:
+    w = Weekly(("sat",), "23:00", 3 * HOUR)  # Saturday 23:00 -> Sunday 02:00
+    assert w.active_at(SUNDAY_1AM)
+    assert not w.active_at(SUNDAY_1AM + 2 * HOUR)  # Sunday 03:00
+    assert not w.active_at(SUNDAY_1AM - 3 * HOUR)  # Saturday 22:00
+    berlin = Weekly(("sun",), "02:00", HOUR, "Europe/Berlin")  # 01:00-02:00 UTC in winter
+    assert berlin.active_at(SUNDAY_1AM + 30 * 60)
+    assert not berlin.active_at(SUNDAY_1AM + 1.5 * HOUR)
+
+
+def test_covering_matches_labels_and_time() -> None:
+    w = Window("w", "maintenance", {"instance": ["web1"]}, "r", "o", 0.0, 100.0)
+    assert covering([w], {"instance": "web1"}, 50.0) is w
+    assert covering([w], {"instance": "web2"}, 50.0) is None
+    assert covering([w], {"instance": "web1"}, 100.0) is None  # [start, end)
+
+
+def test_alert_inside_a_window_is_recorded_and_pages_when_the_window_ends(tmp_path) -> None:
+    s = Setup(tmp_path)
+    t0 = SUNDAY_1AM
+    s.window("maintenance", t0, t0 + 2 * HOUR, instance="web1")
+    assert s.apply([fire(EventKind.FIRING, "web1", t0 + 60)], t0 + 60) == []  # quiet ...
+    (incident,) = s.store.find()
+    assert incident.suppressed_by == "maintenance #1 (CHG-1234)"  # ... but recorded
+    assert [t.kind for t in s.store.timeline(incident.id)] == ["opened", "suppressed"]
+    assert s.apply([], t0 + HOUR) == []
+    pages = s.apply([], t0 + 2 * HOUR)  # the window ends; the alert still fires
+    assert [(n.transition.value, n.channel) for n in pages] == [("opened", "pager")]
+    assert s.apply([], t0 + 3 * HOUR) == []  # once
+
+
+def test_alert_that_recovers_inside_the_window_never_pages(tmp_path) -> None:
+    s = Setup(tmp_path)
+    t0 = SUNDAY_1AM
+    s.window("silence", t0, t0 + HOUR, instance="web1")
+    assert s.apply([fire(EventKind.FIRING, "web1", t0)], t0) == []
+    assert s.apply([fire(EventKind.RESOLVED, "web1", t0 + 600)], t0 + 600) == []
+    assert s.apply([], t0 + 2 * HOUR) == []
+
+
+def test_other_targets_and_removed_windows_page_normally(tmp_path) -> None:
+    s = Setup(tmp_path)
+    t0 = SUNDAY_1AM
+    wid = s.window("maintenance", t0, t0 + HOUR, instance="web1")
+    assert len(s.apply([fire(EventKind.FIRING, "web2", t0)], t0)) == 1
+    assert remove_window(s.conn, wid, "maintenance", t0)
+    assert not remove_window(s.conn, wid, "maintenance", t0)  # once
+    assert len(s.apply([fire(EventKind.FIRING, "web1", t0 + 60)], t0 + 60)) == 1
+
+
+def test_configured_windows() -> None:
+    config = ChannelsFile.model_validate(
+        {
+            "maintenance": [
+                {
+                    "name": "patch-night",
+                    "match": {"role": "db"},
+                    "reason": "CHG-9",
+                    "weekly": {"days": ["sat"], "at": "23:00", "duration": "3h"},
+                },
+                {
+                    "name": "move",
+                    "start": "2026-12-01T22:00:00Z",
+                    "duration": "2h",
+                    "reason": "rack move",
+                },
+            ]
+        }
+    )
+    weekly, once = from_config(config)
+    assert weekly.covers({"role": "db"}, SUNDAY_1AM)
+    assert not weekly.covers({"role": "web"}, SUNDAY_1AM)
+    start = datetime(2026, 12, 1, 22, tzinfo=UTC).timestamp()
+    assert once.covers({}, start + HOUR)
+    assert not once.covers({}, start + 2 * HOUR)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "x", "reason": "r"}, "needs start"),
+        ({"name": "x", "reason": "r", "start": "2026-12-01T22:00:00Z"}, "end or duration"),
+        (
+            {
+                "name": "x",
+                "reason": "r",
+                "start": "2026-12-01T22:00:00Z",
+                "end": "2026-12-01T21:00:00Z",
+            },
+            "after start",
+        ),
+        (
+            {
+                "name": "x",
+                "reason": "r",
+                "weekly": {"days": ["sun"], "at": "2:00", "duration": "1h"},
+            },
+            "should match pattern",
+        ),
+        (
+            {
+                "name": "x",
+                "reason": "r",
+                "weekly": {
+                    "days": ["sun"],
+                    "at": "02:00",
+                    "duration": "1h",
+                    "timezone": "Mars/Base",
+                },
+            },
+            "unknown timezone",
+        ),
+        (
+            {"name": "x", "reason": "r", "start": "2026-12-01T22:00:00", "duration": "1h"},
+            "timezone",
+        ),
+    ],
+)
+def test_window_config_errors(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        MaintenanceWindow.model_validate(data)
