@@ -197,9 +197,9 @@ def _duration(text: str) -> float:
 def _report(args: argparse.Namespace) -> int:
     from alertd.config.load import load_config
     from alertd.incidents.kpi import compute_kpis
+    from alertd.incidents.kpi_facts import incident_facts
     from alertd.report import render
     from alertd.state.db import connect
-    from alertd.state.kpi_queries import incident_facts
 
     state_dir = args.state_dir or _default_state_dir()
     if not (state_dir / "alertd.sqlite3").exists():

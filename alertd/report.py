@@ -69,7 +69,7 @@ def render_csv(report: KpiReport) -> str:
     for r in report.noise:
         row = dict.fromkeys(_GROUP_FIELDS, "") | {"incidents": r.incidents, "pages": r.pages}
         writer.writerow(["rule", r.rule, *row.values()])
-    return out.getvalue()
+    return out.getvalue().rstrip("\n")  # like the other formats: the caller ends the line
 
 
 def render_table(report: KpiReport) -> str:
@@ -112,7 +112,9 @@ def _align(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     out = []
     for r in (header, *rows):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
         out.append("  ".join(cells).rstrip())
     if not rows:
         out.append("(none)")

@@ -23,9 +23,12 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from alertd.config.channels import ResponseTarget
+from alertd.config.channels import Priority, ResponseTarget
 
 NO_TEAM = "-"
+
+# channels.yaml's ``priorities.targets`` (keyed by the Priority literal) or any str mapping
+Targets = Mapping[str, ResponseTarget] | Mapping[Priority, ResponseTarget]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,7 @@ def rule_noise(incidents: Iterable[IncidentFacts]) -> tuple[RuleNoise, ...]:
 
 def compute_kpis(
     facts: Iterable[IncidentFacts],
-    targets: Mapping[str, ResponseTarget],
+    targets: Targets,
     since: float,
     now: float,
 ) -> KpiReport:
@@ -162,6 +165,7 @@ def compute_kpis(
     Every priority with a target gets a row even without incidents, so a quiet priority
     shows as 0 rather than missing; teams appear when they had incidents (NO_TEAM last).
     """
+    named: dict[str, ResponseTarget] = {str(p): t for p, t in targets.items()}
     window = [f for f in facts if since <= f.opened_at <= now]
 
     def grouped(
@@ -172,15 +176,15 @@ def compute_kpis(
             groups.setdefault(field(f), []).append(f)
         return groups
 
-    by_priority = grouped(lambda f: f.priority, targets)
+    by_priority = grouped(lambda f: f.priority, named)
     by_team = grouped(lambda f: f.team, ())
     return KpiReport(
         since=since,
         now=now,
-        total=group_kpis("all", window, targets, now),
-        by_priority=tuple(group_kpis(k, by_priority[k], targets, now) for k in sorted(by_priority)),
+        total=group_kpis("all", window, named, now),
+        by_priority=tuple(group_kpis(k, by_priority[k], named, now) for k in sorted(by_priority)),
         by_team=tuple(
-            group_kpis(k, by_team[k], targets, now)
+            group_kpis(k, by_team[k], named, now)
             for k in sorted(by_team, key=lambda t: (t == NO_TEAM, t))
         ),
         noise=rule_noise(window),

@@ -1,4 +1,4 @@
-"""What the KPIs read from the state database: one row of facts per incident.
+"""Facts for the KPIs, read from the state database.
 
 Two queries whatever the number of incidents: the incidents opened in the window, and one
 aggregate over their timelines (notification deliveries, the latest acknowledgement). The
