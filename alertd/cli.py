@@ -69,6 +69,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--config-dir", type=Path, default=Path("."))
 
+    for kind, text in (
+        ("maintenance", "approved change windows: alerts inside are recorded but don't page"),
+        ("silence", "ad-hoc, expiring silences: the same, for unplanned work"),
+    ):
+        window = sub.add_parser(kind, help=text)
+        window.add_argument("--state-dir", type=Path, default=None)
+        wsub = window.add_subparsers(dest="action", required=True)
+        add = wsub.add_parser("add")
+        add.add_argument(
+            "--match",
+            action="append",
+            default=[],
+            metavar="LABEL=VALUE",
+            help="repeatable; all must match (none: everything)",
+        )
+        add.add_argument("--start", default=None, help="ISO 8601 time (default: now)")
+        length = add.add_mutually_exclusive_group(required=True)
+        length.add_argument("--for", dest="duration", default=None, help="e.g. 2h, 30m")
+        length.add_argument("--until", default=None, help="ISO 8601 time")
+        add.add_argument("--reason", required=True, help="e.g. the change ticket, CHG-1234")
+        add.add_argument("--owner", default=None, help="who (default: your user name)")
+        lst = wsub.add_parser("list")
+        lst.add_argument("--all", action="store_true", help="include expired and removed")
+        rm = wsub.add_parser("remove")
+        rm.add_argument("id", type=int)
+
     events = sub.add_parser("events", help="device events: restarts, unmapped SNMP traps")
     events.add_argument("--state-dir", type=Path, default=None)
     events.add_argument("--limit", type=int, default=50)
@@ -119,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(args)
         if args.command == "events":
             return _events(args)
+        if args.command in ("maintenance", "silence"):
+            return _windows(args)
         if args.command == "report":
             return _report(args)
         return _incidents(args)
@@ -163,6 +191,63 @@ def _explain(args: argparse.Namespace) -> int:
             return 2
         extra[name] = value
     print(explain(load_config(args.config_dir), args.instance, args.metric, extra))
+    return 0
+
+
+def _when_arg(text: str) -> float:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise AlertdError(f"{text!r}: give a time zone, e.g. 2026-12-01T22:00:00Z")
+    return moment.timestamp()
+
+
+def _windows(args: argparse.Namespace) -> int:
+    from alertd.config.types import parse_duration
+    from alertd.incidents.maintenance import from_rows
+    from alertd.state.db import connect
+    from alertd.state.maintenance import add_window, remove_window, stored_windows
+
+    kind = args.command
+    conn = connect(args.state_dir or _default_state_dir())
+    now = datetime.now(UTC).timestamp()
+    if args.action == "add":
+        matchers: dict[str, list[str]] = {}
+        for item in args.match:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                print(f"alertd: --match expects LABEL=VALUE, got {item!r}", file=sys.stderr)
+                return 2
+            matchers.setdefault(name, []).append(value)
+        start = _when_arg(args.start) if args.start else now
+        try:
+            end = start + parse_duration(args.duration) if args.duration else _when_arg(args.until)
+        except ValueError as exc:
+            raise AlertdError(str(exc)) from exc
+        if end <= start:
+            raise AlertdError("the window must end after it starts")
+        window_id = add_window(
+            conn,
+            kind=kind,
+            matchers=matchers,
+            start=start,
+            end=end,
+            reason=args.reason,
+            owner=args.owner or _who(),
+            now=now,
+        )
+        print(f"{kind} #{window_id} added: until {_when(end)}")
+        return 0
+    if args.action == "remove":
+        if not remove_window(conn, args.id, kind, now):
+            print(f"alertd: no {kind} #{args.id} in force", file=sys.stderr)
+            return 1
+        print(f"{kind} #{args.id} removed")
+        return 0
+    windows = [w for w in from_rows(stored_windows(conn, now, expired=args.all)) if w.kind == kind]
+    for w in windows:
+        print(w.describe())
+    if not windows:
+        print(f"no {kind} windows in force" if kind == "maintenance" else "no silences in force")
     return 0
 
 

@@ -212,3 +212,39 @@ def test_unacknowledged_incident_escalates_to_tier2_by_mail(
     time.sleep(2.5)
     assert len(smtp_server.messages) == 2  # the last step pages once
     assert d.stop() == 0
+
+
+def test_maintenance_window_from_the_cli_holds_the_page_until_it_ends(
+    tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, smtp_server, major=0)
+    state = tmp_path / "state"
+
+    def alertd(command: str, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "alertd", command, "--state-dir", str(state), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return out.stdout
+
+    added = alertd(
+        "maintenance", "add", "--match", "instance=e2e-host", "--for", "1h", "--reason", "CHG-1234"
+    )
+    assert added.startswith("maintenance #1 added")
+    d = daemon_factory(cfg)
+    wait_for("the incident", lambda: len(json.loads(d.cli("list", "--json"))) == 1)
+    time.sleep(2.5)  # two more cycles inside the window
+    assert smtp_server.messages == []  # recorded, not paged
+    (incident,) = json.loads(d.cli("list", "--json"))
+    assert incident["suppressed_by"] == "maintenance #1 (CHG-1234)"
+
+    assert alertd("maintenance", "remove", "1").startswith("maintenance #1 removed")
+    wait_for("the page once the window is over", lambda: len(smtp_server.messages) >= 1)
+    assert "OPENED" in mails(smtp_server)[0]["Subject"]
+    shown = json.loads(d.cli("show", str(incident["id"]), "--json"))
+    assert [t["kind"] for t in shown["timeline"]][:3] == ["opened", "suppressed", "unsuppressed"]
+    assert d.stop() == 0
