@@ -83,9 +83,9 @@ class App:
     # -- building -----------------------------------------------------------------------
     def _build(self, config: Config, previous: Evaluator | None) -> _Built:
         if previous is None:
-            evaluator = Evaluator(config.rules, load_rule_state(self.conn))
+            evaluator = Evaluator(config.rules, load_rule_state(self.conn), config.flapping)
         else:
-            evaluator = Evaluator(config.rules, previous.export_state())
+            evaluator = Evaluator(config.rules, previous.export_state(), config.flapping)
             evaluator.ingest(previous.latest_samples())
         return _Built(
             config,

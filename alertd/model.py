@@ -70,6 +70,8 @@ class EventKind(enum.Enum):
     FIRING = "firing"
     LEVEL_CHANGED = "level_changed"
     RESOLVED = "resolved"
+    FLAPPING_START = "flapping_start"  # the series changes state too often to page each time
+    FLAPPING_STOP = "flapping_stop"  # it settled; ``level`` is where (None: recovered)
 
 
 def fingerprint(rule: str, labels: Labels) -> str:
@@ -92,6 +94,7 @@ class AlertEvent:
     summary: str
     ts: float
     fingerprint: str
+    flapping: bool = False  # a transition while flapping: record it, don't page it
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,8 @@ class Transition(enum.Enum):
     LEVEL_CHANGED = "level_changed"
     RESOLVED = "resolved"
     ESCALATED = "escalated"  # the next tier is paged: unacknowledged, or not resolved in time
+    FLAPPING_START = "flapping_start"
+    FLAPPING_STOP = "flapping_stop"
     REPEAT = "repeat"  # the current tier is paged again: still unacknowledged
     TEST = "test"
 

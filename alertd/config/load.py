@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from alertd.config.channels import ChannelsFile
 from alertd.config.collectors import CollectorsFile, HostTarget, SnmpTarget
 from alertd.config.snmp_profiles import Derived, Profile
-from alertd.config.thresholds import Rule, ThresholdsFile, check_order
+from alertd.config.thresholds import Flapping, Rule, ThresholdsFile, check_order
 from alertd.config.traps import TrapsConfig
 from alertd.config.yaml_marks import Document, Path_, parse_file
 from alertd.errors import ConfigError, ConfigProblem
@@ -48,6 +48,7 @@ class Config:
     snmp: tuple[SnmpTarget, ...] = ()
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     traps: TrapsConfig | None = None
+    flapping: Flapping = field(default_factory=Flapping)
 
     def summary(self) -> str:
         c = self.channels
@@ -166,6 +167,7 @@ class _Loader:
             raise ConfigError([ConfigProblem(str(self.directory), 0, 0, "", "not a directory")])
         rules: list[tuple[Document, int, RuleSource]] = []
         interval = DEFAULT_EVALUATION_INTERVAL
+        flapping = Flapping()
         threshold_files = [self.directory / "thresholds.yaml", *self._files("rules")]
         for path in threshold_files:
             if not path.exists():
@@ -175,6 +177,13 @@ class _Loader:
             if parsed is None:
                 continue
             doc, tf = parsed
+            if tf.flapping is not None:
+                if path.name != "thresholds.yaml" or path.parent != self.directory:
+                    self.problems.append(
+                        doc.problem(("flapping",), "only allowed in thresholds.yaml")
+                    )
+                else:
+                    flapping = tf.flapping
             if tf.evaluation_interval is not None:
                 if path.name != "thresholds.yaml" or path.parent != self.directory:
                     self.problems.append(
@@ -239,6 +248,7 @@ class _Loader:
             files=tuple(self.files),
             rules=tuple(src for _, _, src in rules),
             evaluation_interval=interval,
+            flapping=flapping,
             hosts=tuple(hosts),
             snmp=tuple(_snmp_files_relative_to(t, self.directory) for t in snmp),
             profiles=profiles,

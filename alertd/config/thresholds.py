@@ -81,8 +81,26 @@ class Rule(StrictModel):
         return self
 
 
+class Flapping(StrictModel):
+    """Nagios/Icinga flap detection: the weighted share of state changes over the last
+    ``window`` evaluations (newer changes weigh more) starts flapping above ``high`` percent
+    and stops below ``low``."""
+
+    enabled: bool = True
+    window: int = Field(default=21, ge=3, le=64)
+    low: float = Field(default=20.0, ge=0, le=100)
+    high: float = Field(default=30.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.low >= self.high:
+            raise ValueError(f"low must be below high ({self.low:g} >= {self.high:g})")
+        return self
+
+
 class ThresholdsFile(StrictModel):
     """One thresholds file (``thresholds.yaml`` or a rule pack)."""
 
     evaluation_interval: Duration | None = Field(default=None, gt=0)
+    flapping: Flapping | None = None
     rules: list[Rule] = []

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from alertd.config.load import RuleSource
+from alertd.config.thresholds import Flapping
+from alertd.evaluate.flapping import push, state_change_percent
 from alertd.evaluate.summary import Summary
 from alertd.evaluate.thresholds import ThresholdResolver, Thresholds
 from alertd.model import (
@@ -41,12 +43,15 @@ class Series:
 
 
 class _State:
-    __slots__ = ("firing", "firing_since", "since")
+    __slots__ = ("checks", "firing", "firing_since", "flapping", "history", "since")
 
     def __init__(self) -> None:
         self.firing: Level | None = None
         self.firing_since: float | None = None
         self.since: list[float | None] = [None, None, None, None]  # index = Level value
+        self.history = 0  # recent results as bits, newest in bit 0 (flap detection)
+        self.checks = 0
+        self.flapping = False
 
 
 class _Binding:
@@ -78,7 +83,13 @@ class _CompiledRule:
 class Evaluator:
     """Holds the latest samples and per-series rule state; ``evaluate`` emits changes."""
 
-    def __init__(self, rules: Iterable[RuleSource], restored: Iterable[StateRecord] = ()) -> None:
+    def __init__(
+        self,
+        rules: Iterable[RuleSource],
+        restored: Iterable[StateRecord] = (),
+        flapping: Flapping | None = None,
+    ) -> None:
+        self._flap = flapping if flapping is not None and flapping.enabled else None
         self._rules = [_CompiledRule(src) for src in rules]
         self._by_metric: dict[str, list[_CompiledRule]] = {}
         for compiled in self._rules:
@@ -133,9 +144,7 @@ class Evaluator:
                 elif value is None:
                     self._unknown(compiled, b)
                     continue
-                event = self._step(compiled, b, value, now)
-                if event is not None:
-                    events.append(event)
+                self._step(compiled, b, value, now, events)
         return events
 
     def _bind_new_series(self, compiled: _CompiledRule, now: float, out: list[AlertEvent]) -> None:
@@ -172,8 +181,8 @@ class Evaluator:
             self._changed[b.fingerprint] = self._record(compiled, b, state)
 
     def _step(
-        self, compiled: _CompiledRule, b: _Binding, value: float, now: float
-    ) -> AlertEvent | None:
+        self, compiled: _CompiledRule, b: _Binding, value: float, now: float, out: list[AlertEvent]
+    ) -> None:
         th = b.th
         state = b.state or _State()
         since: list[float | None] = [None, None, None, None]  # levels the rule lacks stay None
@@ -189,36 +198,65 @@ class Evaluator:
         old = state.firing
         held = th.held(value, old) if old is not None else None
         new = max((lv for lv in (qualified, held) if lv is not None), default=None)
-        if new == old and since == state.since:
-            return None  # nothing changed: nothing to persist, nothing to say
+        flap_kind = self._track_flapping(state, new is not None)
+        persisted_change = new != old or since != state.since
+        if not persisted_change and flap_kind is None and state.history == 0:
+            return  # nothing changed: nothing to persist, nothing to say
         state.since = since
         if new != old:
             state.firing = new
             state.firing_since = now if new is not None else None
-        idle = new is None and all(s is None for s in since)
+        # a series that changed state recently stays tracked, so flapping shows across recoveries
+        idle = new is None and all(s is None for s in since) and state.history == 0
         b.state = None if idle else state
-        self._changed[b.fingerprint] = None if idle else self._record(compiled, b, state)
-        if new == old:
-            return None
-        if old is None:
-            kind = EventKind.FIRING
-        elif new is None:
-            kind = EventKind.RESOLVED
-        else:
-            kind = EventKind.LEVEL_CHANGED
+        if persisted_change or idle:
+            self._changed[b.fingerprint] = None if idle else self._record(compiled, b, state)
         labels = b.series.labels
-        return AlertEvent(
-            kind=kind,
-            rule=compiled.name,
-            metric=compiled.rule.metric,
-            labels=labels,
-            level=new,
-            previous_level=old,
-            value=value,
-            summary=compiled.summary.render(labels, value, new or old),
-            ts=now,
-            fingerprint=b.fingerprint,
-        )
+
+        def event(kind: EventKind, flapping: bool) -> AlertEvent:
+            return AlertEvent(
+                kind=kind,
+                rule=compiled.name,
+                metric=compiled.rule.metric,
+                labels=labels,
+                level=new,
+                previous_level=old,
+                value=value,
+                summary=compiled.summary.render(labels, value, new or old),
+                ts=now,
+                fingerprint=b.fingerprint,
+                flapping=flapping,
+            )
+
+        if new != old:
+            if old is None:
+                kind = EventKind.FIRING
+            elif new is None:
+                kind = EventKind.RESOLVED
+            else:
+                kind = EventKind.LEVEL_CHANGED
+            during = state.flapping or flap_kind is EventKind.FLAPPING_STOP
+            out.append(event(kind, during))
+        if flap_kind is not None:
+            out.append(event(flap_kind, flap_kind is EventKind.FLAPPING_START))
+
+    def _track_flapping(self, state: _State, firing: bool) -> EventKind | None:
+        """Record this result; return FLAPPING_START/STOP when the series crosses a threshold."""
+        flap = self._flap
+        if flap is None:
+            return None
+        state.history = push(state.history, firing, flap.window)
+        state.checks = min(state.checks + 1, flap.window)
+        if state.history == 0 and not state.flapping:
+            return None
+        percent = state_change_percent(state.history, state.checks, flap.window)
+        if not state.flapping and percent >= flap.high:
+            state.flapping = True
+            return EventKind.FLAPPING_START
+        if state.flapping and percent <= flap.low:
+            state.flapping = False
+            return EventKind.FLAPPING_STOP
+        return None
 
     def _resolve_orphans(self, now: float) -> list[AlertEvent]:
         """Resolve restored alerts whose rule no longer exists (removed on reload)."""

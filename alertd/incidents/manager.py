@@ -127,11 +127,63 @@ class IncidentManager:
             out.extend(notifications_for(child, Transition.OPENED, self.channels, now))
         return out
 
+    def _open(self, event: AlertEvent, level: Level, now: float) -> Incident:
+        """Open an incident for ``event``: quiet if its parent is down or a window covers it."""
+        store = self.store
+        priority = priority_of(event.labels, level, self.channels.priorities)
+        labels = dict(event.labels)
+        parent = labels.get("parent")
+        suppressed = (
+            f"parent {parent}"
+            if parent and parent in store.down_targets(TARGET_UP_METRIC)
+            else None
+        )
+        window = None if suppressed else covering(self.windows(now), labels, now)
+        if window is not None:
+            suppressed = window.label()
+        draft = Incident(
+            id=0,
+            fingerprint=event.fingerprint,
+            rule=event.rule,
+            metric=event.metric,
+            labels=event.labels,
+            level=level,
+            priority=priority,
+            state=IncidentState.OPEN,
+            summary=event.summary,
+            value=event.value,
+            opened_at=now,
+            updated_at=now,
+            suppressed_by=suppressed,
+        )
+        opened = store.open(draft)
+        if suppressed is None:
+            self.escalator.arm_new(opened, now)
+        store.add_timeline(
+            opened.id,
+            now,
+            "opened",
+            f"{level.label} {priority}: {event.summary} (value {_value(event.value)})",
+        )
+        log.info(
+            "incident #%d opened %s %s: %s%s",
+            opened.id,
+            priority,
+            level.label,
+            event.summary,
+            f" (quiet: {suppressed})" if suppressed else "",
+        )
+        if suppressed:
+            store.add_timeline(opened.id, now, "suppressed", _why_quiet(suppressed))
+        return opened
+
     def _apply_one(
         self, event: AlertEvent, now: float
     ) -> tuple[Incident, Transition, Level | None] | None:
         """Apply one event; return the changed incident, why, and its previous level."""
         store = self.store
+        if event.flapping or event.kind in (EventKind.FLAPPING_START, EventKind.FLAPPING_STOP):
+            return self._flapping(event, now)
         current = store.active(event.fingerprint)
         if event.kind is EventKind.RESOLVED:
             if current is None:
@@ -145,51 +197,7 @@ class IncidentManager:
         assert event.level is not None
         priority = priority_of(event.labels, event.level, self.channels.priorities)
         if current is None:
-            labels = dict(event.labels)
-            parent = labels.get("parent")
-            suppressed = (
-                f"parent {parent}"
-                if parent and parent in store.down_targets(TARGET_UP_METRIC)
-                else None
-            )
-            window = None if suppressed else covering(self.windows(now), labels, now)
-            if window is not None:
-                suppressed = window.label()
-            draft = Incident(
-                id=0,
-                fingerprint=event.fingerprint,
-                rule=event.rule,
-                metric=event.metric,
-                labels=event.labels,
-                level=event.level,
-                priority=priority,
-                state=IncidentState.OPEN,
-                summary=event.summary,
-                value=event.value,
-                opened_at=now,
-                updated_at=now,
-                suppressed_by=suppressed,
-            )
-            opened = store.open(draft)
-            if suppressed is None:
-                self.escalator.arm_new(opened, now)
-            store.add_timeline(
-                opened.id,
-                now,
-                "opened",
-                f"{event.level.label} {priority}: {event.summary} (value {_value(event.value)})",
-            )
-            log.info(
-                "incident #%d opened %s %s: %s%s",
-                opened.id,
-                priority,
-                event.level.label,
-                event.summary,
-                f" (suppressed: {suppressed} is down)" if suppressed else "",
-            )
-            if suppressed:
-                store.add_timeline(opened.id, now, "suppressed", _why_quiet(suppressed))
-            return opened, Transition.OPENED, None
+            return self._open(event, event.level, now), Transition.OPENED, None
         if current.level == event.level:
             return None  # a repeat FIRING (e.g. after restart) for an incident already open
         changed = store.update_level(
@@ -210,6 +218,41 @@ class IncidentManager:
             priority,
         )
         return changed, Transition.LEVEL_CHANGED, current.level
+
+    def _flapping(
+        self, event: AlertEvent, now: float
+    ) -> tuple[Incident, Transition, Level | None] | None:
+        """Flapping: say so when it starts and stops; record the transitions in between."""
+        store = self.store
+        current = store.active(event.fingerprint)
+        level = event.level or event.previous_level or Level.MINOR
+        if event.kind is EventKind.FLAPPING_START:
+            if current is None:
+                current = self._open(event, level, now)
+            store.add_timeline(
+                current.id, now, "flapping", "started: changing state too often to page each time"
+            )
+            log.info("incident #%d flapping", current.id)
+            return current, Transition.FLAPPING_START, None
+        if event.kind is EventKind.FLAPPING_STOP:
+            if current is None:
+                return None
+            if event.level is None:
+                current = store.resolve(current, now, event.value)
+                store.add_timeline(current.id, now, "flapping", "stopped: recovered")
+                store.add_timeline(current.id, now, "resolved", event.summary)
+            else:
+                store.add_timeline(current.id, now, "flapping", f"stopped: {level.label}")
+            return current, Transition.FLAPPING_STOP, None
+        # a transition while flapping: on the timeline, not on anyone's phone
+        if current is None:
+            if event.kind is not EventKind.RESOLVED:
+                opened = self._open(event, level, now)
+                store.add_timeline(opened.id, now, "transition", "opened while flapping")
+            return None
+        shown = event.level.label if event.level else "ok"
+        store.add_timeline(current.id, now, "transition", f"{shown} (flapping: not paged)")
+        return None
 
     def record_delivery(self, notification: Notification, outcome: str, now: float) -> None:
         """Put one delivery outcome on the incident's timeline."""

@@ -110,6 +110,8 @@ _VERBS = {
     Transition.LEVEL_CHANGED: "LEVEL CHANGED",
     Transition.RESOLVED: "RESOLVED",
     Transition.ESCALATED: "ESCALATED",
+    Transition.FLAPPING_START: "FLAPPING",
+    Transition.FLAPPING_STOP: "STOPPED FLAPPING",
     Transition.REPEAT: "STILL OPEN",
     Transition.TEST: "TEST",
 }
