@@ -29,6 +29,8 @@ from alertd.collect.snmp.v3 import close_engines
 from alertd.config.load import Config, load_config
 from alertd.errors import CollectError, ConfigError
 from alertd.evaluate.evaluator import Evaluator
+from alertd.incidents.kpi import compute_kpis
+from alertd.incidents.kpi_facts import incident_facts
 from alertd.incidents.maintenance import from_config, from_rows
 from alertd.incidents.manager import IncidentManager
 from alertd.metrics import PRIORITIES, Metrics
@@ -46,6 +48,7 @@ from alertd.state.rule_state import load_rule_state, save_rule_state
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 15.0  # on shutdown, how long in-flight notifications may finish
+KPI_WINDOW = 30 * 86400.0  # the window of the alertd_kpi_* gauges
 
 
 @dataclass(slots=True)
@@ -78,7 +81,8 @@ class App:
         self._stop = asyncio.Event()
         self._ready = False
         self._reload_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()  # deliveries and reloads in flight
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._kpis_at = float("-inf")  # deliveries and reloads in flight
 
     # -- building -----------------------------------------------------------------------
     def _build(self, config: Config, previous: Evaluator | None) -> _Built:
@@ -203,6 +207,7 @@ class App:
         self.metrics.evaluation_duration.observe(time.perf_counter() - started)
         self.metrics.series.set(self.evaluator.series_count())
         self._apply(events, changes, now)
+        self._export_kpis()
 
     def _apply(
         self, events: Sequence[AlertEvent], changes: Mapping[str, StateRecord | None], now: float
@@ -258,6 +263,34 @@ class App:
 
     def _trap_dropped(self, reason: str) -> None:
         self.metrics.snmp_traps_dropped.labels(reason).inc()
+
+    def _export_kpis(self) -> None:
+        """Refresh the ``alertd_kpi_*`` gauges from the last 30 days, once a minute."""
+        now = self.clock.now()
+        if now - self._kpis_at < 60:
+            return
+        self._kpis_at = now
+        since = now - KPI_WINDOW
+        report = compute_kpis(
+            incident_facts(self.conn, since, self.config.channels),
+            self.config.channels.priorities.targets,
+            since,
+            now,
+        )
+        m = self.metrics
+        for group in report.by_priority:
+            p = group.key
+            m.kpi_incidents.labels(p).set(group.incidents)
+            m.kpi_mtta.labels(p).set(group.mtta if group.mtta is not None else float("nan"))
+            m.kpi_mttr.labels(p).set(group.mttr if group.mttr is not None else float("nan"))
+            m.kpi_tier1.labels(p).set(
+                group.tier1_rate if group.tier1_rate is not None else float("nan")
+            )
+            m.kpi_breaches.labels(p, "respond").set(group.respond_breaches or 0)
+            m.kpi_breaches.labels(p, "resolve").set(group.resolve_breaches or 0)
+        m.kpi_rule_pages.clear()
+        for noise in report.noise:
+            m.kpi_rule_pages.labels(noise.rule).set(noise.pages)
 
     def _record_delivery(self, notification: Notification, outcome: str) -> None:
         self.manager.record_delivery(notification, outcome, self.clock.now())

@@ -100,6 +100,35 @@ class Metrics:
             "When the config was last loaded successfully.",
             registry=registry,
         )
+        # KPIs over the last 30 days, refreshed every minute (``alertd report`` for any window)
+        kpi = ["priority"]
+        self.kpi_mtta = Gauge(
+            "alertd_kpi_mtta_seconds", "Mean time to acknowledge, 30 days.", kpi, registry=registry
+        )
+        self.kpi_mttr = Gauge(
+            "alertd_kpi_mttr_seconds", "Mean time to resolve, 30 days.", kpi, registry=registry
+        )
+        self.kpi_incidents = Gauge(
+            "alertd_kpi_incidents", "Incidents opened, 30 days.", kpi, registry=registry
+        )
+        self.kpi_breaches = Gauge(
+            "alertd_kpi_sla_breaches",
+            "Incidents that missed their respond or resolve target, 30 days.",
+            ["priority", "target"],
+            registry=registry,
+        )
+        self.kpi_tier1 = Gauge(
+            "alertd_kpi_tier1_resolution_ratio",
+            "Share of resolved incidents resolved without escalation, 30 days.",
+            kpi,
+            registry=registry,
+        )
+        self.kpi_rule_pages = Gauge(
+            "alertd_kpi_rule_pages",
+            "Pages per rule (noise), 30 days.",
+            ["rule"],
+            registry=registry,
+        )
         for kind in EventKind:
             self.alert_events.labels(kind.value)
         for priority in PRIORITIES:
