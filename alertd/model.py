@@ -124,6 +124,7 @@ class Transition(enum.Enum):
     """Why a notification is sent."""
 
     OPENED = "opened"
+    REOPENED = "reopened"  # the same problem again soon after it resolved
     LEVEL_CHANGED = "level_changed"
     RESOLVED = "resolved"
     ESCALATED = "escalated"  # the next tier is paged: unacknowledged, or not resolved in time

@@ -128,9 +128,18 @@ class MaintenanceWindow(StrictModel):
         return self
 
 
+class IncidentSettings(StrictModel):
+    """Incident lifecycle: reopen a recent incident instead of opening a new one; let an
+    acknowledgement lapse so escalation resumes."""
+
+    reopen_within: Duration = Field(default=0.0, ge=0)  # 0: every re-fire is a new incident
+    ack_expires_after: Duration | None = Field(default=None, gt=0)
+
+
 class ChannelsFile(StrictModel):
     channels: dict[str, ChannelConfig] = {}
     teams: dict[str, Team] = {}
     priorities: Priorities = Field(default_factory=Priorities)
     routes: list[Route] = []
     maintenance: list[MaintenanceWindow] = []
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)

@@ -69,9 +69,12 @@ class Escalator:
                 step = min(state.step + 1, len(steps) - 1)
                 why = f"not acknowledged within {format_duration(steps[step].after)}"
                 out += self._page(incident, step, steps, Transition.ESCALATED, why, now)
-                following = (
-                    incident.opened_at + steps[step + 1].after if step + 1 < len(steps) else None
-                )
+                following = None
+                if step + 1 < len(steps):
+                    # on schedule from the opening; after a pause (suppressed, lapsed ack) the
+                    # gap between steps is kept instead of firing the next one at once
+                    gap = steps[step + 1].after - steps[step].after
+                    following = max(incident.opened_at + steps[step + 1].after, now + gap)
                 self.escalations.arm(incident_id, step, following, next_repeat)
             else:
                 step = min(state.step, len(steps) - 1)

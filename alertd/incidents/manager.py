@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from alertd.config.channels import ChannelsFile
+from alertd.config.types import format_duration
 from alertd.incidents.escalation import Escalator
 from alertd.incidents.maintenance import Window, covering
 from alertd.incidents.priority import priority_of
@@ -60,8 +61,21 @@ class IncidentManager:
 
     def escalate(self, now: float) -> list[Notification]:
         """Page incidents whose maintenance window or silence ended while they still fail,
-        then fire the escalations due at ``now``; call inside ``store.transaction()``."""
+        let lapsed acknowledgements go, then fire the escalations due at ``now``; call inside
+        ``store.transaction()``."""
         out: list[Notification] = []
+        expiry = self.channels.incidents.ack_expires_after
+        if expiry is not None:
+            for incident in self.store.expired_acks(now - expiry):
+                incident = self.store.unacknowledge(incident, now)
+                self.store.add_timeline(
+                    incident.id,
+                    now,
+                    "ack_expired",
+                    f"acknowledged by {incident.acknowledged_by} more than "
+                    f"{format_duration(expiry)} ago and not resolved: escalation resumes",
+                )
+                self.escalator.arm_new(incident, now, since=now)
         windows = self.windows(now)
         for incident in self.store.suppressed_by_window():
             if covering(windows, incident.label_map, now) is not None:
@@ -197,7 +211,25 @@ class IncidentManager:
         assert event.level is not None
         priority = priority_of(event.labels, event.level, self.channels.priorities)
         if current is None:
-            return self._open(event, event.level, now), Transition.OPENED, None
+            reopen_within = self.channels.incidents.reopen_within
+            recent = (
+                store.recently_resolved(event.fingerprint, now - reopen_within)
+                if reopen_within
+                else None
+            )
+            if recent is None:
+                return self._open(event, event.level, now), Transition.OPENED, None
+            reopened = store.reopen(recent, now)
+            if reopened.level != event.level:
+                reopened = store.update_level(
+                    reopened, event.level, priority, event.summary, event.value, now
+                )
+            store.add_timeline(
+                reopened.id, now, "reopened", f"fires again: {event.summary} ({event.level.label})"
+            )
+            self.escalator.arm_new(reopened, now, since=now)
+            log.info("incident #%d reopened: %s", reopened.id, event.summary)
+            return reopened, Transition.REOPENED, None
         if current.level == event.level:
             return None  # a repeat FIRING (e.g. after restart) for an incident already open
         changed = store.update_level(

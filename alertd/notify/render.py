@@ -109,6 +109,7 @@ _VERBS = {
     Transition.OPENED: "OPENED",
     Transition.LEVEL_CHANGED: "LEVEL CHANGED",
     Transition.RESOLVED: "RESOLVED",
+    Transition.REOPENED: "REOPENED",
     Transition.ESCALATED: "ESCALATED",
     Transition.FLAPPING_START: "FLAPPING",
     Transition.FLAPPING_STOP: "STOPPED FLAPPING",

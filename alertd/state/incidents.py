@@ -177,6 +177,44 @@ class IncidentStore:
             value=incident.value if value is None else value,
         )
 
+    def recently_resolved(self, fingerprint: str, after: float) -> Incident | None:
+        """Return the incident for ``fingerprint`` resolved at or after ``after``, if any."""
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents WHERE fingerprint = ? AND state = 'resolved' "
+            "AND resolved_at >= ? ORDER BY resolved_at DESC LIMIT 1",
+            (fingerprint, after),
+        ).fetchone()
+        return _incident(row) if row else None
+
+    def reopen(self, incident: Incident, now: float) -> Incident:
+        self.conn.execute(
+            "UPDATE incidents SET state = 'open', resolved_at = NULL, acknowledged_at = NULL, "
+            "acknowledged_by = NULL, updated_at = ? WHERE id = ?",
+            (now, incident.id),
+        )
+        return replace(
+            incident,
+            state=IncidentState.OPEN,
+            resolved_at=None,
+            acknowledged_at=None,
+            acknowledged_by=None,
+            updated_at=now,
+        )
+
+    def expired_acks(self, acked_before: float) -> list[Incident]:
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents WHERE state = 'acknowledged' "
+            "AND acknowledged_at <= ?",
+            (acked_before,),
+        )
+        return [_incident(row) for row in rows]
+
+    def unacknowledge(self, incident: Incident, now: float) -> Incident:
+        self.conn.execute(
+            "UPDATE incidents SET state = 'open', updated_at = ? WHERE id = ?", (now, incident.id)
+        )
+        return replace(incident, state=IncidentState.OPEN, updated_at=now)
+
     def set_suppressed(self, incident: Incident, by: str | None) -> Incident:
         self.conn.execute("UPDATE incidents SET suppressed_by = ? WHERE id = ?", (by, incident.id))
         return replace(incident, suppressed_by=by)

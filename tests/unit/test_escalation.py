@@ -190,3 +190,55 @@ def test_escalation_notifications_render(tmp_path, clock) -> None:
     (page,) = e.run_until(15 * MIN)
     assert page.transition is Transition.ESCALATED
     assert render.subject(page).startswith("[P2] ESCALATED #1 major")
+
+
+def settings(**incidents: Any) -> ChannelsFile:
+    base = config().model_dump(by_alias=True)
+    base["incidents"] = incidents
+    return ChannelsFile.model_validate(base)
+
+
+def resolve_event(e: Engine) -> list[Notification]:
+    event = AlertEvent(
+        EventKind.RESOLVED,
+        "disk",
+        "disk_used",
+        LABELS,
+        None,
+        Level.MAJOR,
+        50.0,
+        "disk ok",
+        e.clock.now(),
+        fingerprint("disk", LABELS),
+    )
+    with e.store.transaction():
+        return e.manager.apply([event], e.clock.now())
+
+
+def test_refire_within_the_reopen_window_reopens_the_same_incident(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, settings(reopen_within="10m"))
+    e.fire()
+    clock.advance(60)
+    resolve_event(e)
+    clock.advance(5 * MIN)
+    assert who(e.fire()) == [("reopened", "pager")]
+    (incident,) = e.store.find()
+    assert incident.state.value == "open"
+    assert [t.kind for t in e.store.timeline(incident.id)].count("reopened") == 1
+    clock.advance(60)
+    resolve_event(e)
+    clock.advance(11 * MIN)  # outside the window: a new incident
+    assert who(e.fire()) == [("opened", "pager")]
+    assert len(e.store.find()) == 2
+
+
+def test_lapsed_acknowledgement_lets_escalation_resume(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, settings(ack_expires_after="30m"))
+    e.fire()
+    incident = e.store.get(1)
+    assert incident is not None
+    acknowledge(e.store, incident, "wang", None, clock.now(), how="cli")
+    assert e.run_until(30 * MIN) == []  # acknowledged: quiet
+    e.run_until(60)  # the acknowledgement lapses here
+    assert e.store.get(1).state.value == "open"  # type: ignore[union-attr]
+    assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]  # tier-2 15 min later
