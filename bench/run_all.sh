@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every alertd benchmark with modest defaults (about 3 minutes on 2 vCPU).
+# Run every alertd benchmark with modest defaults (about 8 minutes on 2 vCPU).
 # `make bench` calls this. Environment:
 #   PYTHON               interpreter with alertd installed (default: .venv/bin/python)
 #   BENCH_SERIES         series counts for bench_evaluate.py (default: 10000,100000)
@@ -30,6 +30,7 @@ run() {
 }
 
 run bench/bench_evaluate.py --series "${BENCH_SERIES:-10000,100000}" --rules 50 --cycles 20
+run bench/bench_incidents.py
 run bench/bench_host.py --iters 200 --runs 5
 run bench/bench_snmp_codec.py
 run bench/bench_snmp_poll.py --runs 3

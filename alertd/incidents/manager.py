@@ -49,6 +49,8 @@ class IncidentManager:
         self.channels = channels
         # maintenance windows and silences in force: set by the daemon (config + database)
         self.windows: Callable[[float], Sequence[Window]] = lambda now: ()
+        self._down: set[str] | None = None
+        self._windows_now: list[Window] | None = None
 
     @property
     def channels(self) -> ChannelsFile:
@@ -94,6 +96,8 @@ class IncidentManager:
         Call inside ``store.transaction()`` together with the rule-state write, so the two
         never disagree after a crash.
         """
+        self._down = None  # looked up at most once per batch (a storm is one batch)
+        self._windows_now = None
         out: list[Notification] = []
         changes: list[tuple[Incident, Transition, Level | None]] = []
         released: list[str] = []
@@ -147,12 +151,10 @@ class IncidentManager:
         priority = priority_of(event.labels, level, self.channels.priorities)
         labels = dict(event.labels)
         parent = labels.get("parent")
-        suppressed = (
-            f"parent {parent}"
-            if parent and parent in store.down_targets(TARGET_UP_METRIC)
-            else None
-        )
-        window = None if suppressed else covering(self.windows(now), labels, now)
+        suppressed = f"parent {parent}" if parent and parent in self._down_targets() else None
+        if suppressed is None and self._windows_now is None:
+            self._windows_now = list(self.windows(now))
+        window = None if suppressed else covering(self._windows_now or (), labels, now)
         if window is not None:
             suppressed = window.label()
         draft = Incident(
@@ -171,6 +173,8 @@ class IncidentManager:
             suppressed_by=suppressed,
         )
         opened = store.open(draft)
+        if event.metric == TARGET_UP_METRIC and self._down is not None:
+            self._down.add(labels.get("instance", ""))
         if suppressed is None:
             self.escalator.arm_new(opened, now)
         store.add_timeline(
@@ -190,6 +194,11 @@ class IncidentManager:
         if suppressed:
             store.add_timeline(opened.id, now, "suppressed", _why_quiet(suppressed))
         return opened
+
+    def _down_targets(self) -> set[str]:
+        if self._down is None:
+            self._down = self.store.down_targets(TARGET_UP_METRIC)
+        return self._down
 
     def _apply_one(
         self, event: AlertEvent, now: float

@@ -116,6 +116,18 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX maintenance_end ON maintenance(end);
         """,
     ),
+    (
+        6,
+        """
+        -- per-event lookups must not scan every incident ever stored (bench_incidents.py)
+        CREATE INDEX incidents_open_metric ON incidents(metric) WHERE state != 'resolved';
+        CREATE INDEX incidents_resolved_fingerprint ON incidents(fingerprint, resolved_at)
+            WHERE state = 'resolved';
+        CREATE INDEX incidents_open_suppressed ON incidents(suppressed_by)
+            WHERE state != 'resolved' AND suppressed_by IS NOT NULL;
+        CREATE INDEX incidents_open_priority ON incidents(priority) WHERE state != 'resolved';
+        """,
+    ),
 )
 
 

@@ -100,7 +100,8 @@ class IncidentStore:
 
     def count_open_by_priority(self) -> dict[str, int]:
         rows = self.conn.execute(
-            "SELECT priority, COUNT(*) FROM incidents WHERE state != 'resolved' GROUP BY priority"
+            "SELECT priority, COUNT(*) FROM incidents INDEXED BY incidents_open_priority "
+            "WHERE state != 'resolved' GROUP BY priority"
         )
         return {str(priority): int(count) for priority, count in rows.fetchall()}
 
@@ -230,15 +231,17 @@ class IncidentStore:
     def suppressed_by_window(self) -> list[Incident]:
         """Return unresolved incidents held back by a maintenance window or a silence."""
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' AND "
-            "(suppressed_by LIKE 'maintenance %' OR suppressed_by LIKE 'silence %')"
+            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' "
+            "AND suppressed_by IS NOT NULL "
+            "AND (suppressed_by LIKE 'maintenance %' OR suppressed_by LIKE 'silence %')"
         )
         return [_incident(row) for row in rows]
 
     def suppressed_children(self, parent: str) -> list[Incident]:
         """Return unresolved incidents suppressed because ``parent`` was down."""
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' AND suppressed_by = ?",
+            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' "
+            "AND suppressed_by IS NOT NULL AND suppressed_by = ?",
             (f"parent {parent}",),
         )
         return [_incident(row) for row in rows]
