@@ -70,6 +70,7 @@ from alertd.collect.snmp.walk import (
     MAX_PDUS_PER_WALK,
     Accessor,
     Row,
+    absorb,
 )
 from alertd.config.collectors import SnmpTarget
 from alertd.config.snmp_v3 import SnmpV3User
@@ -418,23 +419,7 @@ class V3Session:
                 )
             if not varbinds:
                 raise SnmpRequestError(f"snmp v3 walk {self.where()}: empty reply", "empty_reply")
-            finished: set[OID] = set()
-            width = len(active)
-            for k, vb in enumerate(varbinds):
-                column = active[k % width]
-                if column in finished:
-                    continue
-                if vb.is_exception or not _under(vb.oid, column):
-                    finished.add(column)
-                    continue
-                if vb.oid <= cursor[column]:
-                    raise SnmpRequestError(
-                        f"snmp v3 walk {self.where()}: OIDs not increasing in a column walk",
-                        "oid_not_increasing",
-                    )
-                cursor[column] = vb.oid
-                rows[column][vb.oid[len(column) :]] = vb
-            active = [c for c in active if c not in finished]
+            active = absorb(varbinds, active, cursor, rows, f"v3 {self.where()}")
         raise SnmpRequestError(
             f"snmp v3 walk {self.where()}: more than {MAX_PDUS_PER_WALK} requests",
             "walk_too_long",
@@ -511,7 +496,3 @@ class V3Session:
 
 def _request_varbinds(oids: Sequence[OID]) -> list[Any]:
     return [(rfc1902.ObjectName(oid), _NULL) for oid in oids]
-
-
-def _under(oid: OID, column: OID) -> bool:
-    return len(oid) > len(column) and oid[: len(column)] == column

@@ -105,6 +105,36 @@ async def get(session: Session, oids: Sequence[OID]) -> dict[OID, VarBind]:
     return found
 
 
+def absorb(
+    varbinds: Sequence[VarBind],
+    active: list[OID],
+    cursor: dict[OID, OID],
+    rows: dict[OID, Row],
+    where: str,
+) -> list[OID]:
+    """Fold one GETBULK/GETNEXT answer into a column walk; return the columns still active.
+
+    Varbinds come row-major, one per active column per repetition. A column ends when it
+    leaves its subtree or hits endOfMibView; one whose OIDs stop increasing is refused.
+    """
+    finished: set[OID] = set()
+    width = len(active)
+    for k, vb in enumerate(varbinds):
+        column = active[k % width]
+        if column in finished:
+            continue
+        if vb.is_exception or not _under(vb.oid, column):
+            finished.add(column)
+            continue
+        if vb.oid <= cursor[column]:
+            raise SnmpRequestError(
+                f"snmp walk {where}: OIDs not increasing in a column walk", "oid_not_increasing"
+            )
+        cursor[column] = vb.oid
+        rows[column][vb.oid[len(column) :]] = vb
+    return [c for c in active if c not in finished]
+
+
 def _get_pdu(session: Session, oids: list[OID]) -> Callable[[int], bytes]:
     return lambda rid: encode_get(session.version, session.community, rid, oids)
 
@@ -163,24 +193,11 @@ async def walk_columns(session: Session, columns: Sequence[OID]) -> dict[OID, Ro
         if not response.varbinds:
             session.transport.note_drop("empty_reply")
             raise SnmpRequestError(f"snmp walk {session.where()}: empty reply", "empty_reply")
-        finished: set[OID] = set()
-        width = len(active)
-        for k, vb in enumerate(response.varbinds):
-            column = active[k % width]
-            if column in finished:
-                continue
-            if vb.is_exception or not _under(vb.oid, column):
-                finished.add(column)
-                continue
-            if vb.oid <= cursor[column]:
-                session.transport.note_drop("oid_not_increasing")
-                raise SnmpRequestError(
-                    f"snmp walk {session.where()}: OIDs not increasing in a column walk",
-                    "oid_not_increasing",
-                )
-            cursor[column] = vb.oid
-            rows[column][vb.oid[len(column) :]] = vb
-        active = [c for c in active if c not in finished]
+        try:
+            active = absorb(response.varbinds, active, cursor, rows, session.where())
+        except SnmpRequestError as exc:
+            session.transport.note_drop(exc.reason)
+            raise
     raise SnmpRequestError(
         f"snmp walk {session.where()}: more than {MAX_PDUS_PER_WALK} requests", "walk_too_long"
     )
