@@ -170,3 +170,4 @@ class Notification:
     recipients: tuple[str, ...] = ()
     key: str = field(default="")  # idempotency key: incident, transition, channel, time
     previous_level: Level | None = None  # for LEVEL_CHANGED
+    alerts: tuple[str, ...] = ()  # a grouped incident's member alerts, one line each

@@ -70,6 +70,9 @@ class Route(StrictModel):
     escalate: list[EscalationStep] = []
     repeat: Duration | None = Field(default=None, gt=0)
     continue_: bool = Field(default=False, alias="continue")
+    # alerts alike in these labels join one incident; its first page waits ``group_wait``
+    group_by: list[str] = []
+    group_wait: Duration = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:

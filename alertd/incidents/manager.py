@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from alertd.config.channels import ChannelsFile
 from alertd.config.types import format_duration
 from alertd.incidents.escalation import Escalator
+from alertd.incidents.grouping import Group, any_grouping, group_for, label_text, member_line
 from alertd.incidents.maintenance import Window, covering
 from alertd.incidents.priority import priority_of
 from alertd.incidents.routing import notifications_for
@@ -51,6 +53,7 @@ class IncidentManager:
         self.windows: Callable[[float], Sequence[Window]] = lambda now: ()
         self._down: set[str] | None = None
         self._windows_now: list[Window] | None = None
+        self._quiet: set[int] = set()  # grouped incidents changed in this batch, not to page
 
     @property
     def channels(self) -> ChannelsFile:
@@ -88,7 +91,35 @@ class IncidentManager:
             )
             self.escalator.arm_new(incident, now, since=now)
             out.extend(notifications_for(incident, Transition.OPENED, self.channels, now))
-        return out + self.escalator.run(now)
+        out.extend(self._first_pages(now))
+        return self._with_alerts(out + self.escalator.run(now))
+
+    def _first_pages(self, now: float) -> list[Notification]:
+        """Send the first page of groups whose ``group_wait`` is over; arm escalation then."""
+        out: list[Notification] = []
+        for incident in self.store.first_pages_due(now):
+            self.store.set_first_page(incident.id, None)
+            if incident.suppressed_by is not None or incident.state is not IncidentState.OPEN:
+                continue  # suppressed meanwhile, or acknowledged before anyone was paged
+            firing, _ = self.store.firing_members(incident.id)
+            self.store.add_timeline(
+                incident.id, now, "paged", f"group wait over: {firing} alert(s) firing"
+            )
+            self.escalator.arm_new(incident, now, since=now)
+            out.extend(notifications_for(incident, Transition.OPENED, self.channels, now))
+        return out
+
+    def _with_alerts(self, notes: list[Notification]) -> list[Notification]:
+        """Fill in the member alerts of grouped incidents."""
+        if not notes:
+            return notes
+        members = self.store.members([n.incident.id for n in notes])
+        if not members:
+            return notes
+        lines = {i: tuple(member_line(m) for m in ms) for i, ms in members.items()}
+        return [
+            replace(n, alerts=lines[n.incident.id]) if n.incident.id in lines else n for n in notes
+        ]
 
     def apply(self, events: Sequence[AlertEvent], now: float) -> list[Notification]:
         """Apply ``events``; return the notifications the changes call for.
@@ -98,6 +129,7 @@ class IncidentManager:
         """
         self._down = None  # looked up at most once per batch (a storm is one batch)
         self._windows_now = None
+        self._quiet = set()
         out: list[Notification] = []
         changes: list[tuple[Incident, Transition, Level | None]] = []
         released: list[str] = []
@@ -119,14 +151,16 @@ class IncidentManager:
             ):
                 self._suppress(incident, f"parent {parent}", now)
                 continue
-            if incident.suppressed_by is None:
+            if incident.suppressed_by is None and incident.id not in self._quiet:
                 out.extend(notifications_for(incident, transition, self.channels, now, previous))
         for parent in released:
             out.extend(self._release_children(parent, now))
-        return out
+        return self._with_alerts(out)
 
     def _suppress(self, incident: Incident, why: str, now: float) -> None:
         self.store.set_suppressed(incident, why)
+        if incident.id in self._quiet:
+            self.store.set_first_page(incident.id, None)  # released later pages at once
         self._no_escalation(incident)
         self.store.add_timeline(incident.id, now, "suppressed", _why_quiet(why))
 
@@ -210,7 +244,8 @@ class IncidentManager:
         current = store.active(event.fingerprint)
         if event.kind is EventKind.RESOLVED:
             if current is None:
-                return None  # resolved by hand earlier; nothing left to do
+                # a member of a group, or resolved by hand earlier: nothing left to do
+                return self._member_resolved(event, now)
             resolved = store.resolve(current, now, event.value)
             store.add_timeline(
                 current.id, now, "resolved", f"{event.summary} (value {_value(event.value)})"
@@ -218,6 +253,11 @@ class IncidentManager:
             log.info("incident #%d resolved: %s", current.id, event.summary)
             return resolved, Transition.RESOLVED, None
         assert event.level is not None
+        if current is None and any_grouping(self.channels):
+            group = group_for(event, event.level, self.channels)
+            joined = store.group_of(event.fingerprint)
+            if joined is not None or group is not None:
+                return self._member_firing(event, event.level, group, joined, now)
         priority = priority_of(event.labels, event.level, self.channels.priorities)
         if current is None:
             reopen_within = self.channels.incidents.reopen_within
@@ -259,6 +299,102 @@ class IncidentManager:
             priority,
         )
         return changed, Transition.LEVEL_CHANGED, current.level
+
+    def _member_firing(
+        self,
+        event: AlertEvent,
+        level: Level,
+        group: Group | None,
+        current: Incident | None,
+        now: float,
+    ) -> tuple[Incident, Transition, Level | None] | None:
+        """A FIRING alert of a grouping route: open its group's incident or join it."""
+        store = self.store
+        if current is None:
+            assert group is not None
+            current = store.active(group.fingerprint)
+        if current is None:
+            assert group is not None
+            firing = replace(
+                event,
+                fingerprint=group.fingerprint,
+                labels=group.labels,
+                summary=f"{event.summary} (group {label_text(group.labels)})",
+            )
+            opened = self._open(firing, level, now)
+            store.set_member(opened.id, event.fingerprint, event.rule, event.labels, level, now)
+            store.add_timeline(
+                opened.id, now, "alert_joined", f"{event.rule} {label_text(event.labels)}"
+            )
+            wait = group.route.group_wait
+            if wait > 0 and opened.suppressed_by is None:
+                store.set_first_page(opened.id, now + wait)
+                self._no_escalation(opened)  # armed when the first page goes out
+                self._quiet.add(opened.id)
+                store.add_timeline(
+                    opened.id, now, "group_wait", f"first page in {format_duration(wait)}"
+                )
+            return opened, Transition.OPENED, None
+        before = store.member(current.id, event.fingerprint)
+        if before is not None and before.state == "firing" and before.level == level:
+            return None  # a repeat FIRING (e.g. after restart)
+        store.set_member(current.id, event.fingerprint, event.rule, event.labels, level, now)
+        what = "alert joined" if before is None or before.state != "firing" else "alert changed"
+        store.add_timeline(
+            current.id,
+            now,
+            what.replace(" ", "_"),
+            f"{event.rule} {label_text(event.labels)} ({level.label})",
+        )
+        if store.first_page_at(current.id) is not None:
+            self._quiet.add(current.id)  # its first page is still held: it will list this one
+        return self._group_level(current, store.worst_firing(current.id) or level, now)
+
+    def _group_level(
+        self, current: Incident, worst: Level, now: float
+    ) -> tuple[Incident, Transition, Level | None] | None:
+        """Move a group incident to its worst firing member's level; page only if it rose."""
+        store = self.store
+        if worst == current.level:
+            return None
+        count, _ = store.firing_members(current.id)
+        priority = priority_of(current.labels, worst, self.channels.priorities)
+        summary = f"{count} alert(s) firing in group {label_text(current.labels)}"
+        changed = store.update_level(current, worst, priority, summary, current.value, now)
+        store.add_timeline(
+            current.id,
+            now,
+            "level_changed",
+            f"{current.level.label} -> {worst.label}, {current.priority} -> {priority}: {summary}",
+        )
+        if worst < current.level:
+            return None  # the worst member recovered: recorded, no page
+        return changed, Transition.LEVEL_CHANGED, current.level
+
+    def _member_resolved(
+        self, event: AlertEvent, now: float
+    ) -> tuple[Incident, Transition, Level | None] | None:
+        """A member alert recovered: the group resolves when none of its alerts fire."""
+        store = self.store
+        current = store.group_of(event.fingerprint)
+        if current is None:
+            return None
+        store.resolve_member(current.id, event.fingerprint)
+        store.add_timeline(
+            current.id, now, "alert_resolved", f"{event.rule} {label_text(event.labels)}"
+        )
+        worst = store.worst_firing(current.id)
+        if worst is not None:
+            self._group_level(current, worst, now)
+            return None
+        resolved = store.resolve(current, now, event.value)
+        store.add_timeline(current.id, now, "resolved", "every alert in the group resolved")
+        log.info("incident #%d resolved: every alert in the group resolved", current.id)
+        if store.first_page_at(current.id) is not None:
+            store.set_first_page(current.id, None)
+            store.add_timeline(current.id, now, "group_wait", "resolved before its first page")
+            self._quiet.add(current.id)
+        return resolved, Transition.RESOLVED, None
 
     def _flapping(
         self, event: AlertEvent, now: float

@@ -16,7 +16,12 @@ from alertd.model import Incident, Level, Notification, Transition
 def matching_routes(incident: Incident, config: ChannelsFile) -> list[Route]:
     """Return the routes ``incident`` matches: up to and including the first without
     ``continue``."""
-    fields = {**incident.label_map, "priority": incident.priority, "level": incident.level.label}
+    fields = {
+        **incident.label_map,
+        "priority": incident.priority,
+        "level": incident.level.label,
+        "rule": incident.rule,
+    }
     found: list[Route] = []
     for route in config.routes:
         if matches(route.match, fields):

@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from alertd.model import Notification, Transition
 
 SUBJECT_MAX = 200
+ALERTS_MAX = 20  # member alerts of a grouped incident listed in a body; the rest are counted
 
 _TEXT_ENV = SandboxedEnvironment(
     autoescape=False,
@@ -61,6 +62,15 @@ Acknowledged: by {{ acknowledged_by or "unknown" }} at {{ acknowledged_at or "un
 {% if resolved_at %}
 Resolved at:  {{ resolved_at }}
 {% endif %}
+{% if alerts %}
+Alerts ({{ alerts_total }}):
+{% for line in alerts %}
+  {{ line }}
+{% endfor %}
+{% if alerts_more %}
+  and {{ alerts_more }} more
+{% endif %}
+{% endif %}
 """
 )
 
@@ -100,6 +110,17 @@ at {{ acknowledged_at or "unknown" }}</td></tr>
 <tr><th align="left">Resolved at</th><td>{{ resolved_at }}</td></tr>
 {% endif %}
 </table>
+{% if alerts %}
+<h2>Alerts ({{ alerts_total }})</h2>
+<ul>
+{% for line in alerts %}
+<li>{{ line }}</li>
+{% endfor %}
+{% if alerts_more %}
+<li>and {{ alerts_more }} more</li>
+{% endif %}
+</ul>
+{% endif %}
 </body>
 </html>
 """
@@ -166,6 +187,8 @@ def one_line(n: Notification) -> str:
         f"{_quote_if_needed(name)}={_quote_if_needed(value)}" for name, value in sorted(inc.labels)
     )
     parts.append(f"value={format_value(inc.value)}")
+    if n.alerts:
+        parts.append(f"alerts={len(n.alerts)}")
     if inc.acknowledged_by:
         parts.append(f"acknowledged_by={_quote_if_needed(inc.acknowledged_by)}")
     parts.append(f"summary={_quote(inc.summary)}")
@@ -207,6 +230,9 @@ def _context(n: Notification) -> dict[str, Any]:
         "acknowledged_by": inc.acknowledged_by,
         "acknowledged_at": format_ts(inc.acknowledged_at),
         "resolved_at": format_ts(inc.resolved_at),
+        "alerts": [_single_line(line) for line in n.alerts[:ALERTS_MAX]],
+        "alerts_total": len(n.alerts),
+        "alerts_more": max(0, len(n.alerts) - ALERTS_MAX),
     }
 
 

@@ -128,6 +128,31 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX incidents_open_priority ON incidents(priority) WHERE state != 'resolved';
         """,
     ),
+    (
+        7,
+        """
+        -- grouping: the alerts that joined one incident (a route's group_by), and when a new
+        -- group's first page is due (its group_wait; NULL once paged or when not waiting)
+        ALTER TABLE incidents ADD COLUMN first_page_at REAL;
+        CREATE INDEX incidents_first_page ON incidents(first_page_at)
+            WHERE first_page_at IS NOT NULL;
+        CREATE TABLE incident_alerts (
+            incident_id INTEGER NOT NULL REFERENCES incidents(id),
+            fingerprint TEXT    NOT NULL,   -- the member alert's own fingerprint
+            rule        TEXT    NOT NULL,
+            labels      TEXT    NOT NULL,   -- JSON, as incidents.labels
+            level       INTEGER NOT NULL,   -- 1 minor, 2 major, 3 critical
+            state       TEXT    NOT NULL,   -- firing, resolved
+            since       REAL    NOT NULL,
+            PRIMARY KEY (incident_id, fingerprint)
+        );
+        CREATE INDEX incident_alerts_fingerprint ON incident_alerts(fingerprint)
+            WHERE state = 'firing';
+        -- the worst firing member of a group, per event, without scanning 10,000 members
+        CREATE INDEX incident_alerts_firing ON incident_alerts(incident_id, level)
+            WHERE state = 'firing';
+        """,
+    ),
 )
 
 

@@ -260,6 +260,122 @@ class IncidentStore:
             updated_at=now,
         )
 
+    # -- grouping: member alerts of a grouped incident, and its delayed first page ----------
+    def group_of(self, member_fingerprint: str) -> Incident | None:
+        """Return the unresolved incident ``member_fingerprint`` is firing in, if any."""
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' AND id IN "
+            "(SELECT incident_id FROM incident_alerts INDEXED BY incident_alerts_fingerprint "
+            "WHERE fingerprint = ? AND state = 'firing') ORDER BY id DESC LIMIT 1",
+            (member_fingerprint,),
+        ).fetchone()
+        return _incident(row) if row else None
+
+    def member(self, incident_id: int, member_fingerprint: str) -> GroupMember | None:
+        row = self.conn.execute(
+            "SELECT fingerprint, rule, labels, level, state, since FROM incident_alerts "
+            "WHERE incident_id = ? AND fingerprint = ?",
+            (incident_id, member_fingerprint),
+        ).fetchone()
+        return _member(row) if row else None
+
+    def set_member(
+        self,
+        incident_id: int,
+        member_fingerprint: str,
+        rule: str,
+        labels: Labels,
+        level: Level,
+        since: float,
+    ) -> None:
+        """Add a firing member alert to a grouped incident, or refresh it (level, firing)."""
+        self.conn.execute(
+            "INSERT INTO incident_alerts (incident_id, fingerprint, rule, labels, level, state, "
+            "since) VALUES (?, ?, ?, ?, ?, 'firing', ?) "
+            "ON CONFLICT (incident_id, fingerprint) DO UPDATE SET level = excluded.level, "
+            "since = CASE WHEN state = 'firing' THEN since ELSE excluded.since END, "
+            "state = 'firing'",
+            (incident_id, member_fingerprint, rule, labels_json(labels), int(level), since),
+        )
+
+    def resolve_member(self, incident_id: int, member_fingerprint: str) -> None:
+        self.conn.execute(
+            "UPDATE incident_alerts SET state = 'resolved' WHERE incident_id = ? "
+            "AND fingerprint = ?",
+            (incident_id, member_fingerprint),
+        )
+
+    def firing_members(self, incident_id: int) -> tuple[int, Level | None]:
+        """Return how many member alerts still fire, and the worst level among them."""
+        count, worst = self.conn.execute(
+            "SELECT COUNT(*), MAX(level) FROM incident_alerts WHERE incident_id = ? "
+            "AND state = 'firing'",
+            (incident_id,),
+        ).fetchone()
+        return int(count), None if worst is None else Level(worst)
+
+    def worst_firing(self, incident_id: int) -> Level | None:
+        """Return the worst level among the member alerts still firing (None: none fire)."""
+        row = self.conn.execute(
+            "SELECT MAX(level) FROM incident_alerts INDEXED BY incident_alerts_firing "
+            "WHERE incident_id = ? AND state = 'firing'",
+            (incident_id,),
+        ).fetchone()
+        return None if row is None or row[0] is None else Level(row[0])
+
+    def members(self, incident_ids: Sequence[int]) -> dict[int, list[GroupMember]]:
+        """Return the member alerts of each grouped incident (firing first, then by time)."""
+        out: dict[int, list[GroupMember]] = {}
+        ids = list(dict.fromkeys(incident_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.conn.execute(
+                "SELECT incident_id, fingerprint, rule, labels, level, state, since "
+                f"FROM incident_alerts WHERE incident_id IN ({', '.join('?' for _ in chunk)}) "
+                "ORDER BY incident_id, state = 'resolved', since, rowid",
+                chunk,
+            )
+            for row in rows:
+                out.setdefault(row[0], []).append(_member(row[1:]))
+        return out
+
+    def first_page_at(self, incident_id: int) -> float | None:
+        row = self.conn.execute(
+            "SELECT first_page_at FROM incidents WHERE id = ?", (incident_id,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def set_first_page(self, incident_id: int, at: float | None) -> None:
+        """Hold a new group's first page until ``at`` (None: paged, or never to be)."""
+        self.conn.execute("UPDATE incidents SET first_page_at = ? WHERE id = ?", (at, incident_id))
+
+    def first_pages_due(self, now: float) -> list[Incident]:
+        """Return unresolved incidents whose held first page is due at ``now``."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents INDEXED BY incidents_first_page "
+            "WHERE first_page_at IS NOT NULL AND first_page_at <= ? AND state != 'resolved' "
+            "ORDER BY id",
+            (now,),
+        )
+        return [_incident(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One alert that joined a grouped incident."""
+
+    fingerprint: str
+    rule: str
+    labels: Labels
+    level: Level
+    state: str  # firing, resolved
+    since: float
+
+
+def _member(row: Sequence[Any]) -> GroupMember:
+    labels = tuple((k, v) for k, v in json.loads(row[2]))
+    return GroupMember(row[0], row[1], labels, Level(row[3]), row[4], row[5])
+
 
 @dataclass(frozen=True, slots=True)
 class EscalationState:
