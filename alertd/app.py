@@ -109,6 +109,15 @@ class App:
         self.notifiers = built.notifiers
         self.manager.channels = built.config.channels
         self.dispatcher.notifiers = built.notifiers
+        limits = built.config.channels.rate_limits  # held notifications survive a reload
+        self.dispatcher.limiter.per_channel = {
+            c: lim.per_minute for c, lim in limits.items() if lim.per_minute
+        }
+        self.dispatcher.limiter.per_recipient = {
+            c: lim.per_recipient_per_minute
+            for c, lim in limits.items()
+            if lim.per_recipient_per_minute
+        }
         self.metrics.init_channels(built.notifiers)
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(self.clock.now())
@@ -223,10 +232,14 @@ class App:
         open_counts = self.manager.store.count_open_by_priority()
         for priority in PRIORITIES:
             self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
+        task = asyncio.create_task(self._send(notifications))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, notifications: list[Notification]) -> None:
         if notifications:
-            task = asyncio.create_task(self.dispatcher.deliver(notifications))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            await self.dispatcher.deliver(notifications)
+        await self.dispatcher.flush_digests()
 
     # -- traps --------------------------------------------------------------------------
     async def _start_traps(self, config: Config) -> TrapReceiver | None:

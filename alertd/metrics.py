@@ -84,6 +84,12 @@ class Metrics:
             ["channel"],
             registry=registry,
         )
+        self.notifications_held = Counter(
+            "alertd_notifications_held_total",
+            "Notifications held by a rate limit and sent later in a digest, by channel.",
+            ["channel"],
+            registry=registry,
+        )
         self.notifications_failed = Counter(
             "alertd_notifications_failed_total",
             "Failed delivery attempts, by channel and reason.",
@@ -138,6 +144,7 @@ class Metrics:
         """Pre-create per-channel series so a channel with no traffic still shows 0."""
         for name in names:
             self.notifications_sent.labels(name)
+            self.notifications_held.labels(name)
             for reason in FailureReason:
                 self.notifications_failed.labels(name, reason.value)
 

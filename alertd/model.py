@@ -170,4 +170,7 @@ class Notification:
     recipients: tuple[str, ...] = ()
     key: str = field(default="")  # idempotency key: incident, transition, channel, time
     previous_level: Level | None = None  # for LEVEL_CHANGED
+    # a digest: the notifications a rate limit held back, one line each; ``incident`` is the
+    # latest of them
+    digest: tuple[str, ...] = ()
     alerts: tuple[str, ...] = ()  # a grouped incident's member alerts, one line each

@@ -139,6 +139,14 @@ class IncidentSettings(StrictModel):
     ack_expires_after: Duration | None = Field(default=None, gt=0)
 
 
+class RateLimit(StrictModel):
+    """How many notifications a channel sends a minute, in all and to one recipient; what
+    exceeds it goes out later as one digest, never dropped."""
+
+    per_minute: float | None = Field(default=None, gt=0)
+    per_recipient_per_minute: float | None = Field(default=None, gt=0)
+
+
 class ChannelsFile(StrictModel):
     channels: dict[str, ChannelConfig] = {}
     teams: dict[str, Team] = {}
@@ -146,3 +154,4 @@ class ChannelsFile(StrictModel):
     routes: list[Route] = []
     maintenance: list[MaintenanceWindow] = []
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    rate_limits: dict[str, RateLimit] = {}  # channel name -> limits

@@ -331,6 +331,15 @@ class _Loader:
                             f'unknown team or channel "{name}" ({_known(targets)})',
                         )
                     )
+        for name in ch.rate_limits:
+            if name not in ch.channels:
+                self.problems.append(
+                    doc.problem(
+                        ("rate_limits", name),
+                        f'unknown channel "{name}" ({_known(known_channels)})',
+                        key=True,
+                    )
+                )
         for channel_name, channel_cfg in ch.channels.items():
             password_file = getattr(channel_cfg, "password_file", None)
             if password_file is not None and not (self.directory / password_file).is_file():

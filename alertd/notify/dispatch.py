@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from alertd.errors import FailureReason, NotifyError
 from alertd.metrics import Metrics
 from alertd.model import Notification
 from alertd.notify.notifier import Notifier
+from alertd.notify.ratelimit import Limiter
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,12 @@ class Dispatcher:
         attempts: int = 3,
         backoff: float = 2.0,
         send_timeout: float = 30.0,
+        limiter: Limiter | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.limiter = limiter or Limiter({}, {})
+        self.monotonic = monotonic
+        self._digest_members: dict[str, list[Notification]] = {}
         self.notifiers = notifiers
         self.metrics = metrics
         self.record = record
@@ -43,8 +50,37 @@ class Dispatcher:
         self.send_timeout = send_timeout
 
     async def deliver(self, batch: Sequence[Notification]) -> None:
-        """Deliver every notification in ``batch``; never raises for a channel failure."""
-        await asyncio.gather(*(self._deliver_one(n) for n in batch))
+        """Deliver every notification in ``batch`` that its rate limits admit; hold the rest
+        for a digest. Never raises for a channel failure."""
+        now = self.monotonic()
+        admitted = []
+        for n in batch:
+            if self.limiter.admit(n, now):
+                admitted.append(n)
+            else:
+                self.metrics.notifications_held.labels(n.channel).inc()
+                self.record(n, "held by the rate limit: it goes out in the next digest")
+        await asyncio.gather(*(self._deliver_one(n) for n in admitted))
+
+    async def flush_digests(self) -> None:
+        """Send a digest for every channel holding notifications whose limit allows one."""
+        digests = self.limiter.digests(self.monotonic())
+        for digest, members in digests:
+            self._digest_members[digest.key] = members
+            log.info("digest of %d held notifications via %s", len(members), digest.channel)
+        try:
+            await asyncio.gather(*(self._deliver_one(d) for d, _ in digests))
+        finally:
+            for digest, _ in digests:
+                self._digest_members.pop(digest.key, None)
+
+    def _record(self, n: Notification, outcome: str) -> None:
+        members = self._digest_members.get(n.key)
+        if members is None:
+            self.record(n, outcome)
+            return
+        for member in members:  # each held notification's incident learns how it went out
+            self.record(member, f"in a digest of {len(members)}: {outcome}")
 
     async def _deliver_one(self, n: Notification) -> None:
         notifier = self.notifiers.get(n.channel)
@@ -100,7 +136,7 @@ class Dispatcher:
                     n.transition.value,
                     n.channel,
                 )
-                self.record(n, "sent" if attempt == 1 else f"sent (attempt {attempt})")
+                self._record(n, "sent" if attempt == 1 else f"sent (attempt {attempt})")
                 return
             await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
 
@@ -114,6 +150,6 @@ class Dispatcher:
                 attempt,
                 exc,
             )
-            self.record(n, f"failed ({exc.reason.value}): {exc}")
+            self._record(n, f"failed ({exc.reason.value}): {exc}")
         else:
             log.warning("notification via %s failed, will retry: %s", n.channel, exc)

@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from alertd.model import Notification, Transition
 
 SUBJECT_MAX = 200
+DIGEST_MAX = 50  # held notifications listed in a digest body; the rest are counted
 ALERTS_MAX = 20  # member alerts of a grouped incident listed in a body; the rest are counted
 
 _TEXT_ENV = SandboxedEnvironment(
@@ -69,6 +70,15 @@ Alerts ({{ alerts_total }}):
 {% endfor %}
 {% if alerts_more %}
   and {{ alerts_more }} more
+{% endif %}
+{% endif %}
+{% if digest %}
+Held back by the rate limit ({{ digest_total }}; the latest is shown above):
+{% for line in digest %}
+  {{ line }}
+{% endfor %}
+{% if digest_more %}
+  and {{ digest_more }} more
 {% endif %}
 {% endif %}
 """
@@ -121,6 +131,17 @@ at {{ acknowledged_at or "unknown" }}</td></tr>
 {% endif %}
 </ul>
 {% endif %}
+{% if digest %}
+<h2>Held back by the rate limit ({{ digest_total }})</h2>
+<ul>
+{% for line in digest %}
+<li>{{ line }}</li>
+{% endfor %}
+{% if digest_more %}
+<li>and {{ digest_more }} more</li>
+{% endif %}
+</ul>
+{% endif %}
 </body>
 </html>
 """
@@ -153,6 +174,8 @@ def subject(n: Notification) -> str:
     elif n.transition is not Transition.RESOLVED:
         head += f" {inc.level.label}"
     text = f"{head}: {_single_line(inc.summary)}"
+    if n.digest:
+        text = f"[digest of {len(n.digest)}] {text}"
     if len(text) > SUBJECT_MAX:
         text = text[: SUBJECT_MAX - 1].rstrip() + "…"
     return text
@@ -189,6 +212,8 @@ def one_line(n: Notification) -> str:
     parts.append(f"value={format_value(inc.value)}")
     if n.alerts:
         parts.append(f"alerts={len(n.alerts)}")
+    if n.digest:
+        parts.append(f"digest_of={len(n.digest)}")
     if inc.acknowledged_by:
         parts.append(f"acknowledged_by={_quote_if_needed(inc.acknowledged_by)}")
     parts.append(f"summary={_quote(inc.summary)}")
@@ -233,6 +258,9 @@ def _context(n: Notification) -> dict[str, Any]:
         "alerts": [_single_line(line) for line in n.alerts[:ALERTS_MAX]],
         "alerts_total": len(n.alerts),
         "alerts_more": max(0, len(n.alerts) - ALERTS_MAX),
+        "digest": [_single_line(line) for line in n.digest[:DIGEST_MAX]],
+        "digest_total": len(n.digest),
+        "digest_more": max(0, len(n.digest) - DIGEST_MAX),
     }
 
 
