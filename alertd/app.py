@@ -301,6 +301,15 @@ class App:
             )
             m.kpi_breaches.labels(p, "respond").set(group.respond_breaches or 0)
             m.kpi_breaches.labels(p, "resolve").set(group.resolve_breaches or 0)
+        for group in report.by_team:
+            t = group.key
+            m.kpi_team_mtta.labels(t).set(group.mtta if group.mtta is not None else float("nan"))
+            m.kpi_team_mttr.labels(t).set(group.mttr if group.mttr is not None else float("nan"))
+            m.kpi_team_tier1.labels(t).set(
+                group.tier1_rate if group.tier1_rate is not None else float("nan")
+            )
+            m.kpi_team_breaches.labels(t, "respond").set(group.respond_breaches or 0)
+            m.kpi_team_breaches.labels(t, "resolve").set(group.resolve_breaches or 0)
         m.kpi_rule_pages.clear()
         for noise in report.noise:
             m.kpi_rule_pages.labels(noise.rule).set(noise.pages)

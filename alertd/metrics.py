@@ -129,6 +129,30 @@ class Metrics:
             kpi,
             registry=registry,
         )
+        self.kpi_team_mtta = Gauge(
+            "alertd_kpi_team_mtta_seconds",
+            "Mean time to acknowledge per team, 30 days.",
+            ["team"],
+            registry=registry,
+        )
+        self.kpi_team_mttr = Gauge(
+            "alertd_kpi_team_mttr_seconds",
+            "Mean time to resolve per team, 30 days.",
+            ["team"],
+            registry=registry,
+        )
+        self.kpi_team_breaches = Gauge(
+            "alertd_kpi_team_sla_breaches",
+            "Incidents that missed their respond or resolve target, per team, 30 days.",
+            ["team", "target"],
+            registry=registry,
+        )
+        self.kpi_team_tier1 = Gauge(
+            "alertd_kpi_team_tier1_resolution_ratio",
+            "Share of a team's resolved incidents resolved without escalation, 30 days.",
+            ["team"],
+            registry=registry,
+        )
         self.kpi_rule_pages = Gauge(
             "alertd_kpi_rule_pages",
             "Pages per rule (noise), 30 days.",

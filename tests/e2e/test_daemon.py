@@ -99,6 +99,7 @@ def test_incident_opens_mails_acks_and_resolves_on_reload(
     wait_for("incidents_open metric", lambda: d.metric('alertd_incidents_open{priority="P2"}') == 1)
     assert (d.metric('alertd_notifications_sent_total{channel="mail"}') or 0) >= 1
     assert d.metric('alertd_kpi_incidents{priority="P2"}') == 1  # KPIs exported too
+    assert d.metric('alertd_kpi_team_sla_breaches{target="respond",team="oncall"}') == 0
 
     # 3. a broken thresholds.yaml on SIGHUP: the daemon keeps running the old config
     good = (cfg / "thresholds.yaml").read_text()
