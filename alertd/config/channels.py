@@ -52,6 +52,9 @@ class Priorities(StrictModel):
     matrix: dict[str, dict[LevelName, Priority]] = Field(default_factory=_default_matrix)
     default_impact: str = "medium"
     targets: dict[Priority, ResponseTarget] = {}
+    # the optional third factor: a series' ``effort`` label (resource need) moves the priority
+    # up (negative: more urgent) or down, e.g. {high: -1, low: 1}; P1 and P4 are the bounds
+    effort: dict[str, int] = {}
 
 
 class EscalationStep(StrictModel):

@@ -1,4 +1,5 @@
-"""Priority from the impact x urgency matrix: the target's ``criticality`` x the level."""
+"""Priority from the impact x urgency matrix: the target's ``criticality`` x the level,
+optionally moved by a third factor, the series' ``effort`` label."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ def impact_of(labels: Labels, priorities: Priorities) -> str:
 
 
 def priority_of(labels: Labels, level: Level, priorities: Priorities) -> str:
-    """Return "P1".."P4" for a series at ``level``."""
+    """Return "P1".."P4" for a series at ``level``, moved by its ``effort`` if configured."""
     row = priorities.matrix[impact_of(labels, priorities)]
-    return next((p for name, p in row.items() if name == level.label), "P4")
+    base = next((p for name, p in row.items() if name == level.label), "P4")
+    if not priorities.effort:
+        return base
+    shift = priorities.effort.get(dict(labels).get("effort", ""), 0)
+    return f"P{min(4, max(1, int(base[1]) + shift))}"

@@ -178,3 +178,24 @@ def test_notification_fields_and_keys() -> None:
     assert "42.resolved.ops-mail.1800000000.500" in keys
     later = notifications_for(inc, Transition.RESOLVED, config, T0 + 60)
     assert not set(keys) & {n.key for n in later}
+
+
+def test_effort_moves_the_priority_within_p1_to_p4() -> None:
+    from alertd.config.channels import Priorities
+    from alertd.incidents.priority import priority_of
+    from alertd.model import Level, make_labels
+
+    p = Priorities.model_validate({"effort": {"high": -1, "low": 1}})
+    high = make_labels({"criticality": "high"})
+    assert priority_of(high, Level.MAJOR, p) == "P2"  # no effort label: the matrix alone
+    assert (
+        priority_of(make_labels({"criticality": "high", "effort": "high"}), Level.MAJOR, p) == "P1"
+    )
+    assert (
+        priority_of(make_labels({"criticality": "high", "effort": "high"}), Level.CRITICAL, p)
+        == "P1"
+    )
+    assert priority_of(make_labels({"criticality": "low", "effort": "low"}), Level.MINOR, p) == "P4"
+    assert (
+        priority_of(make_labels({"criticality": "medium", "effort": "low"}), Level.MAJOR, p) == "P4"
+    )
