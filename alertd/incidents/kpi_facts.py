@@ -8,18 +8,16 @@ current ``channels.yaml``, found with the same routing code the daemon pages wit
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from alertd.config.channels import ChannelsFile
 from alertd.incidents.kpi import NO_TEAM, IncidentFacts
 from alertd.incidents.routing import escalation_steps
-from alertd.model import Incident, IncidentState, Level
+from alertd.model import Incident
+from alertd.state.incidents import INCIDENT_COLUMNS, incident_from_row
 
 _INCIDENTS = """
-    SELECT id, fingerprint, rule, metric, labels, level, priority, state, summary, value,
-           opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at,
-           escalation_step > 0 OR resolve_escalated != 0
+    SELECT {columns}, escalation_step > 0 OR resolve_escalated != 0
     FROM incidents
     WHERE opened_at >= ?
     ORDER BY id
@@ -42,6 +40,7 @@ _TIMELINE = """
     GROUP BY s.incident_id
 """
 
+_ESCALATED = INCIDENT_COLUMNS.count(",") + 1  # the column after the incident's own
 _ACK_PREFIX = "acknowledged via "
 
 
@@ -69,24 +68,8 @@ def incident_facts(
         row[0]: (int(row[1] or 0), row[2], row[3]) for row in conn.execute(_TIMELINE, (since,))
     }
     facts: list[IncidentFacts] = []
-    for row in conn.execute(_INCIDENTS, (since,)):
-        incident = Incident(
-            id=row[0],
-            fingerprint=row[1],
-            rule=row[2],
-            metric=row[3],
-            labels=tuple((k, v) for k, v in json.loads(row[4])),
-            level=Level(row[5]),
-            priority=row[6],
-            state=IncidentState(row[7]),
-            summary=row[8],
-            value=row[9],
-            opened_at=row[10],
-            updated_at=row[11],
-            acknowledged_at=row[12],
-            acknowledged_by=row[13],
-            resolved_at=row[14],
-        )
+    for row in conn.execute(_INCIDENTS.format(columns=INCIDENT_COLUMNS), (since,)):
+        incident = incident_from_row(row)
         pages, ack_actor, ack_detail = timeline.get(incident.id, (0, None, None))
         facts.append(
             IncidentFacts(
@@ -97,7 +80,7 @@ def incident_facts(
                 opened_at=incident.opened_at,
                 acknowledged_at=incident.acknowledged_at,
                 resolved_at=incident.resolved_at,
-                escalated=bool(row[15]),
+                escalated=bool(row[_ESCALATED]),
                 acknowledged_by=incident.acknowledged_by or ack_actor,
                 acknowledged_how=ack_how(ack_detail) if incident.acknowledged_at else None,
                 pages=pages,

@@ -25,13 +25,14 @@ class TimelineEntry:
     detail: str
 
 
-_COLUMNS = (
+INCIDENT_COLUMNS = (
     "id, fingerprint, rule, metric, labels, level, priority, state, summary, value, "
     "opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at, suppressed_by"
 )
 
 
-def _incident(row: Sequence[Any]) -> Incident:
+def incident_from_row(row: Sequence[Any]) -> Incident:
+    """Build an ``Incident`` from a row selected with ``INCIDENT_COLUMNS`` first."""
     return Incident(
         id=row[0],
         fingerprint=row[1],
@@ -76,27 +77,28 @@ class IncidentStore:
     # -- reads ----------------------------------------------------------------------------
     def get(self, incident_id: int) -> Incident | None:
         row = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
         ).fetchone()
-        return _incident(row) if row else None
+        return incident_from_row(row) if row else None
 
     def active(self, fingerprint: str) -> Incident | None:
         """Return the unresolved incident for ``fingerprint``, if there is one."""
         row = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE fingerprint = ? AND state != 'resolved'",
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents "
+            "WHERE fingerprint = ? AND state != 'resolved'",
             (fingerprint,),
         ).fetchone()
-        return _incident(row) if row else None
+        return incident_from_row(row) if row else None
 
     def find(self, states: Sequence[IncidentState] = (), limit: int = 1000) -> list[Incident]:
-        query = f"SELECT {_COLUMNS} FROM incidents"
+        query = f"SELECT {INCIDENT_COLUMNS} FROM incidents"
         params: list[Any] = []
         if states:
             query += f" WHERE state IN ({', '.join('?' for _ in states)})"
             params.extend(s.value for s in states)
         query += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        return [_incident(row) for row in self.conn.execute(query, params)]
+        return [incident_from_row(row) for row in self.conn.execute(query, params)]
 
     def count_open_by_priority(self) -> dict[str, int]:
         rows = self.conn.execute(
@@ -181,11 +183,12 @@ class IncidentStore:
     def recently_resolved(self, fingerprint: str, after: float) -> Incident | None:
         """Return the incident for ``fingerprint`` resolved at or after ``after``, if any."""
         row = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE fingerprint = ? AND state = 'resolved' "
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents "
+            "WHERE fingerprint = ? AND state = 'resolved' "
             "AND resolved_at >= ? ORDER BY resolved_at DESC LIMIT 1",
             (fingerprint, after),
         ).fetchone()
-        return _incident(row) if row else None
+        return incident_from_row(row) if row else None
 
     def reopen(self, incident: Incident, now: float) -> Incident:
         self.conn.execute(
@@ -204,11 +207,11 @@ class IncidentStore:
 
     def expired_acks(self, acked_before: float) -> list[Incident]:
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE state = 'acknowledged' "
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state = 'acknowledged' "
             "AND acknowledged_at <= ?",
             (acked_before,),
         )
-        return [_incident(row) for row in rows]
+        return [incident_from_row(row) for row in rows]
 
     def unacknowledge(self, incident: Incident, now: float) -> Incident:
         self.conn.execute(
@@ -231,20 +234,20 @@ class IncidentStore:
     def suppressed_by_window(self) -> list[Incident]:
         """Return unresolved incidents held back by a maintenance window or a silence."""
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' "
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state != 'resolved' "
             "AND suppressed_by IS NOT NULL "
             "AND (suppressed_by LIKE 'maintenance %' OR suppressed_by LIKE 'silence %')"
         )
-        return [_incident(row) for row in rows]
+        return [incident_from_row(row) for row in rows]
 
     def suppressed_children(self, parent: str) -> list[Incident]:
         """Return unresolved incidents suppressed because ``parent`` was down."""
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' "
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state != 'resolved' "
             "AND suppressed_by IS NOT NULL AND suppressed_by = ?",
             (f"parent {parent}",),
         )
-        return [_incident(row) for row in rows]
+        return [incident_from_row(row) for row in rows]
 
     def acknowledge(self, incident: Incident, by: str, now: float) -> Incident:
         self.conn.execute(
@@ -264,12 +267,12 @@ class IncidentStore:
     def group_of(self, member_fingerprint: str) -> Incident | None:
         """Return the unresolved incident ``member_fingerprint`` is firing in, if any."""
         row = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents WHERE state != 'resolved' AND id IN "
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state != 'resolved' AND id IN "
             "(SELECT incident_id FROM incident_alerts INDEXED BY incident_alerts_fingerprint "
             "WHERE fingerprint = ? AND state = 'firing') ORDER BY id DESC LIMIT 1",
             (member_fingerprint,),
         ).fetchone()
-        return _incident(row) if row else None
+        return incident_from_row(row) if row else None
 
     def member(self, incident_id: int, member_fingerprint: str) -> GroupMember | None:
         row = self.conn.execute(
@@ -352,12 +355,12 @@ class IncidentStore:
     def first_pages_due(self, now: float) -> list[Incident]:
         """Return unresolved incidents whose held first page is due at ``now``."""
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM incidents INDEXED BY incidents_first_page "
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents INDEXED BY incidents_first_page "
             "WHERE first_page_at IS NOT NULL AND first_page_at <= ? AND state != 'resolved' "
             "ORDER BY id",
             (now,),
         )
-        return [_incident(row) for row in rows]
+        return [incident_from_row(row) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
