@@ -351,14 +351,30 @@ def _incidents(args: argparse.Namespace) -> int:
         return 1
     if args.action == "show":
         timeline = store.timeline(incident.id)
+        members = store.members([incident.id]).get(incident.id, [])
         if args.json:
             data = _incident_dict(incident)
+            data["alerts"] = [
+                {
+                    "rule": m.rule,
+                    "labels": dict(m.labels),
+                    "level": m.level.label,
+                    "state": m.state,
+                    "since": m.since,
+                }
+                for m in members
+            ]
             data["timeline"] = [
                 {"ts": t.ts, "kind": t.kind, "actor": t.actor, "detail": t.detail} for t in timeline
             ]
             print(json.dumps(data, indent=2))
             return 0
         _print_incident(incident)
+        if members:
+            print(f"alerts ({sum(m.state == 'firing' for m in members)} of {len(members)} firing):")
+            for m in members:
+                labels = ",".join(f"{k}={v}" for k, v in m.labels)
+                print(f"  {m.state:<8} {m.level.label:<8} {m.rule}  {labels}")
         print("timeline:")
         for t in timeline:
             print(f"  {_when(t.ts)}  {t.kind:<14} {t.actor:<12} {t.detail}")

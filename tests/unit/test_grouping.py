@@ -291,3 +291,19 @@ def test_routes_can_match_on_the_rule_name(tmp_path) -> None:
 
     assert route_targets(incident("interface_down"), channels) == ["net"]
     assert route_targets(incident("cpu"), channels) == ["other"]
+
+
+def test_cli_shows_the_alerts_of_a_grouped_incident(tmp_path: Path, capsys: Any) -> None:
+    import json
+
+    from alertd.cli import main
+
+    m = manager_on(tmp_path)
+    apply(m, [port("sw1", i) for i in range(1, 4)], T0)
+    apply(m, [port("sw1", 2, EventKind.RESOLVED)], T0 + 60)
+    assert main(["incidents", "--state-dir", str(tmp_path), "show", "1", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    states = sorted((a["labels"]["ifIndex"], a["state"]) for a in shown["alerts"])
+    assert states == [("1", "firing"), ("2", "resolved"), ("3", "firing")]
+    assert main(["incidents", "--state-dir", str(tmp_path), "show", "1"]) == 0
+    assert "alerts (2 of 3 firing):" in capsys.readouterr().out
