@@ -69,8 +69,8 @@ from alertd.collect.snmp.walk import (
     GET_BATCH,
     MAX_PDUS_PER_WALK,
     Accessor,
+    ColumnWalk,
     Row,
-    absorb,
 )
 from alertd.config.collectors import SnmpTarget
 from alertd.config.snmp_v3 import SnmpV3User
@@ -400,30 +400,19 @@ class V3Session:
 
     async def walk_columns(self, columns: Sequence[OID]) -> dict[OID, Row]:
         """Walk every column to its end with GETBULK; return column -> {index: varbind}."""
-        rows: dict[OID, Row] = {c: {} for c in columns}
-        cursor: dict[OID, OID] = {c: c for c in columns}
-        active = list(dict.fromkeys(columns))
+        walk = ColumnWalk(columns, f"v3 {self.where()}")
         repetitions = self.max_repetitions
         for _ in range(MAX_PDUS_PER_WALK):
-            if not active:
-                return rows
-            asked = _request_varbinds([cursor[c] for c in active])
-            per = max(1, repetitions // len(active))
+            if not walk.active:
+                return walk.rows
+            asked = _request_varbinds(walk.next_oids())
+            per = max(1, repetitions // len(walk.active))
             status, _, varbinds = await self._request(asked, repetitions=per)
             if status == ERROR_TOO_BIG and repetitions > 1:
                 repetitions //= 2
                 continue
-            if status:
-                raise SnmpRequestError(
-                    f"snmp v3 walk {self.where()}: error status {status}", "error_status"
-                )
-            if not varbinds:
-                raise SnmpRequestError(f"snmp v3 walk {self.where()}: empty reply", "empty_reply")
-            active = absorb(varbinds, active, cursor, rows, f"v3 {self.where()}")
-        raise SnmpRequestError(
-            f"snmp v3 walk {self.where()}: more than {MAX_PDUS_PER_WALK} requests",
-            "walk_too_long",
-        )
+            walk.absorb(status, varbinds)
+        raise walk.too_long()
 
     async def _request(self, varbinds: list[Any], repetitions: int | None = None) -> _Reply:
         """Send a GET (or a GETBULK with ``repetitions``); return the converted reply."""

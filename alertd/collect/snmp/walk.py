@@ -105,34 +105,57 @@ async def get(session: Session, oids: Sequence[OID]) -> dict[OID, VarBind]:
     return found
 
 
-def absorb(
-    varbinds: Sequence[VarBind],
-    active: list[OID],
-    cursor: dict[OID, OID],
-    rows: dict[OID, Row],
-    where: str,
-) -> list[OID]:
-    """Fold one GETBULK/GETNEXT answer into a column walk; return the columns still active.
+class ColumnWalk:
+    """Several table columns walked together: what came back and where each column stands.
 
-    Varbinds come row-major, one per active column per repetition. A column ends when it
-    leaves its subtree or hits endOfMibView; one whose OIDs stop increasing is refused.
+    Shared by the v1/v2c walk below and the v3 one in ``v3.py``: only how a request is sent
+    differs between them.
     """
-    finished: set[OID] = set()
-    width = len(active)
-    for k, vb in enumerate(varbinds):
-        column = active[k % width]
-        if column in finished:
-            continue
-        if vb.is_exception or not _under(vb.oid, column):
-            finished.add(column)
-            continue
-        if vb.oid <= cursor[column]:
+
+    def __init__(self, columns: Sequence[OID], where: str) -> None:
+        self.rows: dict[OID, Row] = {c: {} for c in columns}
+        self.cursor: dict[OID, OID] = {c: c for c in columns}
+        self.active = list(dict.fromkeys(columns))
+        self.where = where
+
+    def next_oids(self) -> list[OID]:
+        """The OID to continue each active column from."""
+        return [self.cursor[c] for c in self.active]
+
+    def absorb(self, error_status: int, varbinds: Sequence[VarBind]) -> None:
+        """Fold one GETBULK/GETNEXT answer in.
+
+        Varbinds come row-major, one per active column per repetition. A column ends when it
+        leaves its subtree or hits endOfMibView; one whose OIDs stop increasing is refused.
+        """
+        if error_status:
             raise SnmpRequestError(
-                f"snmp walk {where}: OIDs not increasing in a column walk", "oid_not_increasing"
+                f"snmp walk {self.where}: error status {error_status}", "error_status"
             )
-        cursor[column] = vb.oid
-        rows[column][vb.oid[len(column) :]] = vb
-    return [c for c in active if c not in finished]
+        if not varbinds:
+            raise SnmpRequestError(f"snmp walk {self.where}: empty reply", "empty_reply")
+        finished: set[OID] = set()
+        width = len(self.active)
+        for k, vb in enumerate(varbinds):
+            column = self.active[k % width]
+            if column in finished:
+                continue
+            if vb.is_exception or not _under(vb.oid, column):
+                finished.add(column)
+                continue
+            if vb.oid <= self.cursor[column]:
+                raise SnmpRequestError(
+                    f"snmp walk {self.where}: OIDs not increasing in a column walk",
+                    "oid_not_increasing",
+                )
+            self.cursor[column] = vb.oid
+            self.rows[column][vb.oid[len(column) :]] = vb
+        self.active = [c for c in self.active if c not in finished]
+
+    def too_long(self) -> SnmpRequestError:
+        return SnmpRequestError(
+            f"snmp walk {self.where}: more than {MAX_PDUS_PER_WALK} requests", "walk_too_long"
+        )
 
 
 def _get_pdu(session: Session, oids: list[OID]) -> Callable[[int], bytes]:
@@ -153,14 +176,12 @@ def _under(oid: OID, column: OID) -> bool:
 
 async def walk_columns(session: Session, columns: Sequence[OID]) -> dict[OID, Row]:
     """Walk every column to its end; return column -> {index: varbind}."""
-    rows: dict[OID, Row] = {c: {} for c in columns}
-    cursor: dict[OID, OID] = {c: c for c in columns}
-    active = list(dict.fromkeys(columns))
+    walk = ColumnWalk(columns, session.where())
     repetitions = session.max_repetitions
     for _ in range(MAX_PDUS_PER_WALK):
-        if not active:
-            return rows
-        asked = [cursor[c] for c in active]
+        if not walk.active:
+            return walk.rows
+        asked = walk.next_oids()
         if session.version == 0:
             response = await session.transport.request(
                 session.address,
@@ -170,11 +191,11 @@ async def walk_columns(session: Session, columns: Sequence[OID]) -> dict[OID, Ro
             )
             if response.error_status == ERROR_NO_SUCH_NAME:
                 index = response.error_index
-                if 0 < index <= len(active):
-                    del active[index - 1]  # that column ran off the end of the MIB
+                if 0 < index <= len(walk.active):
+                    del walk.active[index - 1]  # that column ran off the end of the MIB
                     continue
         else:
-            per = max(1, repetitions // len(active))
+            per = max(1, repetitions // len(walk.active))
             response = await session.transport.request(
                 session.address,
                 _getbulk_pdu(session, asked, per),
@@ -184,20 +205,9 @@ async def walk_columns(session: Session, columns: Sequence[OID]) -> dict[OID, Ro
             if response.error_status == ERROR_TOO_BIG and repetitions > 1:
                 repetitions //= 2
                 continue
-        if response.error_status:
-            session.transport.note_drop("error_status")
-            raise SnmpRequestError(
-                f"snmp walk {session.where()}: error status {response.error_status}",
-                "error_status",
-            )
-        if not response.varbinds:
-            session.transport.note_drop("empty_reply")
-            raise SnmpRequestError(f"snmp walk {session.where()}: empty reply", "empty_reply")
         try:
-            active = absorb(response.varbinds, active, cursor, rows, session.where())
+            walk.absorb(response.error_status, response.varbinds)
         except SnmpRequestError as exc:
             session.transport.note_drop(exc.reason)
             raise
-    raise SnmpRequestError(
-        f"snmp walk {session.where()}: more than {MAX_PDUS_PER_WALK} requests", "walk_too_long"
-    )
+    raise walk.too_long()
