@@ -232,6 +232,8 @@ class App:
         open_counts = self.manager.store.count_open_by_priority()
         for priority in PRIORITIES:
             self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
+        if not notifications and not any(self.dispatcher.limiter.held.values()):
+            return  # nothing to send and no digest waiting: no task per quiet cycle or trap
         task = asyncio.create_task(self._send(notifications))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
