@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from alertd.config.channels import ChannelsFile, Route
 from alertd.evaluate.thresholds import matches
 from alertd.incidents.priority import priority_of
+from alertd.incidents.routing import route_fields
 from alertd.model import AlertEvent, Labels, Level, fingerprint, make_labels
 from alertd.state.incidents import GroupMember
 
@@ -38,12 +39,8 @@ def any_grouping(config: ChannelsFile) -> bool:
 def group_for(event: AlertEvent, level: Level, config: ChannelsFile) -> Group | None:
     """Return the group ``event`` joins: its first matching route's, if that route groups."""
     labels = dict(event.labels)
-    fields = {
-        **labels,
-        "priority": priority_of(event.labels, level, config.priorities),
-        "level": level.label,
-        "rule": event.rule,
-    }
+    priority = priority_of(event.labels, level, config.priorities)
+    fields = route_fields(labels, priority, level, event.rule)
     for index, route in enumerate(config.routes):
         if not matches(route.match, fields):
             continue

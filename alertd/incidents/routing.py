@@ -6,22 +6,24 @@ steps say who is paged at once and who later; a plain ``notify`` is a single ste
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from alertd.config.channels import ChannelsFile, EscalationStep, Route
 from alertd.evaluate.thresholds import matches
 from alertd.model import Incident, Level, Notification, Transition
 
 
+def route_fields(
+    labels: Mapping[str, str], priority: str, level: Level, rule: str
+) -> dict[str, str]:
+    """What a route's ``match`` sees: the labels, plus priority, level and rule."""
+    return {**labels, "priority": priority, "level": level.label, "rule": rule}
+
+
 def matching_routes(incident: Incident, config: ChannelsFile) -> list[Route]:
     """Return the routes ``incident`` matches: up to and including the first without
     ``continue``."""
-    fields = {
-        **incident.label_map,
-        "priority": incident.priority,
-        "level": incident.level.label,
-        "rule": incident.rule,
-    }
+    fields = route_fields(incident.label_map, incident.priority, incident.level, incident.rule)
     found: list[Route] = []
     for route in config.routes:
         if matches(route.match, fields):
