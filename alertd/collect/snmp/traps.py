@@ -381,7 +381,7 @@ def _v3_sender(datagram: bytes) -> tuple[str, str] | None:
 
 def _read_secret(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")  # as the v3 poller reads keys
     except OSError as exc:
         raise ConfigError([ConfigProblem(path, 0, 0, "", f"cannot read: {exc.strerror}")]) from exc
 
