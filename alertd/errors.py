@@ -60,16 +60,30 @@ class FailureReason(enum.Enum):
     RECIPIENT = "recipient"
     TEMPLATE = "template"
     UNCONFIGURED = "unconfigured"
+    RATE_LIMITED = "rate_limited"  # the provider said slow down (HTTP 429, errcode 45009...)
     OTHER = "other"
 
 
 class NotifyError(AlertdError):
     """A channel failed to deliver one notification."""
 
-    def __init__(self, message: str, *, retryable: bool, reason: FailureReason) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        reason: FailureReason,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.reason = reason
+        # the request may have reached the provider (a timeout or reset after it was sent):
+        # a retry can duplicate the message, so the outbox records the attempt as ambiguous
+        self.ambiguous = ambiguous
+        # seconds the provider asked us to wait (HTTP 429/503 Retry-After), if it said
+        self.retry_after = retry_after
 
 
 class StoreError(AlertdError):

@@ -174,3 +174,4 @@ class Notification:
     # latest of them
     digest: tuple[str, ...] = ()
     alerts: tuple[str, ...] = ()  # a grouped incident's member alerts, one line each
+    team: str = ""  # the team whose members are the recipients ("" : routed to the channel)

@@ -7,16 +7,14 @@ this module assembles them into one discriminated union on ``type``.
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, Field, model_validator
 
 from alertd.config.types import Duration, MatcherValues, StrictModel
-from alertd.notify.email.config import EmailChannelConfig
-from alertd.notify.log.config import LogChannelConfig
+from alertd.notify.channel_types import ChannelConfig
 
-ChannelConfig = Annotated[EmailChannelConfig | LogChannelConfig, Field(discriminator="type")]
 Priority = Literal["P1", "P2", "P3", "P4"]
 LevelName = Literal["critical", "major", "minor"]
 

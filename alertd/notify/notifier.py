@@ -1,15 +1,28 @@
 """The boundary every channel implements.
 
-A channel turns one ``Notification`` into one delivery attempt. It raises ``NotifyError``
-with ``retryable`` set when it fails; the caller (today a direct dispatch, later the durable
-outbox of the notification issue) decides what to do next.
+A channel turns one ``Notification`` into one delivery attempt. It returns a ``Sent`` (or
+``None`` when there is nothing to report) or raises ``NotifyError`` saying whether a retry can
+help (``retryable``), whether the provider may have got the message anyway (``ambiguous``) and
+how long the provider asked us to wait (``retry_after``). The durable outbox decides what to do
+next; a channel never retries on its own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from alertd.model import Notification
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a provider said about an accepted message."""
+
+    provider_id: str = ""  # e.g. Twilio's MessageSid: status callbacks refer to it
+    # recipients refused for good while the others got the message: (address, why) pairs;
+    # the outbox fails each of them over on its own
+    refused: tuple[tuple[str, str], ...] = ()
 
 
 class Notifier(Protocol):
@@ -17,7 +30,7 @@ class Notifier(Protocol):
 
     name: str
 
-    async def send(self, notification: Notification) -> None:
+    async def send(self, notification: Notification) -> Sent | None:
         """Deliver ``notification`` or raise ``NotifyError``."""
         ...
 

@@ -153,6 +153,73 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             WHERE state = 'firing';
         """,
     ),
+    (
+        8,
+        """
+        -- the durable outbox: every notification's intent is committed with the incident
+        -- change that caused it, before any provider is called; workers drive it from here,
+        -- and on start every unfinished intent is driven again
+        CREATE TABLE outbox (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            key             TEXT    NOT NULL UNIQUE,    -- idempotency key
+            incident_id     INTEGER NOT NULL REFERENCES incidents(id),
+            transition      TEXT    NOT NULL,
+            channel         TEXT    NOT NULL,
+            team            TEXT    NOT NULL,           -- '' when routed to the channel itself
+            recipients      TEXT    NOT NULL,           -- JSON list of addresses
+            message         TEXT    NOT NULL,           -- one line: what it says
+            payload         TEXT    NOT NULL,           -- JSON: the notification as committed
+            state           TEXT    NOT NULL,  -- pending, sending, held, digested, delivered, failed
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            created_at      REAL    NOT NULL,
+            next_at         REAL    NOT NULL,           -- when a pending intent is due
+            updated_at      REAL    NOT NULL,
+            digest_id       INTEGER REFERENCES outbox(id),  -- the digest a held intent went out in
+            failover_of     INTEGER REFERENCES outbox(id),  -- the intent this one stands in for
+            provider_id     TEXT,                       -- e.g. Twilio's MessageSid
+            provider_status TEXT,                       -- from status callbacks; never regresses
+            last_error      TEXT
+        );
+        CREATE INDEX outbox_due ON outbox(next_at) WHERE state IN ('pending', 'sending');
+        CREATE INDEX outbox_held ON outbox(channel, id) WHERE state = 'held';
+        CREATE INDEX outbox_digest ON outbox(digest_id) WHERE digest_id IS NOT NULL;
+        CREATE INDEX outbox_provider ON outbox(provider_id) WHERE provider_id IS NOT NULL;
+        CREATE INDEX outbox_incident ON outbox(incident_id);
+        CREATE TABLE outbox_attempts (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+            ts        REAL    NOT NULL,
+            outcome   TEXT    NOT NULL,   -- ok, retryable, permanent, ambiguous
+            detail    TEXT    NOT NULL
+        );
+        CREATE INDEX outbox_attempts_row ON outbox_attempts(outbox_id, id);
+        -- inbound webhooks already handled (e.g. I-Twilio-Idempotency-Token): replays are no-ops
+        CREATE TABLE hook_replays (
+            token TEXT PRIMARY KEY,
+            ts    REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        9,
+        """
+        -- alerts pushed by Prometheus (POST /api/v2/alerts): the firing ones resolve when
+        -- their endsAt passes without a refresh, also across a restart
+        CREATE TABLE external_alerts (
+            fingerprint   TEXT PRIMARY KEY,
+            rule          TEXT NOT NULL,     -- the alertname label
+            labels        TEXT NOT NULL,     -- JSON object
+            annotations   TEXT NOT NULL,     -- JSON object
+            level         INTEGER NOT NULL,  -- 1 minor, 2 major, 3 critical (from severity)
+            starts_at     REAL NOT NULL,
+            ends_at       REAL NOT NULL,
+            generator_url TEXT NOT NULL,
+            updated_at    REAL NOT NULL,
+            state         TEXT NOT NULL      -- firing, resolved
+        );
+        CREATE INDEX external_alerts_firing ON external_alerts(ends_at) WHERE state = 'firing';
+        """,
+    ),
 )
 
 

@@ -1,0 +1,31 @@
+"""Every channel type alertd knows: its config model, and how it addresses a team member.
+
+``channels.yaml`` validates a channel against the union of the models here (discriminated on
+``type``); routing asks ``MEMBER_ADDRESS`` which field of a team member a channel type sends to,
+and ``ONE_MESSAGE_PER_RECIPIENT`` which types need a message (an outbox intent) per recipient.
+Adding a channel type means adding it here and in ``registry.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from alertd.notify.email.config import EmailChannelConfig
+from alertd.notify.log.config import LogChannelConfig
+
+ChannelConfig = Annotated[
+    EmailChannelConfig | LogChannelConfig,
+    Field(discriminator="type"),
+]
+
+# channel type -> the team member's field it sends to ("" : the channel's own destination)
+MEMBER_ADDRESS: dict[str, Literal["email", "phone", "im", ""]] = {
+    "email": "email",
+    "log": "",
+}
+
+# types whose provider takes one recipient per message (SMS): one intent per recipient, so
+# a refusal or a status callback concerns exactly one person
+ONE_MESSAGE_PER_RECIPIENT: frozenset[str] = frozenset()
