@@ -175,3 +175,5 @@ class Notification:
     digest: tuple[str, ...] = ()
     alerts: tuple[str, ...] = ()  # a grouped incident's member alerts, one line each
     team: str = ""  # the team whose members are the recipients ("" : routed to the channel)
+    url: str = ""  # the incident's page, when the HTTP listener has a public URL configured
+    ack_url: str = ""  # a signed, expiring link that acknowledges the incident (email)

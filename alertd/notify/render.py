@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import unicodedata
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from alertd.model import Notification, Transition
 
 SUBJECT_MAX = 200
+SHORT_MAX = 1000  # the short form (SMS, IM) before a channel cuts it to its provider's limit
 DIGEST_MAX = 50  # held notifications listed in a digest body; the rest are counted
 ALERTS_MAX = 20  # member alerts of a grouped incident listed in a body; the rest are counted
 
@@ -160,12 +163,56 @@ _VERBS = {
 }
 
 
-def subject(n: Notification) -> str:
+class MessageTemplates(BaseModel):
+    """A channel's own templates (``template:`` in its config); unset parts use the defaults.
+
+    Each is a Jinja2 template rendered in the sandbox with the same variables as the defaults
+    (``id``, ``priority``, ``level``, ``summary``, ``labels``, ``url``, ``ack_url``...). The
+    variables are data: a label value is never compiled as a template.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str | None = None
+    short: str | None = None  # SMS and IM
+    text: str | None = None
+    html: str | None = None
+
+    @field_validator("subject", "short", "text", "html")
+    @classmethod
+    def _compiles(cls, source: str | None, info: Any) -> str | None:
+        if source is not None:
+            try:
+                _compiled(source, info.field_name == "html")
+            except TemplateSyntaxError as exc:
+                msg = f"template syntax error on its line {exc.lineno}: {exc.message}"
+                raise ValueError(msg) from None
+        return source
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str, html: bool) -> Template:
+    return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+
+
+def _override(source: str | None, n: Notification, html: bool = False) -> str | None:
+    if source is None:
+        return None
+    return _compiled(source, html).render(_context(n))
+
+
+def subject(n: Notification, templates: MessageTemplates | None = None) -> str:
     """Return a one-line subject such as ``[P2] OPENED #12 major: Memory used 87.5% on web1``.
 
     The level is omitted for RESOLVED; LEVEL_CHANGED shows ``major→critical``. The result has
     no control characters and is cut to ``SUBJECT_MAX`` characters with an ellipsis.
     """
+    if templates is not None and templates.subject is not None:
+        return _cut(_single_line(_override(templates.subject, n) or ""), SUBJECT_MAX)
+    return _default_subject(n)
+
+
+def _default_subject(n: Notification) -> str:
     inc = n.incident
     verb = _VERBS[n.transition]
     head = f"[{inc.priority}] {verb} #{inc.id}"
@@ -176,19 +223,60 @@ def subject(n: Notification) -> str:
     text = f"{head}: {_single_line(inc.summary)}"
     if n.digest:
         text = f"[digest of {len(n.digest)}] {text}"
-    if len(text) > SUBJECT_MAX:
-        text = text[: SUBJECT_MAX - 1].rstrip() + "…"
-    return text
+    return _cut(text, SUBJECT_MAX)
 
 
-def text_body(n: Notification) -> str:
+def text_body(n: Notification, templates: MessageTemplates | None = None) -> str:
     """Return the plain-text body: every incident field, labels sorted one per line."""
+    if templates is not None and templates.text is not None:
+        return _override(templates.text, n) or ""
     return _TEXT_BODY.render(_context(n))
 
 
-def html_body(n: Notification) -> str:
+def html_body(n: Notification, templates: MessageTemplates | None = None) -> str:
     """Return the body as an HTML document with a table; every value is escaped."""
+    if templates is not None and templates.html is not None:
+        return _override(templates.html, n, html=True) or ""
     return _HTML_BODY.render(_context(n))
+
+
+def short_text(n: Notification, templates: MessageTemplates | None = None) -> str:
+    """Return the short form for SMS and IM: one paragraph with the incident id, priority,
+    level and summary, then the link if there is one, e.g.
+    ``[P1] OPENED #42 critical: CPU 92% on sw-core-01 https://alertd.example/incidents/42``.
+
+    A digest says how many it stands for. At most ``SHORT_MAX`` characters; each channel
+    cuts further to its provider's limit (``truncate``/``truncate_utf8``).
+    """
+    if templates is not None and templates.short is not None:
+        return _cut(_override(templates.short, n) or "", SHORT_MAX)
+    text = _default_subject(n)
+    if n.alerts:
+        text += f" ({len(n.alerts)} alerts)"
+    if n.url:
+        text += f" {n.url}"
+    return _cut(text, SHORT_MAX)
+
+
+def truncate(text: str, limit: int) -> str:
+    """Return ``text`` cut to ``limit`` characters, ending with an ellipsis if it was cut."""
+    return _cut(text, limit)
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """Return ``text`` cut so its UTF-8 encoding fits ``limit`` bytes (WeCom counts bytes),
+    on a character boundary, ending with an ellipsis if it was cut."""
+    if len(text.encode()) <= limit:
+        return text
+    room = limit - len("…".encode())
+    cut = text.encode()[: max(0, room)].decode(errors="ignore")
+    return cut.rstrip() + "…"
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)].rstrip() + "…"
 
 
 def one_line(n: Notification) -> str:
@@ -261,6 +349,9 @@ def _context(n: Notification) -> dict[str, Any]:
         "digest": [_single_line(line) for line in n.digest[:DIGEST_MAX]],
         "digest_total": len(n.digest),
         "digest_more": max(0, len(n.digest) - DIGEST_MAX),
+        "transition": n.transition.value,
+        "url": n.url,
+        "ack_url": n.ack_url,
     }
 
 
