@@ -341,14 +341,14 @@ class _Loader:
                     )
                 )
         for channel_name, channel_cfg in ch.channels.items():
-            password_file = getattr(channel_cfg, "password_file", None)
-            if password_file is not None and not (self.directory / password_file).is_file():
-                self.problems.append(
-                    doc.problem(
-                        ("channels", channel_name, "password_file"),
-                        f"cannot read {password_file}: no such file",
+            for field, secret_file in _secret_files(channel_cfg).items():
+                if not (self.directory / secret_file).is_file():
+                    self.problems.append(
+                        doc.problem(
+                            ("channels", channel_name, field),
+                            f"cannot read {secret_file}: no such file",
+                        )
                     )
-                )
         matrix = ch.priorities.matrix
         for impact, row in matrix.items():
             missing = [lv for lv in ("critical", "major", "minor") if lv not in row]
@@ -438,11 +438,22 @@ def _files_relative_to(channels: ChannelsFile, directory: Path) -> ChannelsFile:
     """Resolve relative ``*_file`` paths against the config directory, as check-config does."""
     fixed = {}
     for name, channel in channels.channels.items():
-        path = getattr(channel, "password_file", None)
-        if path is not None and not Path(path).is_absolute():
-            channel = channel.model_copy(update={"password_file": directory / path})
-        fixed[name] = channel
+        update = {
+            field: directory / path
+            for field, path in _secret_files(channel).items()
+            if not Path(path).is_absolute()
+        }
+        fixed[name] = channel.model_copy(update=update) if update else channel
     return channels.model_copy(update={"channels": fixed})
+
+
+def _secret_files(channel: object) -> dict[str, Path]:
+    """Return a channel's secret-file settings (every field named ``*_file``) that are set."""
+    return {
+        field: Path(value)
+        for field in type(channel).model_fields  # type: ignore[attr-defined]
+        if field.endswith("_file") and (value := getattr(channel, field)) is not None
+    }
 
 
 def _snmp_files_relative_to(target: SnmpTarget, directory: Path) -> SnmpTarget:
