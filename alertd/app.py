@@ -33,10 +33,13 @@ from alertd.incidents.kpi import compute_kpis
 from alertd.incidents.kpi_facts import incident_facts
 from alertd.incidents.maintenance import from_config, from_rows
 from alertd.incidents.manager import IncidentManager
+from alertd.incidents.routing import failover_for
 from alertd.metrics import PRIORITIES, Metrics
 from alertd.model import AlertEvent, Notification, Sample, StateRecord
-from alertd.notify.dispatch import Dispatcher
+from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.notifier import Notifier
+from alertd.notify.outbox import OutboxStore
+from alertd.notify.ratelimit import Window
 from alertd.notify.registry import build_notifiers
 from alertd.server import build_web_app, start_server
 from alertd.state.db import connect
@@ -108,16 +111,18 @@ class App:
         self.evaluator = built.evaluator
         self.notifiers = built.notifiers
         self.manager.channels = built.config.channels
-        self.dispatcher.notifiers = built.notifiers
-        limits = built.config.channels.rate_limits  # held notifications survive a reload
-        self.dispatcher.limiter.per_channel = {
-            c: lim.per_minute for c, lim in limits.items() if lim.per_minute
-        }
-        self.dispatcher.limiter.per_recipient = {
-            c: lim.per_recipient_per_minute
-            for c, lim in limits.items()
-            if lim.per_recipient_per_minute
-        }
+        self.delivery.notifiers = built.notifiers
+        self.delivery.limiter.per_channel, self.delivery.limiter.per_recipient = rate_limits(
+            built.config
+        )
+        d = built.config.channels.delivery
+        self.delivery.settings = DeliverySettings(
+            max_age=d.max_age,
+            backoff=d.backoff,
+            max_backoff=d.max_backoff,
+            send_timeout=d.send_timeout,
+            max_in_flight=d.max_in_flight,
+        )
         self.metrics.init_channels(built.notifiers)
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(self.clock.now())
@@ -134,7 +139,8 @@ class App:
         self.conn = connect(self.state_dir)
         store = IncidentStore(self.conn)
         self.manager = IncidentManager(store, config.channels)
-        self.dispatcher = Dispatcher({}, self.metrics, self._record_delivery)
+        self.outbox = OutboxStore(self.conn)
+        self.delivery = Delivery(self.outbox, {}, self.metrics, self.clock, failover=self._failover)
         self.snmp_transport = SnmpTransport(on_drop=self._snmp_dropped)
         await self.snmp_transport.start()
         try:
@@ -156,6 +162,7 @@ class App:
         )
         self.traps: TrapReceiver | None = None
         self.config_of_traps = config  # what the running trap receiver was built from
+        delivery = asyncio.create_task(self.delivery.run())  # first re-drives the unfinished
         try:
             async with self._reload_lock:  # no reload may race the start-up below
                 try:
@@ -179,7 +186,9 @@ class App:
             self.collection.shutdown()
             if self.traps is not None:
                 self.traps.close()
-            await self._drain_deliveries()
+            await self._drain_tasks()
+            await self.delivery.stop(DRAIN_SECONDS)
+            await delivery
             for notifier in self.notifiers.values():
                 await notifier.close()
             await runner.cleanup()
@@ -229,19 +238,16 @@ class App:
             save_rule_state(self.conn, changes)
             notifications = self.manager.apply(events, now)
             notifications += self.manager.escalate(now)
+            # the intents commit with the incident changes that caused them, before any send
+            self.outbox.enqueue(notifications, now)
         open_counts = self.manager.store.count_open_by_priority()
         for priority in PRIORITIES:
             self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
-        if not notifications and not any(self.dispatcher.limiter.held.values()):
-            return  # nothing to send and no digest waiting: no task per quiet cycle or trap
-        task = asyncio.create_task(self._send(notifications))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, notifications: list[Notification]) -> None:
         if notifications:
-            await self.dispatcher.deliver(notifications)
-        await self.dispatcher.flush_digests()
+            self.delivery.wake()
+
+    def _failover(self, n: Notification, failed: tuple[str, ...], why: str) -> list[Notification]:
+        return failover_for(n, failed, why, self.config.channels)
 
     # -- traps --------------------------------------------------------------------------
     async def _start_traps(self, config: Config) -> TrapReceiver | None:
@@ -316,13 +322,10 @@ class App:
         for noise in report.noise:
             m.kpi_rule_pages.labels(noise.rule).set(noise.pages)
 
-    def _record_delivery(self, notification: Notification, outcome: str) -> None:
-        self.manager.record_delivery(notification, outcome, self.clock.now())
-
-    async def _drain_deliveries(self) -> None:
+    async def _drain_tasks(self) -> None:
+        """Let a reload in progress finish (bounded)."""
         if not self._tasks:
             return
-        log.info("waiting up to %gs for %d deliveries", DRAIN_SECONDS, len(self._tasks))
         _, pending = await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)
         for task in pending:
             task.cancel()
@@ -387,3 +390,29 @@ class App:
                     await notifier.close()
             log.info("config reloaded: %s", config.summary())
             return True
+
+
+def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str, float]]:
+    """Return each channel's token buckets: its ``rate_limits`` entry if it has one, else its
+    provider's documented limits; and the per-recipient limits."""
+    per_channel: dict[str, tuple[Window, ...]] = {}
+    per_recipient: dict[str, float] = {}
+    configured = config.channels.rate_limits
+    for name, channel in config.channels.channels.items():
+        limit = configured.get(name)
+        if limit is None:
+            if defaults := PROVIDER_LIMITS.get(channel.type, ()):
+                per_channel[name] = defaults
+            continue
+        windows: list[Window] = []
+        if limit.per_second:
+            windows.append((limit.per_second, 1.0))
+        if limit.per_minute:
+            windows.append((limit.per_minute, 60.0))
+        per_channel[name] = tuple(windows)
+        if limit.per_recipient_per_minute:
+            per_recipient[name] = limit.per_recipient_per_minute
+    return per_channel, per_recipient
+
+
+PROVIDER_LIMITS: dict[str, tuple[Window, ...]] = {}

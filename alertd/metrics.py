@@ -90,6 +90,24 @@ class Metrics:
             ["channel"],
             registry=registry,
         )
+        self.notification_attempts = Counter(
+            "alertd_notification_attempts_total",
+            "Delivery attempts by channel and outcome (ok, retryable, permanent, ambiguous).",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        self.notification_failovers = Counter(
+            "alertd_notification_failovers_total",
+            "Notifications that failed for good on one channel and went to the next.",
+            ["channel"],
+            registry=registry,
+        )
+        self.outbox_intents = Gauge(
+            "alertd_outbox_intents",
+            "Notification intents in the durable outbox, by state.",
+            ["state"],
+            registry=registry,
+        )
         self.notifications_failed = Counter(
             "alertd_notifications_failed_total",
             "Failed delivery attempts, by channel and reason.",

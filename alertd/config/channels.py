@@ -144,8 +144,20 @@ class RateLimit(StrictModel):
     """How many notifications a channel sends a minute, in all and to one recipient; what
     exceeds it goes out later as one digest, never dropped."""
 
+    per_second: float | None = Field(default=None, gt=0)
     per_minute: float | None = Field(default=None, gt=0)
     per_recipient_per_minute: float | None = Field(default=None, gt=0)
+
+
+class DeliveryConfig(StrictModel):
+    """How hard the durable outbox tries: retries with exponential backoff and jitter until a
+    notification is ``max_age`` old, then it fails over (``failover``)."""
+
+    max_age: Duration = Field(default=3600.0, gt=0)
+    backoff: Duration = Field(default=2.0, gt=0)
+    max_backoff: Duration = Field(default=300.0, gt=0)
+    send_timeout: Duration = Field(default=30.0, gt=0)
+    max_in_flight: int = Field(default=256, ge=1, le=10000)
 
 
 class ChannelsFile(StrictModel):
@@ -156,3 +168,7 @@ class ChannelsFile(StrictModel):
     maintenance: list[MaintenanceWindow] = []
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     rate_limits: dict[str, RateLimit] = {}  # channel name -> limits
+    # channel -> the channel that takes over when a notification fails there for good
+    # (permanent error, or retries ran out); a team's members are re-addressed on the way
+    failover: dict[str, str] = {}
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)

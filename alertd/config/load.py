@@ -340,12 +340,34 @@ class _Loader:
                         key=True,
                     )
                 )
+        for source, target in ch.failover.items():
+            for name, is_key in ((source, True), (target, False)):
+                if name not in ch.channels:
+                    self.problems.append(
+                        doc.problem(
+                            ("failover", source),
+                            f'unknown channel "{name}" ({_known(known_channels)})',
+                            key=is_key,
+                        )
+                    )
+        for source in ch.failover:
+            seen, at = [source], ch.failover.get(source)
+            while at is not None and at not in seen:
+                seen.append(at)
+                at = ch.failover.get(at)
+            if at is not None and at == source:
+                self.problems.append(
+                    doc.problem(
+                        ("failover", source),
+                        "failover loops back: " + " -> ".join([*seen, at]),
+                    )
+                )
         for channel_name, channel_cfg in ch.channels.items():
-            for field, secret_file in _secret_files(channel_cfg).items():
+            for setting, secret_file in _secret_files(channel_cfg).items():
                 if not (self.directory / secret_file).is_file():
                     self.problems.append(
                         doc.problem(
-                            ("channels", channel_name, field),
+                            ("channels", channel_name, setting),
                             f"cannot read {secret_file}: no such file",
                         )
                     )
@@ -439,8 +461,8 @@ def _files_relative_to(channels: ChannelsFile, directory: Path) -> ChannelsFile:
     fixed = {}
     for name, channel in channels.channels.items():
         update = {
-            field: directory / path
-            for field, path in _secret_files(channel).items()
+            name: directory / path
+            for name, path in _secret_files(channel).items()
             if not Path(path).is_absolute()
         }
         fixed[name] = channel.model_copy(update=update) if update else channel
@@ -450,9 +472,9 @@ def _files_relative_to(channels: ChannelsFile, directory: Path) -> ChannelsFile:
 def _secret_files(channel: object) -> dict[str, Path]:
     """Return a channel's secret-file settings (every field named ``*_file``) that are set."""
     return {
-        field: Path(value)
-        for field in type(channel).model_fields  # type: ignore[attr-defined]
-        if field.endswith("_file") and (value := getattr(channel, field)) is not None
+        name: Path(value)
+        for name in type(channel).model_fields  # type: ignore[attr-defined]
+        if name.endswith("_file") and (value := getattr(channel, name)) is not None
     }
 
 

@@ -7,10 +7,12 @@ steps say who is paged at once and who later; a plain ``notify`` is a single ste
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from alertd.config.channels import ChannelsFile, EscalationStep, Route
+from alertd.config.channels import ChannelsFile, EscalationStep, Member, Route
 from alertd.evaluate.thresholds import matches
 from alertd.model import Incident, Level, Notification, Transition
+from alertd.notify.channel_types import MEMBER_ADDRESS, ONE_MESSAGE_PER_RECIPIENT
 
 
 def route_fields(
@@ -56,32 +58,80 @@ def notifications_for(
     previous_level: Level | None = None,
     targets: Sequence[str] | None = None,
 ) -> list[Notification]:
-    """Return one notification per channel, with the recipients of every team routed there.
+    """Return one notification per channel, with the recipients of every team routed there
+    (each member's address for that channel type: email, phone, IM id); a channel type that
+    takes one recipient per message (SMS) gets one notification per recipient.
 
     ``targets`` defaults to who is paged at once. An incident no route matches goes to
     every ``log`` channel, so it is never silent.
     """
     recipients: dict[str, list[str]] = {}
+    teams: dict[str, list[str]] = {}
     for target in route_targets(incident, config) if targets is None else targets:
         team = config.teams.get(target)
         if team is None:
             if target in config.channels:
                 recipients.setdefault(target, [])
             continue
-        emails = [m.email for m in team.members if m.email]
         for channel in team.channels:
             bucket = recipients.setdefault(channel, [])
-            bucket.extend(e for e in emails if e not in bucket)
+            addresses = member_addresses(team.members, config.channels[channel].type)
+            bucket.extend(a for a in addresses if a not in bucket)
+            teams.setdefault(channel, []).append(target)
     if not recipients:
         recipients = {n: [] for n, c in config.channels.items() if c.type == "log"}
-    return [
-        Notification(
+    key = f"{incident.id}.{transition.value}"
+    out = []
+    for channel, people in recipients.items():
+        base = Notification(
             incident=incident,
             transition=transition,
             channel=channel,
-            recipients=tuple(people) if config.channels[channel].type == "email" else (),
-            key=f"{incident.id}.{transition.value}.{channel}.{key_time:.3f}",
+            recipients=tuple(people),
+            key=f"{key}.{channel}.{key_time:.3f}",
             previous_level=previous_level,
+            team=",".join(teams.get(channel, ())),
         )
-        for channel, people in recipients.items()
+        if config.channels[channel].type in ONE_MESSAGE_PER_RECIPIENT and len(people) > 1:
+            out += [
+                replace(base, recipients=(p,), key=f"{key}.{channel}.{p}.{key_time:.3f}")
+                for p in people
+            ]
+        else:
+            out.append(base)
+    return out
+
+
+def member_addresses(members: Sequence[Member], channel_type: str) -> list[str]:
+    """Return the members' addresses for a channel type (none for a channel that has its
+    own destination, such as a robot or the log)."""
+    field = MEMBER_ADDRESS.get(channel_type, "")
+    if not field:
+        return []
+    return [a for m in members if (a := getattr(m, field))]
+
+
+def failover_for(
+    n: Notification, failed: tuple[str, ...], why: str, config: ChannelsFile
+) -> list[Notification]:
+    """Return where a notification goes when it failed for good on its channel for the
+    ``failed`` recipients: the channel's ``failover``, addressed to the same team members."""
+    target = config.failover.get(n.channel)
+    if target is None or target not in config.channels or n.channel not in config.channels:
+        return []
+    old_type = config.channels[n.channel].type
+    new_type = config.channels[target].type
+    members = [
+        m
+        for name in n.team.split(",")
+        if (team := config.teams.get(name)) is not None
+        for m in team.members
     ]
+    old_field = MEMBER_ADDRESS.get(old_type, "")
+    if old_field:  # only the members the failed addresses belong to
+        members = [m for m in members if getattr(m, old_field) in failed]
+    addresses = list(dict.fromkeys(member_addresses(members, new_type)))
+    base = replace(n, channel=target, recipients=tuple(addresses))
+    if new_type in ONE_MESSAGE_PER_RECIPIENT and len(addresses) > 1:
+        return [replace(base, recipients=(a,), key=f"{n.key}.{a}") for a in addresses]
+    return [base]

@@ -1,102 +1,74 @@
-"""Rate limits per channel and per recipient, with digests instead of drops.
+"""Rate limits per channel and per recipient, as exact sliding windows.
 
-A token bucket per channel (and per channel + recipient) caps how fast notifications go out,
-so a storm never trips a provider's block or buries a person. What exceeds it is held and
-sent later as one digest ("and 37 more"), never dropped.
+A provider's "20 a minute" means no 60 s span holds more than 20 messages (a token bucket
+would let a full bucket plus a minute's refill through: 40), so each window remembers when
+its last ``count`` sends went. A channel may have several windows at once (Feishu: 5 a second
+*and* 100 a minute). The limiter only answers "may this go now?"; what it refuses is held in
+the durable outbox and goes out later as one digest, never dropped (``notify/delivery.py``).
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alertd.model import Notification
+Window = tuple[float, float]  # (count, per seconds): e.g. (20, 60) is 20 a minute
 
 
 @dataclass(slots=True)
-class Bucket:
-    """``rate`` tokens a second, at most ``burst`` saved up."""
+class SlidingWindow:
+    """At most ``count`` sends in any ``seconds`` long span."""
 
-    rate: float
-    burst: float
-    tokens: float = -1.0
-    at: float = 0.0
+    count: int
+    seconds: float
+    sent: deque[float] = field(default_factory=deque)
 
-    def take(self, now: float) -> bool:
-        if self.tokens < 0:  # a new bucket starts full
-            self.tokens, self.at = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+    @classmethod
+    def of(cls, window: Window) -> SlidingWindow:
+        count, seconds = window
+        if count < 1:  # "0.5 a second" is one every 2 s
+            return cls(1, seconds / count)
+        return cls(int(count), seconds)
 
     def peek(self, now: float) -> bool:
-        if self.tokens < 0:
-            return True
-        return min(self.burst, self.tokens + (now - self.at) * self.rate) >= 1
+        while self.sent and self.sent[0] <= now - self.seconds:
+            self.sent.popleft()
+        return len(self.sent) < self.count
+
+    def take(self, now: float) -> None:
+        self.sent.append(now)
 
 
 @dataclass(slots=True)
 class Limiter:
-    """The buckets of every channel and recipient, and what waits for a digest."""
+    """The windows of every channel and recipient."""
 
-    per_channel: dict[str, float]  # channel -> notifications per minute
-    per_recipient: dict[str, float]  # channel -> notifications per minute per recipient
-    buckets: dict[tuple[str, str], Bucket] = field(default_factory=dict)
-    held: dict[str, list[Notification]] = field(default_factory=dict)
+    per_channel: dict[str, tuple[Window, ...]] = field(default_factory=dict)
+    per_recipient: dict[str, float] = field(default_factory=dict)  # channel -> per minute
+    windows: dict[tuple[str, str, int], tuple[Window, SlidingWindow]] = field(default_factory=dict)
 
-    def _bucket(self, channel: str, who: str, per_minute: float) -> Bucket:
-        key = (channel, who)
-        bucket = self.buckets.get(key)
-        if bucket is None:
-            bucket = self.buckets[key] = Bucket(per_minute / 60.0, max(1.0, per_minute))
-        return bucket
+    def _window(self, channel: str, who: str, index: int, window: Window) -> SlidingWindow:
+        key = (channel, who, index)
+        known = self.windows.get(key)
+        if known is None or known[0] != window:  # new, or a reload changed the limit
+            known = self.windows[key] = (window, SlidingWindow.of(window))
+        return known[1]
 
-    def _buckets_for(self, n: Notification) -> list[Bucket]:
-        out = []
-        if (limit := self.per_channel.get(n.channel)) is not None:
-            out.append(self._bucket(n.channel, "", limit))
-        if (limit := self.per_recipient.get(n.channel)) is not None:
-            out += [self._bucket(n.channel, r, limit) for r in n.recipients]
+    def _windows_for(self, channel: str, recipients: Sequence[str]) -> list[SlidingWindow]:
+        out = [
+            self._window(channel, "", i, window)
+            for i, window in enumerate(self.per_channel.get(channel, ()))
+        ]
+        if (limit := self.per_recipient.get(channel)) is not None:
+            out += [self._window(channel, r, 0, (limit, 60.0)) for r in recipients]
         return out
 
-    def admit(self, n: Notification, now: float) -> bool:
-        """Take a token for ``n`` now, or hold it for the next digest and return False."""
-        buckets = self._buckets_for(n)
-        if self.held.get(n.channel) or not all(b.peek(now) for b in buckets):
-            self.held.setdefault(n.channel, []).append(n)  # keep order: behind earlier ones
+    def admit(self, channel: str, recipients: Sequence[str], now: float) -> bool:
+        """Count a send now if every window that applies has room; else count nothing."""
+        windows = self._windows_for(channel, recipients)
+        if not all(w.peek(now) for w in windows):
             return False
-        for b in buckets:
-            b.take(now)
+        for w in windows:
+            w.take(now)
         return True
-
-    def digests(self, now: float) -> list[tuple[Notification, list[Notification]]]:
-        """Return (digest, the notifications it stands for) for channels with a token free."""
-        out = []
-        for channel, waiting in list(self.held.items()):
-            if not waiting:
-                continue
-            recipients = tuple(dict.fromkeys(r for n in waiting for r in n.recipients))
-            probe = waiting[-1]
-            digest = Notification(
-                incident=probe.incident,
-                transition=probe.transition,
-                channel=channel,
-                recipients=recipients,
-                key=f"digest.{channel}.{now:.3f}",
-                digest=tuple(_line(n) for n in waiting),
-            )
-            buckets = self._buckets_for(digest)
-            if not all(b.peek(now) for b in buckets):
-                continue
-            for b in buckets:
-                b.take(now)
-            out.append((digest, waiting))
-            self.held[channel] = []
-        return out
-
-
-def _line(n: Notification) -> str:
-    i = n.incident
-    return f"#{i.id} [{i.priority}] {n.transition.value} {i.level.label}: {i.summary}"

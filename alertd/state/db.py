@@ -169,7 +169,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             recipients      TEXT    NOT NULL,           -- JSON list of addresses
             message         TEXT    NOT NULL,           -- one line: what it says
             payload         TEXT    NOT NULL,           -- JSON: the notification as committed
-            state           TEXT    NOT NULL,  -- pending, sending, held, digested, delivered, failed
+            -- pending, sending, held, digested, delivered, failed
+            state           TEXT    NOT NULL,
             attempts        INTEGER NOT NULL DEFAULT 0,
             created_at      REAL    NOT NULL,
             next_at         REAL    NOT NULL,           -- when a pending intent is due

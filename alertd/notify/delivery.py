@@ -1,0 +1,386 @@
+"""The delivery workers: drive the durable outbox until every intent is delivered or failed.
+
+    outbox (pending) --rate limit--> sending --Notifier.send--> delivered | pending (retry)
+                     \\--> held --digest--> one digest intent           | failed -> failover
+
+One loop claims due intents in batches (one transaction marks them ``sending`` before any
+provider is called), runs up to ``max_in_flight`` sends concurrently, and writes their
+outcomes back in one transaction per loop turn (group commit). Retryable failures come back
+with exponential backoff and jitter, not before a provider's ``Retry-After``, until the
+intent is ``max_age`` old; a permanent failure, or running out of time, fails the intent
+over to the next channel (``failover``). On start, intents caught ``sending`` by a crash
+are recorded as ambiguous and sent again: at least once, and never again once confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from alertd.clock import Clock
+from alertd.errors import FailureReason, NotifyError
+from alertd.metrics import Metrics
+from alertd.model import Notification
+from alertd.notify.notifier import Notifier, Sent
+from alertd.notify.outbox import AttemptResult, Intent, OutboxStore
+from alertd.notify.ratelimit import Limiter
+
+log = logging.getLogger(__name__)
+
+# (the notification that failed, the recipients it failed for, why) -> where it goes next
+Failover = Callable[[Notification, tuple[str, ...], str], list[Notification]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """How hard to try (``delivery:`` in channels.yaml)."""
+
+    max_age: float = 3600.0  # retry until the intent is this old, then fail over
+    backoff: float = 2.0  # the first retry's delay; doubles per attempt (with jitter)
+    max_backoff: float = 300.0
+    send_timeout: float = 30.0  # one attempt; past it the outcome is ambiguous
+    max_in_flight: int = 256
+    batch: int = 512
+
+
+def _no_failover(n: Notification, recipients: tuple[str, ...], why: str) -> list[Notification]:
+    return []
+
+
+class Delivery:
+    """Sends what the outbox holds through each channel's notifier."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        notifiers: Mapping[str, Notifier],
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        limiter: Limiter | None = None,
+        settings: DeliverySettings | None = None,
+        failover: Failover = _no_failover,
+    ) -> None:
+        self.store = store
+        self.notifiers = notifiers
+        self.metrics = metrics
+        self.clock = clock
+        self.limiter = limiter or Limiter()
+        self.settings = settings or DeliverySettings()
+        self.failover = failover
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._results: list[tuple[AttemptResult, Sent | None]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._holding: set[str] = set()
+        self._digest_wait: dict[str, float] = {}  # channel -> when its next digest may go
+
+    # -- control ----------------------------------------------------------------------------
+    def wake(self) -> None:
+        """New intents were committed: look at the outbox now."""
+        self._wake.set()
+
+    def recover(self) -> int:
+        """Make intents a crash caught in flight due again; return how many there were."""
+        now = self.clock.now()
+        with self.store.transaction():
+            intents = self.store.recover(now)
+        for i in intents:
+            self.metrics.notification_attempts.labels(i.notification.channel, "ambiguous").inc()
+        self._holding = self.store.channels_holding()
+        if intents:
+            log.warning(
+                "%d notification(s) were in flight when alertd stopped; sending them again",
+                len(intents),
+            )
+        return len(intents)
+
+    async def run(self) -> None:
+        """Drive the outbox until ``stop``."""
+        self.recover()
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                busy = self.pump()
+            except Exception:  # a bad row or a locked database must not end delivery
+                log.exception("delivery: could not drive the outbox")
+                busy = False
+            if busy:
+                await asyncio.sleep(0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_wait())
+
+    async def stop(self, drain_seconds: float) -> None:
+        """Stop claiming; let sends in flight finish for up to ``drain_seconds``. Those cut
+        off stay ``sending`` and are sent again (ambiguous) on the next start."""
+        self._stopping = True
+        self._wake.set()
+        tasks = list(self._in_flight)
+        if tasks:
+            log.info(
+                "waiting up to %gs for %d notification(s) in flight", drain_seconds, len(tasks)
+            )
+            _, pending = await asyncio.wait(tasks, timeout=drain_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.flush()
+
+    async def settle(self, within: float = 10.0) -> None:
+        """Wait until nothing is in flight and nothing is due (tests, ``notify test``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            self.pump()
+            if self._in_flight:
+                await asyncio.wait(list(self._in_flight), timeout=0.05)
+                continue
+            self.flush()
+            due = self.store.next_due_at()
+            if due is None or due > self.clock.now():
+                return
+            await asyncio.sleep(0.01)
+
+    def _idle_wait(self) -> float:
+        now = self.clock.now()
+        waits = [1.0]
+        due = self.store.next_due_at()
+        if due is not None:
+            waits.append(max(0.0, due - now))
+        if self._holding:
+            waits.append(0.25)  # a digest may go once a token frees up
+        return max(0.001, min(waits))
+
+    # -- claiming ---------------------------------------------------------------------------
+    def pump(self) -> bool:
+        """Claim what is due and what the rate limits allow; start sending it. Return True
+        if there may be more to claim right away."""
+        room = self.settings.max_in_flight - len(self._in_flight)
+        if room <= 0 or self._stopping:
+            return False
+        now, mono = self.clock.now(), self.clock.monotonic()
+        due = self.store.due(now, min(room, self.settings.batch))
+        admitted: list[Intent] = []
+        held: list[Intent] = []
+        later: list[Intent] = []
+        for intent in due:
+            n = intent.notification
+            if n.digest:  # a digest waits for a token; it is never folded again
+                (admitted if self.limiter.admit(n.channel, n.recipients, mono) else later).append(
+                    intent
+                )
+            elif n.channel in self._holding or not self.limiter.admit(
+                n.channel, n.recipients, mono
+            ):
+                held.append(intent)  # behind what is already held: order is kept
+            else:
+                admitted.append(intent)
+        digests: list[Intent] = []
+        with self.store.transaction():
+            self.store.mark_sending(admitted, now)
+            self.store.hold(held, now)
+            if later:
+                self.store.conn.executemany(
+                    "UPDATE outbox SET next_at = ? WHERE id = ?", [(now + 1.0, i.id) for i in later]
+                )
+            for intent in held:
+                self._holding.add(intent.notification.channel)
+                self.metrics.notifications_held.labels(intent.notification.channel).inc()
+            digests = self._fold_digests(now, mono)
+        for intent in [*admitted, *digests]:
+            self._start(intent)
+        return len(due) == min(room, self.settings.batch) and bool(admitted or held)
+
+    def _fold_digests(self, now: float, mono: float) -> list[Intent]:
+        """For each channel holding intents whose limit frees a token: one digest intent."""
+        out = []
+        for channel in sorted(self._holding):
+            members = self.store.held(channel)
+            if not members:
+                self._holding.discard(channel)
+                continue
+            notes = [m.notification for m in members]
+            recipients = tuple(dict.fromkeys(r for n in notes for r in n.recipients))
+            if not self.limiter.admit(channel, recipients, mono):
+                continue
+            latest = notes[-1]
+            digest = replace(
+                latest,
+                recipients=recipients,
+                key=f"digest.{channel}.{members[0].id}-{members[-1].id}",
+                digest=tuple(_line(n) for n in notes),
+                alerts=(),
+            )
+            intent = self.store.fold_digest(digest, members, now)
+            self.store.mark_sending([intent], now)
+            self._holding.discard(channel)
+            log.info("digest of %d held notification(s) via %s", len(members), channel)
+            out.append(intent)
+        return out
+
+    # -- sending ----------------------------------------------------------------------------
+    def _start(self, intent: Intent) -> None:
+        task = asyncio.create_task(self._attempt(intent))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _attempt(self, intent: Intent) -> None:
+        n = intent.notification
+        notifier = self.notifiers.get(n.channel)
+        sent: Sent | None = None
+        try:
+            if notifier is None:
+                raise NotifyError(
+                    f"channel {n.channel} is no longer configured",
+                    retryable=False,
+                    reason=FailureReason.UNCONFIGURED,
+                )
+            async with asyncio.timeout(self.settings.send_timeout):
+                sent = await notifier.send(n)
+        except NotifyError as exc:
+            result = self._failed(intent, exc)
+        except TimeoutError:
+            result = self._failed(
+                intent,
+                NotifyError(
+                    f"no answer in {self.settings.send_timeout:g}s",
+                    retryable=True,
+                    ambiguous=True,
+                    reason=FailureReason.TIMEOUT,
+                ),
+            )
+        except Exception as exc:  # a bug in a channel must not stop delivery
+            log.exception("channel %s crashed sending incident #%d", n.channel, n.incident.id)
+            result = self._failed(
+                intent,
+                NotifyError(
+                    f"internal error: {exc!r}", retryable=False, reason=FailureReason.OTHER
+                ),
+            )
+        else:
+            attempt = intent.attempts + 1
+            detail = "sent" if attempt == 1 else f"sent (attempt {attempt})"
+            if sent is not None and sent.provider_id:
+                detail += f" as {sent.provider_id}"
+            result = AttemptResult(
+                intent, "ok", detail, "delivered", provider_id=sent.provider_id if sent else ""
+            )
+        self._results.append((result, sent))
+        if self._flush_handle is None:  # one transaction for everything that finished
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def _failed(self, intent: Intent, exc: NotifyError) -> AttemptResult:
+        now = self.clock.now()
+        attempt = intent.attempts + 1
+        age = now - intent.created_at
+        channel = intent.notification.channel
+        self.metrics.notifications_failed.labels(channel, exc.reason.value).inc()
+        outcome: Any = "ambiguous" if exc.ambiguous else "retryable"
+        if exc.retryable and age < self.settings.max_age:
+            delay = min(self.settings.max_backoff, self.settings.backoff * 2 ** (attempt - 1))
+            delay *= random.uniform(0.8, 1.2)
+            if exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            log.warning("notification via %s failed, retrying in %.0fs: %s", channel, delay, exc)
+            return AttemptResult(
+                intent,
+                outcome,
+                f"attempt {attempt} failed ({exc.reason.value}): {exc}; retrying in {delay:.0f}s",
+                "pending",
+                next_at=now + delay,
+            )
+        if not exc.retryable:
+            outcome = "ambiguous" if exc.ambiguous else "permanent"
+            detail = f"failed ({exc.reason.value}): {exc}"
+        else:
+            detail = f"failed ({exc.reason.value}): {exc}; gave up after {age:.0f}s"
+        log.error(
+            "notification given up: incident #%d via %s after %d attempt(s): %s",
+            intent.notification.incident.id,
+            channel,
+            attempt,
+            exc,
+        )
+        return AttemptResult(intent, outcome, detail, "failed")
+
+    # -- recording --------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write every finished attempt's outcome, and any failover it causes, at once."""
+        self._flush_handle = None
+        if not self._results:
+            return
+        batch, self._results = self._results, []
+        now = self.clock.now()
+        try:
+            with self.store.transaction():
+                self.store.record([r for r, _ in batch], now)
+                follow_ups = sum(self._follow_up(r, sent, now) for r, sent in batch)
+        except Exception:
+            # nothing was written: the intents stay ``sending`` and a restart re-sends them
+            log.exception("delivery: could not record %d outcome(s)", len(batch))
+            return
+        for result, _ in batch:
+            channel = result.intent.notification.channel
+            self.metrics.notification_attempts.labels(channel, result.outcome).inc()
+            if result.state == "delivered":
+                self.metrics.notifications_sent.labels(channel).inc()
+        if follow_ups:
+            self.wake()
+
+    def _follow_up(self, result: AttemptResult, sent: Sent | None, now: float) -> int:
+        """Enqueue what a result calls for: failover of a failed intent, and a retry or
+        failover for each recipient a provider refused. Return how many intents."""
+        n = result.intent.notification
+        if result.state == "failed":
+            return self._fail_over(result.intent, n.recipients, result.detail, now)
+        if sent is None or not sent.refused:
+            return 0
+        count = 0
+        for address, reply in sent.refused:
+            if reply[:1] == "4":  # temporary for this recipient: try them again on their own
+                retry = replace(n, recipients=(address,), key=f"{n.key}~{address}")
+                count += self.store.enqueue(
+                    [retry], now, result.intent.id, due_at=now + self.settings.backoff
+                )
+            else:
+                count += self._fail_over(
+                    result.intent, (address,), f"{address} refused: {reply}", now
+                )
+        return count
+
+    def _fail_over(self, intent: Intent, recipients: tuple[str, ...], why: str, now: float) -> int:
+        n = intent.notification
+        fallbacks = [
+            replace(f, key=f"{n.key}>{f.channel}")
+            for f in self.failover(n, recipients, why)
+            if f.channel != n.channel
+        ]
+        if not fallbacks:
+            return 0
+        added = self.store.enqueue(fallbacks, now, failover_of=intent.id)
+        for f in fallbacks:
+            self.metrics.notification_failovers.labels(n.channel).inc()
+            self.store.conn.execute(
+                "INSERT INTO timeline (incident_id, ts, kind, actor, detail) "
+                "VALUES (?, ?, 'notification', ?, ?)",
+                (
+                    n.incident.id,
+                    now,
+                    n.channel,
+                    f"{n.transition.value} via {n.channel} failed for "
+                    f"{', '.join(recipients) or '-'}: failing over to {f.channel}",
+                ),
+            )
+        return added
+
+
+def _line(n: Notification) -> str:
+    i = n.incident
+    return f"#{i.id} [{i.priority}] {n.transition.value} {i.level.label}: {i.summary}"

@@ -1,0 +1,372 @@
+"""The durable outbox: notification intents and every delivery attempt, in SQLite.
+
+An intent is committed in the same transaction as the incident change that caused it, before
+any provider is called; the delivery workers (``notify/delivery.py``) drive it from here. An
+intent moves ``pending -> sending -> delivered | failed`` (``sending`` again after a crash,
+with an ``ambiguous`` attempt recorded), or ``pending -> held -> digested`` when a rate limit
+folds it into a digest intent. Each attempt's outcome is a row in ``outbox_attempts`` and a
+line on the incident's timeline, written in one transaction per batch (group commit).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from alertd.model import Incident, IncidentState, Level, Notification, Transition
+from alertd.notify import render
+
+Outcome = Literal["ok", "retryable", "permanent", "ambiguous"]
+FINAL_STATES = ("delivered", "failed", "digested")
+
+_COLUMNS = "id, key, state, attempts, created_at, team, failover_of, payload, provider_status"
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """One committed notification intent as the workers see it."""
+
+    id: int
+    notification: Notification
+    state: str
+    attempts: int
+    created_at: float
+    failover_of: int | None = None
+    provider_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one delivery attempt of one intent came to, and what happens next."""
+
+    intent: Intent
+    outcome: Outcome
+    detail: str  # for the attempt row and the timeline
+    state: Literal["pending", "delivered", "failed"]
+    next_at: float | None = None  # when a pending intent is due again
+    provider_id: str = ""
+
+
+# -- (de)serialising a notification as committed ---------------------------------------------
+def _incident_json(i: Incident) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "fingerprint": i.fingerprint,
+        "rule": i.rule,
+        "metric": i.metric,
+        "labels": list(i.labels),
+        "level": int(i.level),
+        "priority": i.priority,
+        "state": i.state.value,
+        "summary": i.summary,
+        "value": i.value,
+        "opened_at": i.opened_at,
+        "updated_at": i.updated_at,
+        "acknowledged_at": i.acknowledged_at,
+        "acknowledged_by": i.acknowledged_by,
+        "resolved_at": i.resolved_at,
+        "suppressed_by": i.suppressed_by,
+    }
+
+
+def dump_notification(n: Notification) -> str:
+    """Return ``n`` as JSON: everything a send needs, frozen at commit time."""
+    return json.dumps(
+        {
+            "incident": _incident_json(n.incident),
+            "transition": n.transition.value,
+            "channel": n.channel,
+            "recipients": list(n.recipients),
+            "key": n.key,
+            "previous_level": int(n.previous_level) if n.previous_level else None,
+            "digest": list(n.digest),
+            "alerts": list(n.alerts),
+            "team": n.team,
+            "url": n.url,
+            "ack_url": n.ack_url,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def load_notification(text: str) -> Notification:
+    """Return the notification ``dump_notification`` stored."""
+    d = json.loads(text)
+    i = d["incident"]
+    incident = Incident(
+        id=i["id"],
+        fingerprint=i["fingerprint"],
+        rule=i["rule"],
+        metric=i["metric"],
+        labels=tuple((k, v) for k, v in i["labels"]),
+        level=Level(i["level"]),
+        priority=i["priority"],
+        state=IncidentState(i["state"]),
+        summary=i["summary"],
+        value=i["value"],
+        opened_at=i["opened_at"],
+        updated_at=i["updated_at"],
+        acknowledged_at=i["acknowledged_at"],
+        acknowledged_by=i["acknowledged_by"],
+        resolved_at=i["resolved_at"],
+        suppressed_by=i["suppressed_by"],
+    )
+    return Notification(
+        incident=incident,
+        transition=Transition(d["transition"]),
+        channel=d["channel"],
+        recipients=tuple(d["recipients"]),
+        key=d["key"],
+        previous_level=Level(d["previous_level"]) if d["previous_level"] else None,
+        digest=tuple(d["digest"]),
+        alerts=tuple(d["alerts"]),
+        team=d["team"],
+        url=d["url"],
+        ack_url=d["ack_url"],
+    )
+
+
+def _intent(row: tuple[Any, ...]) -> Intent:
+    id_, _key, state, attempts, created_at, _team, failover_of, payload, pstatus = row
+    return Intent(
+        id_, load_notification(payload), state, attempts, created_at, failover_of, pstatus
+    )
+
+
+def _who(n: Notification) -> str:
+    return ", ".join(n.recipients) or "-"
+
+
+class OutboxStore:
+    """The outbox tables behind one connection (the caller owns transactions)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic write (the connection is in autocommit mode otherwise)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- intents ----------------------------------------------------------------------------
+    def enqueue(
+        self,
+        notifications: Sequence[Notification],
+        now: float,
+        failover_of: int | None = None,
+        due_at: float | None = None,
+    ) -> int:
+        """Commit (within the caller's transaction) one intent per notification, due at once
+        or at ``due_at``; an intent whose idempotency key is already stored is not added
+        twice. Return how many were added."""
+        rows = [
+            (
+                n.key,
+                n.incident.id,
+                n.transition.value,
+                n.channel,
+                n.team,
+                json.dumps(list(n.recipients)),
+                render.one_line(n),
+                dump_notification(n),
+                now,
+                now if due_at is None else due_at,
+                now,
+                failover_of,
+            )
+            for n in notifications
+        ]
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO outbox (key, incident_id, transition, channel, team, "
+            "recipients, message, payload, state, created_at, next_at, updated_at, failover_of) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            rows,
+        )
+        return self.conn.total_changes - before
+
+    def due(self, now: float, limit: int) -> list[Intent]:
+        """Return pending intents that are due, oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND next_at <= ? "
+            "ORDER BY next_at, id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [_intent(r) for r in rows]
+
+    def next_due_at(self) -> float | None:
+        """Return when the earliest pending intent is due, or None."""
+        row = self.conn.execute(
+            "SELECT MIN(next_at) FROM outbox WHERE state = 'pending'"
+        ).fetchone()
+        return row[0] if row else None
+
+    def mark_sending(self, intents: Iterable[Intent], now: float) -> None:
+        """Record that an attempt of each intent starts now (committed before the call, so a
+        crash mid-send is known as ambiguous on restart)."""
+        self.conn.executemany(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
+            "WHERE id = ?",
+            [(now, i.id) for i in intents],
+        )
+
+    def hold(self, intents: Iterable[Intent], now: float) -> None:
+        """Hold intents a rate limit refused; they go out in the channel's next digest."""
+        intents = list(intents)
+        self.conn.executemany(
+            "UPDATE outbox SET state = 'held', updated_at = ? WHERE id = ?",
+            [(now, i.id) for i in intents],
+        )
+        self.conn.executemany(
+            "INSERT INTO timeline (incident_id, ts, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    i.notification.incident.id,
+                    now,
+                    "notification",
+                    i.notification.channel,
+                    f"{i.notification.transition.value} via {i.notification.channel} to "
+                    f"{_who(i.notification)}: held by the rate limit: it goes out in the next "
+                    "digest",
+                )
+                for i in intents
+            ],
+        )
+
+    def held(self, channel: str | None = None) -> list[Intent]:
+        """Return held intents (of one channel, or all), oldest first."""
+        if channel is None:
+            rows = self.conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' ORDER BY id"
+            ).fetchall()
+        else:
+            rows = self.conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' AND channel = ? ORDER BY id",
+                (channel,),
+            ).fetchall()
+        return [_intent(r) for r in rows]
+
+    def channels_holding(self) -> set[str]:
+        rows = self.conn.execute("SELECT DISTINCT channel FROM outbox WHERE state = 'held'")
+        return {r[0] for r in rows}
+
+    def fold_digest(self, digest: Notification, members: Sequence[Intent], now: float) -> Intent:
+        """Commit a digest intent standing for ``members`` (held intents), now ``digested``."""
+        self.enqueue([digest], now)
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE key = ?", (digest.key,)
+        ).fetchone()
+        intent = _intent(row)
+        self.conn.executemany(
+            "UPDATE outbox SET state = 'digested', digest_id = ?, updated_at = ? WHERE id = ?",
+            [(intent.id, now, m.id) for m in members],
+        )
+        return intent
+
+    def digest_members(self, digest_id: int) -> list[tuple[int, str]]:
+        """Return (incident id, what it said) of each intent a digest stands for."""
+        rows = self.conn.execute(
+            "SELECT incident_id, transition || ' via ' || channel FROM outbox "
+            "WHERE digest_id = ? ORDER BY id",
+            (digest_id,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    # -- attempts ---------------------------------------------------------------------------
+    def record(self, results: Sequence[AttemptResult], now: float) -> None:
+        """Record attempt outcomes (within the caller's transaction): the intents' new
+        state, one attempt row each, and one timeline line per incident told."""
+        self.conn.executemany(
+            "UPDATE outbox SET state = ?, next_at = COALESCE(?, next_at), updated_at = ?, "
+            "provider_id = COALESCE(NULLIF(?, ''), provider_id), "
+            "last_error = CASE WHEN ? = 'ok' THEN last_error ELSE ? END WHERE id = ?",
+            [
+                (r.state, r.next_at, now, r.provider_id, r.outcome, r.detail, r.intent.id)
+                for r in results
+            ],
+        )
+        self.conn.executemany(
+            "INSERT INTO outbox_attempts (outbox_id, ts, outcome, detail) VALUES (?, ?, ?, ?)",
+            [(r.intent.id, now, r.outcome, r.detail) for r in results],
+        )
+        timeline: list[tuple[int, float, str, str, str]] = []
+        for r in results:
+            n = r.intent.notification
+            line = f"{n.transition.value} via {n.channel} to {_who(n)}: {r.detail}"
+            if n.digest:
+                members = self.digest_members(r.intent.id)
+                for incident_id, what in members:
+                    timeline.append(
+                        (
+                            incident_id,
+                            now,
+                            "notification",
+                            f"{what}: in a digest of {len(members)}: {r.detail}",
+                            n.channel,
+                        )
+                    )
+            else:
+                timeline.append((n.incident.id, now, "notification", line, n.channel))
+        self.conn.executemany(
+            "INSERT INTO timeline (incident_id, ts, kind, detail, actor) VALUES (?, ?, ?, ?, ?)",
+            timeline,
+        )
+
+    def recover(self, now: float) -> list[Intent]:
+        """After a restart: every intent caught ``sending`` was in flight when alertd stopped.
+        Record an ambiguous attempt (the provider may have it) and make it due again."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'sending' ORDER BY id"
+        ).fetchall()
+        intents = [_intent(r) for r in rows]
+        self.record(
+            [
+                AttemptResult(
+                    i,
+                    "ambiguous",
+                    "in flight when alertd stopped: sending again (it may arrive twice)",
+                    "pending",
+                    next_at=now,
+                )
+                for i in intents
+            ],
+            now,
+        )
+        return intents
+
+    def set_provider_status(self, provider_id: str, status: str, now: float) -> Intent | None:
+        """Store a provider's delivery status for the intent it sent as ``provider_id``;
+        return the intent (with its previous status) or None for an unknown id."""
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE provider_id = ?", (provider_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        intent = _intent(row)
+        self.conn.execute(
+            "UPDATE outbox SET provider_status = ?, updated_at = ? WHERE id = ?",
+            (status, now, intent.id),
+        )
+        return intent
+
+    def counts(self) -> dict[str, int]:
+        """Return how many intents are in each state."""
+        return dict(self.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
+
+    def seen_hook(self, token: str, now: float) -> bool:
+        """Remember an inbound webhook's idempotency token; return True if it was known."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO hook_replays (token, ts) VALUES (?, ?)", (token, now)
+        )
+        return cur.rowcount == 0

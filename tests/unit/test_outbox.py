@@ -1,0 +1,412 @@
+"""The durable outbox and its delivery workers, on a real SQLite file with a fake clock.
+
+Rate limits fold a storm into what the limit allows plus one digest; retries back off and
+honour Retry-After; permanent failures fail over to the next channel, re-addressed to the
+same team members; intents a crash caught in flight are sent again and recorded ambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from alertd.clock import FakeClock
+from alertd.config.channels import ChannelsFile
+from alertd.errors import FailureReason, NotifyError
+from alertd.incidents.routing import failover_for, notifications_for
+from alertd.metrics import Metrics
+from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
+from alertd.notify import render
+from alertd.notify.delivery import Delivery, DeliverySettings
+from alertd.notify.notifier import Sent
+from alertd.notify.outbox import OutboxStore, dump_notification, load_notification
+from alertd.notify.ratelimit import Limiter, SlidingWindow
+from alertd.state.db import connect
+from alertd.state.incidents import IncidentStore
+
+Behaviour = Callable[[Notification], Sent | None]
+
+
+class Channel:
+    """A notifier that records every attempt and behaves as scripted (default: accepts)."""
+
+    def __init__(self, name: str, script: list[Behaviour] | None = None) -> None:
+        self.name = name
+        self.script = script or []
+        self.attempts: list[Notification] = []
+        self.sent: list[Notification] = []
+
+    async def send(self, n: Notification) -> Sent | None:
+        self.attempts.append(n)
+        result = self.script.pop(0)(n) if self.script else None
+        self.sent.append(n)
+        return result
+
+    async def close(self) -> None:
+        return None
+
+
+def fail(retryable: bool, *, ambiguous: bool = False, retry_after: float | None = None):  # type: ignore[no-untyped-def]
+    def behave(n: Notification) -> Sent | None:
+        raise NotifyError(
+            "scripted failure",
+            retryable=retryable,
+            reason=FailureReason.SERVER_ERROR,
+            ambiguous=ambiguous,
+            retry_after=retry_after,
+        )
+
+    return behave
+
+
+@pytest.fixture
+def db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    conn = connect(tmp_path)
+    yield conn
+    conn.close()
+
+
+def open_incidents(conn, count: int) -> list[Incident]:  # type: ignore[no-untyped-def]
+    store = IncidentStore(conn)
+    out = []
+    with store.transaction():
+        for i in range(count):
+            out.append(
+                store.open(
+                    Incident(
+                        0,
+                        f"f{i}",
+                        "cpu",
+                        "cpu",
+                        make_labels({"instance": f"h{i}"}),
+                        Level.MAJOR,
+                        "P2",
+                        IncidentState.OPEN,
+                        f"cpu high on h{i}",
+                        99.0,
+                        1000.0,
+                        1000.0,
+                    )
+                )
+            )
+    return out
+
+
+def note(
+    incident: Incident, channel: str, to: tuple[str, ...] = (), team: str = ""
+) -> Notification:
+    return Notification(
+        incident, Transition.OPENED, channel, to, key=f"{incident.id}.{channel}.{to}", team=team
+    )
+
+
+def delivery_for(conn, channels: dict[str, Channel], clock: FakeClock, **kw) -> Delivery:  # type: ignore[no-untyped-def]
+    return Delivery(OutboxStore(conn), dict(channels), Metrics(CollectorRegistry()), clock, **kw)
+
+
+def commit(d: Delivery, notes: list[Notification], clock: FakeClock) -> None:
+    with d.store.transaction():
+        d.store.enqueue(notes, clock.now())
+
+
+def timeline(conn, incident_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    rows = conn.execute(
+        "SELECT detail FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,)
+    )
+    return [r[0] for r in rows]
+
+
+def attempts(conn, key: str) -> list[str]:  # type: ignore[no-untyped-def]
+    rows = conn.execute(
+        "SELECT a.outcome FROM outbox_attempts a JOIN outbox o ON o.id = a.outbox_id "
+        "WHERE o.key = ? ORDER BY a.id",
+        (key,),
+    )
+    return [r[0] for r in rows]
+
+
+def test_a_window_never_lets_more_than_its_count_through_in_any_span() -> None:
+    w = SlidingWindow.of((2, 1.0))
+    sends = []
+    now = 0.0
+    for _ in range(50):
+        if w.peek(now):
+            w.take(now)
+            sends.append(now)
+        now += 0.1
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(sends, sends[2:], strict=False))
+    assert len(sends) >= 9  # and it does use its room: 2 a second over 5 s
+
+
+def test_a_channel_with_two_windows_obeys_both() -> None:
+    limiter = Limiter({"feishu": ((5, 1.0), (100, 60.0))})
+    now, times = 0.0, []
+    for _ in range(1800):  # one try every 0.1 s for three minutes
+        if limiter.admit("feishu", (), now):
+            times.append(now)
+        now += 0.1
+    for i, t in enumerate(times):  # any 60 s span: at most 100; any 1 s span: at most 5
+        assert sum(1 for u in times[i:] if u < t + 60.0 - 1e-9) <= 100
+        assert sum(1 for u in times[i:] if u < t + 1.0 - 1e-9) <= 5
+    assert len(times) >= 290  # yet it sends what the minute window allows
+
+
+def test_a_notification_round_trips_through_its_stored_form(db) -> None:  # type: ignore[no-untyped-def]
+    (incident,) = open_incidents(db, 1)
+    n = Notification(
+        incident,
+        Transition.LEVEL_CHANGED,
+        "mail",
+        ("a@example.com",),
+        key="k",
+        previous_level=Level.MINOR,
+        alerts=("x",),
+        team="tier1",
+        url="http://u",
+    )
+    assert load_notification(dump_notification(n)) == n
+
+
+async def test_an_intent_is_stored_once_per_idempotency_key(db) -> None:  # type: ignore[no-untyped-def]
+    (incident,) = open_incidents(db, 1)
+    clock = FakeClock()
+    d = delivery_for(db, {}, clock)
+    with d.store.transaction():
+        assert d.store.enqueue([note(incident, "mail")], clock.now()) == 1
+        assert d.store.enqueue([note(incident, "mail")], clock.now()) == 0
+    assert d.store.counts() == {"pending": 1}
+
+
+async def test_storm_is_the_limit_plus_one_digest_never_a_drop(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    robot = Channel("robot")
+    incidents = open_incidents(db, 57)
+    d = delivery_for(db, {"robot": robot}, clock, limiter=Limiter({"robot": ((20, 60.0),)}))
+    commit(d, [note(i, "robot") for i in incidents], clock)
+    await d.settle()
+    assert len(robot.sent) == 20
+    assert d.store.counts() == {"delivered": 20, "held": 37}
+    clock.advance(59.0)  # 20 a minute: nothing more within the minute
+    await d.settle()
+    assert len(robot.sent) == 20
+    clock.advance(1.0)
+    await d.settle()
+    assert len(robot.sent) == 21
+    digest = robot.sent[-1]
+    assert len(digest.digest) == 37
+    assert render.subject(digest).startswith("[digest of 37]")
+    assert "#21 [P2] opened major: cpu high on h20" in render.text_body(digest)
+    for incident in incidents[20:]:  # every held incident's timeline says how it went out
+        lines = timeline(db, incident.id)
+        assert "held by the rate limit" in lines[0]
+        assert lines[-1].endswith("in a digest of 37: sent")
+    clock.advance(60.0)
+    await d.settle()
+    assert len(robot.sent) == 21  # nothing held: no empty digest
+    assert d.store.counts() == {"delivered": 21, "digested": 37}
+
+
+async def test_per_recipient_limit_holds_only_the_busy_person(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    mail = Channel("mail")
+    incidents = open_incidents(db, 5)
+    d = delivery_for(db, {"mail": mail}, clock, limiter=Limiter({}, {"mail": 2.0}))
+    commit(d, [note(i, "mail", ("wang@example.com",)) for i in incidents], clock)
+    await d.settle()
+    assert len(mail.sent) == 2
+    clock.advance(60.0)
+    await d.settle()
+    assert len(mail.sent) == 3
+    assert mail.sent[-1].recipients == ("wang@example.com",)
+    assert len(mail.sent[-1].digest) == 3
+
+
+async def test_retryable_failures_back_off_then_deliver_once(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail = Channel("mail", [fail(True), fail(True, ambiguous=True)])
+    d = delivery_for(db, {"mail": mail}, clock, settings=DeliverySettings(backoff=10.0))
+    n = note(incident, "mail", ("a@example.com",))
+    commit(d, [n], clock)
+    await d.settle()
+    assert len(mail.attempts) == 1
+    clock.advance(7.0)  # the first retry waits 10 s +-20 %: not yet
+    await d.settle()
+    assert len(mail.attempts) == 1
+    clock.advance(5.0)
+    await d.settle()
+    assert len(mail.attempts) == 2
+    clock.advance(25.0)  # the second waits 20 s +-20 %
+    await d.settle()
+    assert len(mail.sent) == 1
+    assert attempts(db, n.key) == ["retryable", "ambiguous", "ok"]
+    assert timeline(db, incident.id)[-1].endswith("sent (attempt 3)")
+    assert d.store.counts() == {"delivered": 1}
+
+
+async def test_retry_after_is_honoured(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    robot = Channel("robot", [fail(True, retry_after=120.0)])
+    d = delivery_for(db, {"robot": robot}, clock, settings=DeliverySettings(backoff=1.0))
+    commit(d, [note(incident, "robot")], clock)
+    await d.settle()
+    clock.advance(100.0)  # well past the backoff, not past Retry-After
+    await d.settle()
+    assert len(robot.attempts) == 1
+    clock.advance(21.0)
+    await d.settle()
+    assert len(robot.attempts) == 2
+    assert d.store.counts() == {"delivered": 1}
+
+
+CHANNELS = ChannelsFile.model_validate(
+    {
+        "channels": {
+            "sms": {"type": "log"},
+            "mail": {
+                "type": "email",
+                "host": "127.0.0.1",
+                "from": "alertd@example.com",
+                "starttls": False,
+            },
+            "log": {"type": "log"},
+        },
+        "teams": {
+            "tier1": {
+                "members": [
+                    {"name": "Wang", "email": "wang@example.com"},
+                    {"name": "Li", "email": "li@example.com"},
+                ],
+                "channels": ["mail"],
+            }
+        },
+        "failover": {"mail": "log"},
+        "routes": [{"notify": ["tier1"]}],
+    }
+)
+
+
+async def test_a_permanent_failure_fails_over_and_is_recorded(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail, log = Channel("mail", [fail(False)]), Channel("log")
+    d = delivery_for(
+        db,
+        {"mail": mail, "log": log},
+        clock,
+        failover=lambda n, failed, why: failover_for(n, failed, why, CHANNELS),
+    )
+    (n,) = notifications_for(incident, Transition.OPENED, CHANNELS, clock.now())
+    assert n.recipients == ("wang@example.com", "li@example.com")
+    assert n.team == "tier1"
+    commit(d, [n], clock)
+    await d.settle()
+    assert len(mail.attempts) == 1  # permanent: no retry
+    assert len(log.sent) == 1
+    assert attempts(db, n.key) == ["permanent"]
+    lines = timeline(db, incident.id)
+    assert any("failed (server_error)" in line for line in lines)
+    assert any("failing over to log" in line for line in lines)
+    assert lines[-1].startswith("opened via log")
+    assert d.store.counts() == {"failed": 1, "delivered": 1}
+
+
+async def test_retries_that_outlive_max_age_fail_over(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail = Channel("mail", [fail(True)] * 10)
+    log = Channel("log")
+    d = delivery_for(
+        db,
+        {"mail": mail, "log": log},
+        clock,
+        settings=DeliverySettings(backoff=10.0, max_age=60.0),
+        failover=lambda n, failed, why: failover_for(n, failed, why, CHANNELS),
+    )
+    commit(d, notifications_for(incident, Transition.OPENED, CHANNELS, clock.now()), clock)
+    for _ in range(10):
+        await d.settle()
+        clock.advance(30.0)
+    assert 2 <= len(mail.attempts) <= 4
+    assert len(log.sent) == 1
+    assert any("gave up after" in line for line in timeline(db, incident.id))
+
+
+async def test_refused_recipients_are_handled_one_by_one(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    refused = Sent(refused=(("li@example.com", "550 no such user"),))
+    mail = Channel("mail", [lambda n: refused])
+    log = Channel("log")
+    d = delivery_for(
+        db,
+        {"mail": mail, "log": log},
+        clock,
+        failover=lambda n, failed, why: failover_for(n, failed, why, CHANNELS),
+    )
+    commit(d, notifications_for(incident, Transition.OPENED, CHANNELS, clock.now()), clock)
+    await d.settle()
+    assert len(mail.sent) == 1
+    assert len(log.sent) == 1  # only Li's part failed over
+    assert any("failed for li@example.com: failing over to log" in x for x in timeline(db, 1))
+
+
+async def test_a_temporarily_refused_recipient_is_retried_alone(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail = Channel("mail", [lambda n: Sent(refused=(("li@example.com", "451 try later"),))])
+    d = delivery_for(db, {"mail": mail}, clock, settings=DeliverySettings(backoff=5.0))
+    commit(d, [note(incident, "mail", ("wang@example.com", "li@example.com"))], clock)
+    await d.settle()
+    clock.advance(6.0)
+    await d.settle()
+    assert [n.recipients for n in mail.sent] == [
+        ("wang@example.com", "li@example.com"),
+        ("li@example.com",),
+    ]
+
+
+async def test_intents_in_flight_at_a_crash_are_sent_again_as_ambiguous(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 3)
+    store = OutboxStore(db)
+    with store.transaction():
+        store.enqueue([note(i, "mail") for i in incidents], clock.now())
+        due = store.due(clock.now(), 10)
+        store.mark_sending(due[:2], clock.now())  # the crash came with two sends in flight
+    mail = Channel("mail")
+    d = delivery_for(db, {"mail": mail}, clock)
+    assert d.recover() == 2
+    await d.settle()
+    assert sorted(n.incident.id for n in mail.sent) == [1, 2, 3]
+    assert attempts(db, note(incidents[0], "mail").key) == ["ambiguous", "ok"]
+    assert attempts(db, note(incidents[2], "mail").key) == ["ok"]
+    assert "in flight when alertd stopped" in timeline(db, 1)[0]
+
+
+async def test_a_channel_removed_by_a_reload_fails_its_intents(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    d = delivery_for(db, {}, clock)
+    commit(d, [note(incident, "gone")], clock)
+    await d.settle()
+    assert d.store.counts() == {"failed": 1}
+    assert "no longer configured" in timeline(db, incident.id)[-1]
+
+
+async def test_a_crashing_channel_is_a_permanent_failure_not_a_dead_worker(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 2)
+
+    def boom(n: Notification) -> Sent | None:
+        raise RuntimeError("bug")
+
+    mail = Channel("mail", [boom])
+    d = delivery_for(db, {"mail": mail}, clock)
+    commit(d, [note(i, "mail") for i in incidents], clock)
+    await d.settle()
+    assert d.store.counts() == {"failed": 1, "delivered": 1}
