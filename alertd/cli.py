@@ -121,6 +121,19 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--comment", default=None)
         cmd.add_argument("--by", default=None, help="who (default: your user name)")
 
+    notify = sub.add_parser("notify", help="try a notification channel")
+    nsub = notify.add_subparsers(dest="action", required=True)
+    ntest = nsub.add_parser("test", help="send a test message through the real delivery path")
+    ntest.add_argument("channel", help="a channel name from channels.yaml")
+    ntest.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        help="a recipient (repeatable); default: the members of teams using the channel",
+    )
+    ntest.add_argument("--config-dir", type=Path, default=Path("."))
+    ntest.add_argument("--timeout", type=float, default=30.0, help="give up after (seconds)")
+
     rep = sub.add_parser("report", help="incident KPIs: MTTA, MTTR, SLA breaches, noise")
     rep.add_argument(
         "--since", type=_duration, default=30 * 86400.0, help="window, e.g. 7d (default: 30d)"
@@ -149,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _windows(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "notify":
+            return _notify_test(args)
         return _incidents(args)
     except AlertdError as exc:
         print(f"alertd: {exc}", file=sys.stderr)
@@ -163,6 +178,23 @@ def _run(args: argparse.Namespace) -> int:
     host, port = args.listen
     app = App(args.config_dir, args.state_dir or _default_state_dir(), host, port)
     return asyncio.run(app.run())
+
+
+def _notify_test(args: argparse.Namespace) -> int:
+    from alertd.config.load import load_config
+    from alertd.log import setup_logging
+    from alertd.notifytest import send_test
+
+    setup_logging("WARNING")
+    config = load_config(args.config_dir)
+    if args.channel not in config.channels.channels:
+        known = ", ".join(sorted(config.channels.channels)) or "none"
+        print(f"alertd: no channel {args.channel!r} (channels: {known})", file=sys.stderr)
+        return 2
+    outcome, lines = asyncio.run(send_test(config, args.channel, args.to, args.timeout))
+    print("\n".join(lines))
+    print(outcome.upper())
+    return 0 if outcome == "delivered" else 1
 
 
 def _check_config(config_dir: Path) -> int:

@@ -1,0 +1,76 @@
+"""``alertd notify test CHANNEL``: one message through the real delivery path, outcome printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alertd.cli import main
+from tests.conftest import SmtpServer
+
+pytestmark = pytest.mark.integration
+
+
+def config_dir(tmp_path: Path, port: int) -> Path:
+    (tmp_path / "thresholds.yaml").write_text("rules: []\n")
+    (tmp_path / "channels.yaml").write_text(
+        f"""
+channels:
+  mail:
+    type: email
+    host: 127.0.0.1
+    port: {port}
+    starttls: false
+    from: alertd@example.com
+    timeout: 2
+teams:
+  tier1:
+    members: [{{name: Wang, email: wang@example.com}}]
+    channels: [mail]
+routes:
+  - notify: [tier1]
+"""
+    )
+    return tmp_path
+
+
+def test_a_test_message_arrives_and_the_command_says_so(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["notify", "test", "mail", "--config-dir", str(config_dir(tmp_path, smtp_server.port))]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "test message via mail to wang@example.com" in out
+    assert out.rstrip().endswith("DELIVERED")
+    (message,) = smtp_server.messages
+    assert message.rcpt_tos == ("wang@example.com",)
+    assert b"Test message from alertd via mail" in message.content
+
+
+def test_to_overrides_the_team(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = config_dir(tmp_path, smtp_server.port)
+    assert main(["notify", "test", "mail", "--to", "li@example.com", "--config-dir", str(d)]) == 0
+    assert smtp_server.messages[0].rcpt_tos == ("li@example.com",)
+
+
+def test_an_unreachable_server_is_reported_with_each_attempt(
+    tmp_path: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = config_dir(tmp_path, closed_port)
+    code = main(["notify", "test", "mail", "--timeout", "2.5", "--config-dir", str(d)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "retryable: attempt 1 failed (connect)" in out
+    assert out.rstrip().endswith("FAILED")
+
+
+def test_an_unknown_channel_names_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["notify", "test", "pager", "--config-dir", str(config_dir(tmp_path, 25))]) == 2
+    assert "channels: mail" in capsys.readouterr().err
