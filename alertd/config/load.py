@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from alertd.config.channels import ChannelsFile
 from alertd.config.collectors import CollectorsFile, HostTarget, SnmpTarget
+from alertd.config.server import ServerFile
 from alertd.config.snmp_profiles import Derived, Profile
 from alertd.config.thresholds import Flapping, Rule, ThresholdsFile, check_order
 from alertd.config.traps import TrapsConfig
@@ -49,6 +50,7 @@ class Config:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     traps: TrapsConfig | None = None
     flapping: Flapping = field(default_factory=Flapping)
+    server: ServerFile = field(default_factory=ServerFile)
 
     def summary(self) -> str:
         c = self.channels
@@ -231,6 +233,21 @@ class _Loader:
                 channels_doc, channels = parsed_ch
         else:
             channels = ChannelsFile()
+        server = ServerFile()
+        server_path = self.directory / "server.yaml"
+        if server_path.exists():
+            parsed_s = self._parse(server_path, ServerFile)
+            if parsed_s is not None:
+                server_doc, server = parsed_s
+                secret = server.link_secret_file
+                if secret is not None and not (self.directory / secret).is_file():
+                    self.problems.append(
+                        server_doc.problem(
+                            ("link_secret_file",), f"cannot read {secret}: no such file"
+                        )
+                    )
+                elif secret is not None and not secret.is_absolute():
+                    server = server.model_copy(update={"link_secret_file": self.directory / secret})
         self._check_rules(rules)
         if channels is not None:
             if channels_doc is not None:
@@ -254,6 +271,7 @@ class _Loader:
             profiles=profiles,
             traps=None if traps is None else _traps_files_relative_to(traps, self.directory),
             channels=_files_relative_to(channels, self.directory),
+            server=server,
         )
 
     def _scrub(self, problem: ConfigProblem) -> ConfigProblem:

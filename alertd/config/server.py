@@ -1,0 +1,63 @@
+"""Schema of ``server.yaml`` (optional): the HTTP listener's public face and its API tokens.
+
+``public_url`` is how people and providers reach the daemon (links in notifications, the URL
+Twilio signs); ``tokens`` are bearer tokens stored as SHA-256 hashes, never in plain text,
+each with scopes: ``read``, ``respond`` (ack/resolve/comment), ``admin`` (maintenance,
+silences, reload) and ``ingest`` (``POST /api/v2/alerts``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+
+from alertd.config.types import Duration, StrictModel
+
+Scope = Literal["read", "respond", "admin", "ingest"]
+
+
+class ApiToken(StrictModel):
+    """One bearer token: ``sha256`` is the hex SHA-256 of the token (``alertd token hash``)."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Scope] = Field(min_length=1)
+
+
+class IngestSettings(StrictModel):
+    """``POST /api/v2/alerts``: alerts pushed by Prometheus (Alertmanager's v2 API)."""
+
+    resolve_timeout: Duration = Field(default=300.0, gt=0)  # an alert without endsAt lasts this
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_alerts: int = Field(default=10_000, ge=1)
+    default_level: Literal["critical", "major", "minor"] = "major"  # no/unknown severity
+
+
+class ServerFile(StrictModel):
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    # signs the acknowledge links in emails; links need both this and public_url
+    link_secret: SecretStr | None = None
+    link_secret_file: Path | None = None
+    ack_link_valid_for: Duration = Field(default=86400.0, gt=0)
+    tokens: dict[str, ApiToken] = {}
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if self.link_secret is not None and self.link_secret_file is not None:
+            raise ValueError("link_secret and link_secret_file are exclusive; set one")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or "").rstrip("/")
+
+    def read_link_secret(self) -> bytes | None:
+        """Return the link-signing secret (the file's content without a trailing newline)."""
+        if self.link_secret is not None:
+            return self.link_secret.get_secret_value().encode()
+        if self.link_secret_file is None:
+            return None
+        data = self.link_secret_file.read_bytes()
+        return data.removesuffix(b"\n").removesuffix(b"\r") or None
