@@ -1,0 +1,241 @@
+"""Track pushed alerts in ``external_alerts`` and turn their changes into ``AlertEvent``s.
+
+The table is the memory Alertmanager lacks (its alerts live only in RAM): a firing alert whose
+``endsAt`` passes without a refresh resolves, also across a restart. Functions here run in the
+caller's transaction (they never BEGIN or COMMIT), so the incident manager can apply the events
+in the same one. One POST costs one ``SELECT ... IN (...)`` per 500 distinct fingerprints and
+one ``executemany`` upsert, whatever its size.
+
+State machine per fingerprint (``model.fingerprint(alertname, all labels)``):
+
+====================  =====================  =====================================================
+stored                posted                 result
+====================  =====================  =====================================================
+none / resolved       endsAt > now           FIRING; row firing
+firing                endsAt > now           same level: nothing; other level: LEVEL_CHANGED.
+                                             ``starts_at`` keeps the earliest, ``ends_at`` the
+                                             latest, annotations the newest
+firing                endsAt <= now          RESOLVED (unless endsAt is before the stored
+                                             startsAt: a late resolve of an older episode)
+none / resolved       endsAt <= now          nothing, and nothing written
+====================  =====================  =====================================================
+
+``severity`` is a label, so it is part of the identity, as in Alertmanager: a Prometheus
+warning rule and critical rule on the same series are two alerts. LEVEL_CHANGED happens only
+when the mapping from labels to level changes (a new default level, for instance).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from alertd.ingest.alertmanager import PostedAlert
+from alertd.ingest.severity import summary_for
+from alertd.model import AlertEvent, EventKind, Labels, Level
+
+EXTERNAL_METRIC = "alertmanager"  # AlertEvent.metric of every pushed alert
+FIRING = "firing"
+RESOLVED = "resolved"
+EXPIRED_NOTE = " (endsAt passed without a refresh)"
+_CHUNK = 500  # fingerprints per SELECT ... IN (...); SQLite allows 32766 variables since 3.32
+
+_COLUMNS = (
+    "fingerprint, rule, labels, annotations, level, starts_at, ends_at, generator_url, "
+    "updated_at, state"
+)
+_UPSERT = (
+    f"INSERT INTO external_alerts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(fingerprint) DO UPDATE SET rule = excluded.rule, labels = excluded.labels, "
+    "annotations = excluded.annotations, level = excluded.level, "
+    "starts_at = excluded.starts_at, ends_at = excluded.ends_at, "
+    "generator_url = excluded.generator_url, updated_at = excluded.updated_at, "
+    "state = excluded.state"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalAlert:
+    """One pushed alert as stored (for ``GET /api/v2/alerts`` and the CLI)."""
+
+    fingerprint: str
+    rule: str
+    labels: Labels
+    annotations: Labels
+    level: Level
+    starts_at: float
+    ends_at: float
+    generator_url: str
+    updated_at: float
+    state: str  # "firing" or "resolved"
+
+    @property
+    def summary(self) -> str:
+        return summary_for(self.rule, dict(self.labels), dict(self.annotations))
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    state: str
+    level: Level
+    starts_at: float
+    ends_at: float
+
+
+def receive(
+    conn: sqlite3.Connection, alerts: Sequence[PostedAlert], now: float
+) -> list[AlertEvent]:
+    """Record a batch of posted alerts; return the events their changes make, in batch order.
+
+    Several alerts with one fingerprint in a batch are applied in order, each seeing the
+    previous one's result.
+    """
+    if not alerts:
+        return []
+    known = _load(conn, {a.fingerprint for a in alerts})
+    rows: dict[str, tuple[object, ...]] = {}
+    events: list[AlertEvent] = []
+    for alert in alerts:
+        old = known.get(alert.fingerprint)
+        was_firing = old is not None and old.state == FIRING
+        if not alert.firing(now):
+            if old is None or not was_firing or alert.ends_at < old.starts_at:
+                continue
+            events.append(_event(EventKind.RESOLVED, alert, None, old.level, now))
+            new = _Known(RESOLVED, alert.level, old.starts_at, alert.ends_at)
+        elif old is None or not was_firing:
+            events.append(_event(EventKind.FIRING, alert, alert.level, None, now))
+            new = _Known(FIRING, alert.level, alert.starts_at, alert.ends_at)
+        else:
+            if old.level != alert.level:
+                events.append(_event(EventKind.LEVEL_CHANGED, alert, alert.level, old.level, now))
+            # never shorten: Alertmanager's Merge keeps a later explicit endsAt too
+            starts_at = min(old.starts_at, alert.starts_at)
+            new = _Known(FIRING, alert.level, starts_at, max(old.ends_at, alert.ends_at))
+        known[alert.fingerprint] = new
+        rows[alert.fingerprint] = _row(alert, new, now)
+    if rows:
+        conn.executemany(_UPSERT, rows.values())
+    return events
+
+
+def expire(conn: sqlite3.Connection, now: float) -> list[AlertEvent]:
+    """Resolve every firing alert whose ``ends_at`` is at or before ``now``; return the events.
+
+    Call it periodically: a sender that stopped refreshing (Prometheus gone, amtool's alert
+    timed out) gets its alerts resolved, as Alertmanager does in memory.
+    """
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM external_alerts WHERE state = 'firing' AND ends_at <= ?",
+        (now,),
+    ).fetchall()
+    if not rows:
+        return []
+    expired = [_stored(row) for row in rows]
+    conn.executemany(
+        "UPDATE external_alerts SET state = 'resolved', updated_at = ? WHERE fingerprint = ?",
+        [(now, a.fingerprint) for a in expired],
+    )
+    return [
+        AlertEvent(
+            kind=EventKind.RESOLVED,
+            rule=a.rule,
+            metric=EXTERNAL_METRIC,
+            labels=a.labels,
+            level=None,
+            previous_level=a.level,
+            value=None,
+            summary=a.summary + EXPIRED_NOTE,
+            ts=now,
+            fingerprint=a.fingerprint,
+        )
+        for a in expired
+    ]
+
+
+def active(conn: sqlite3.Connection, now: float | None = None) -> list[ExternalAlert]:
+    """Return the firing alerts sorted by fingerprint; with ``now``, only those not yet ended."""
+    if now is None:
+        cursor = conn.execute(
+            f"SELECT {_COLUMNS} FROM external_alerts WHERE state = 'firing' ORDER BY fingerprint"
+        )
+    else:
+        cursor = conn.execute(
+            f"SELECT {_COLUMNS} FROM external_alerts WHERE state = 'firing' AND ends_at > ? "
+            "ORDER BY fingerprint",
+            (now,),
+        )
+    return [_stored(row) for row in cursor]
+
+
+def _load(conn: sqlite3.Connection, fingerprints: Iterable[str]) -> dict[str, _Known]:
+    wanted = list(fingerprints)
+    known: dict[str, _Known] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for fp, state, level, starts_at, ends_at in conn.execute(
+            "SELECT fingerprint, state, level, starts_at, ends_at FROM external_alerts "
+            f"WHERE fingerprint IN ({marks})",
+            chunk,
+        ):
+            known[fp] = _Known(state, Level(level), starts_at, ends_at)
+    return known
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _json(pairs: Labels) -> str:
+    return _ENCODER.encode(dict(pairs))
+
+
+def _row(alert: PostedAlert, new: _Known, now: float) -> tuple[object, ...]:
+    return (
+        alert.fingerprint,
+        alert.rule,
+        _json(alert.labels),
+        _json(alert.annotations),
+        int(new.level),
+        new.starts_at,
+        new.ends_at,
+        alert.generator_url,
+        now,
+        new.state,
+    )
+
+
+def _stored(row: Any) -> ExternalAlert:
+    fp, rule, labels, annotations, level, starts_at, ends_at, url, updated_at, state = row
+    return ExternalAlert(
+        fingerprint=str(fp),
+        rule=str(rule),
+        labels=tuple(sorted(json.loads(labels).items())),
+        annotations=tuple(sorted(json.loads(annotations).items())),
+        level=Level(level),
+        starts_at=float(starts_at),
+        ends_at=float(ends_at),
+        generator_url=str(url),
+        updated_at=float(updated_at),
+        state=str(state),
+    )
+
+
+def _event(
+    kind: EventKind, alert: PostedAlert, level: Level | None, previous: Level | None, now: float
+) -> AlertEvent:
+    return AlertEvent(
+        kind=kind,
+        rule=alert.rule,
+        metric=EXTERNAL_METRIC,
+        labels=alert.labels,
+        level=level,
+        previous_level=previous,
+        value=None,
+        summary=alert.summary,
+        ts=now,
+        fingerprint=alert.fingerprint,
+    )
