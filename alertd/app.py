@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from alertd.api.auth import Authorizer
 from alertd.clock import Clock, SystemClock
 from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs, snmp_labels
 from alertd.collect.snmp.collector import resolve_ipv4
@@ -27,20 +29,27 @@ from alertd.collect.snmp.transport import SnmpTransport
 from alertd.collect.snmp.traps import TrapReceiver
 from alertd.collect.snmp.v3 import close_engines
 from alertd.config.load import Config, load_config
+from alertd.config.server import Scope
 from alertd.errors import CollectError, ConfigError
 from alertd.evaluate.evaluator import Evaluator
+from alertd.inbound import Inbound
 from alertd.incidents.kpi import compute_kpis
 from alertd.incidents.kpi_facts import incident_facts
 from alertd.incidents.maintenance import from_config, from_rows
 from alertd.incidents.manager import IncidentManager
 from alertd.incidents.routing import failover_for
+from alertd.ingest import external
+from alertd.ingest.alertmanager import IngestLimits
+from alertd.ingest.http import alerts_routes
 from alertd.metrics import PRIORITIES, Metrics
-from alertd.model import AlertEvent, Notification, Sample, StateRecord
+from alertd.model import AlertEvent, Level, Notification, Sample, StateRecord
 from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.notifier import Notifier
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.ratelimit import Window
 from alertd.notify.registry import build_notifiers
+from alertd.notify.sms.config import SmsChannelConfig
+from alertd.notify.sms.hooks import twilio_routes
 from alertd.server import build_web_app, start_server
 from alertd.state.db import connect
 from alertd.state.events import DeviceEvent, record_device_event
@@ -155,8 +164,18 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+        self.inbound = Inbound(
+            self.manager,
+            self.outbox,
+            self.delivery,
+            lambda: self.config,
+            self.clock.now,
+            self._count_events,
+        )
         runner = await start_server(
-            build_web_app(self.metrics.registry, self.reload, lambda: self._ready),
+            build_web_app(
+                self.metrics.registry, self.reload, lambda: self._ready, self._routes(config)
+            ),
             self.listen_host,
             self.listen_port,
         )
@@ -198,6 +217,45 @@ class App:
             log.info("alertd stopped")
         return 0
 
+    def _routes(self, config: Config) -> list[web.RouteDef]:
+        """The inbound HTTP routes. Their limits and the public URL are read at start; tokens
+        and everything else follow reloads."""
+        ingest = config.server.ingest
+        routes = alerts_routes(
+            self.inbound.receive_alerts,
+            IngestLimits(max_body_bytes=ingest.max_body_bytes, max_alerts=ingest.max_alerts),
+            authorize=lambda request: self._require(request, "ingest"),
+            resolve_timeout=lambda: self.config.server.ingest.resolve_timeout,
+            clock=self.clock.now,
+            default_level=Level.parse(ingest.default_level),
+        )
+        routes += twilio_routes(
+            config.server.base_url,
+            self._twilio_token,
+            self.inbound.provider_status,
+            self.inbound.sms_reply,
+            self.inbound.seen_hook,
+            self.inbound.forget_hook,
+        )
+        return routes
+
+    def _require(self, request: web.Request, scope: Scope) -> None:
+        Authorizer(self.config.server.tokens).require(request, scope)
+
+    def _twilio_token(self) -> str | None:
+        """The auth token of the first configured SMS channel: Twilio signs with it."""
+        for channel in self.config.channels.channels.values():
+            if isinstance(channel, SmsChannelConfig) and channel.configured:
+                return channel.resolve_auth_token()
+        return None
+
+    def _count_events(self, events: Sequence[AlertEvent]) -> None:
+        for event in events:
+            self.metrics.alert_events.labels(event.kind.value).inc()
+        open_counts = self.manager.store.count_open_by_priority()
+        for priority in PRIORITIES:
+            self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
+
     def _snmp_dropped(self, reason: str) -> None:
         self.metrics.snmp_replies_dropped.labels(reason).inc()
 
@@ -224,25 +282,27 @@ class App:
         self.metrics.rule_evaluations.inc()
         self.metrics.evaluation_duration.observe(time.perf_counter() - started)
         self.metrics.series.set(self.evaluator.series_count())
-        self._apply(events, changes, now)
+        self._apply(events, changes, now, expire=True)
         self._export_kpis()
 
     def _apply(
-        self, events: Sequence[AlertEvent], changes: Mapping[str, StateRecord | None], now: float
+        self,
+        events: Sequence[AlertEvent],
+        changes: Mapping[str, StateRecord | None],
+        now: float,
+        expire: bool = False,
     ) -> None:
         """Turn alert events into incident changes (with the rule state, atomically) and
-        hand the resulting notifications to delivery."""
-        for event in events:
-            self.metrics.alert_events.labels(event.kind.value).inc()
+        commit the resulting notifications to the outbox in the same transaction."""
         with self.manager.store.transaction():
             save_rule_state(self.conn, changes)
+            if expire:  # pushed alerts whose endsAt passed without a refresh
+                events = [*events, *external.expire(self.conn, now)]
             notifications = self.manager.apply(events, now)
             notifications += self.manager.escalate(now)
             # the intents commit with the incident changes that caused them, before any send
             self.outbox.enqueue(notifications, now)
-        open_counts = self.manager.store.count_open_by_priority()
-        for priority in PRIORITIES:
-            self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
+        self._count_events(events)
         if notifications:
             self.delivery.wake()
 

@@ -1,11 +1,12 @@
 """The daemon's HTTP listener: /metrics, health and readiness, and reload.
 
-Loopback-only unless configured otherwise; the JSON API and webhooks join it later.
+Loopback-only unless configured otherwise; alert ingest, provider webhooks and acknowledge
+links are added by the composition root.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -15,9 +16,13 @@ ReadyCheck = Callable[[], bool]
 
 
 def build_web_app(
-    registry: CollectorRegistry, reload: Reloader, ready: ReadyCheck
+    registry: CollectorRegistry,
+    reload: Reloader,
+    ready: ReadyCheck,
+    routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
-    """Return the aiohttp application serving alertd's operational endpoints."""
+    """Return the aiohttp application serving alertd's operational endpoints, plus
+    ``routes`` (alert ingest, provider webhooks, acknowledge links)."""
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -41,6 +46,7 @@ def build_web_app(
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", is_ready)
     app.router.add_post("/-/reload", do_reload)
+    app.router.add_routes(routes)
     return app
 
 

@@ -345,20 +345,19 @@ class OutboxStore:
         )
         return intents
 
-    def set_provider_status(self, provider_id: str, status: str, now: float) -> Intent | None:
-        """Store a provider's delivery status for the intent it sent as ``provider_id``;
-        return the intent (with its previous status) or None for an unknown id."""
+    def by_provider_id(self, provider_id: str) -> Intent | None:
+        """Return the intent a provider knows as ``provider_id`` (e.g. a MessageSid)."""
         row = self.conn.execute(
             f"SELECT {_COLUMNS} FROM outbox WHERE provider_id = ?", (provider_id,)
         ).fetchone()
-        if row is None:
-            return None
-        intent = _intent(row)
+        return None if row is None else _intent(row)
+
+    def set_provider_status(self, intent_id: int, status: str, now: float) -> None:
+        """Store a provider's delivery status (callers keep it from going backwards)."""
         self.conn.execute(
             "UPDATE outbox SET provider_status = ?, updated_at = ? WHERE id = ?",
-            (status, now, intent.id),
+            (status, now, intent_id),
         )
-        return intent
 
     def counts(self) -> dict[str, int]:
         """Return how many intents are in each state."""

@@ -1,0 +1,134 @@
+"""What the daemon does when the outside world talks back to it.
+
+Alerts pushed by Prometheus, a provider's delivery status, an on-call engineer's "ACK 42"
+reply or click on an acknowledge link: each becomes an incident or outbox change committed in
+one transaction, with the notifications it causes committed beside it (the outbox), so a
+crash right after never loses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from alertd.config.load import Config
+from alertd.incidents.actions import acknowledge, resolve_by_hand
+from alertd.incidents.manager import IncidentManager
+from alertd.incidents.routing import failover_for, notifications_for
+from alertd.ingest import external
+from alertd.ingest.alertmanager import PostedAlert
+from alertd.model import AlertEvent, IncidentState, Notification, Transition
+from alertd.notify.delivery import Delivery
+from alertd.notify.outbox import OutboxStore
+from alertd.notify.sms.hooks import status_advances
+
+log = logging.getLogger(__name__)
+
+FAILED_STATUSES = frozenset({"failed", "undelivered"})
+
+
+@dataclass(slots=True)
+class Inbound:
+    """The inbound actions, bound to the running daemon's parts."""
+
+    manager: IncidentManager
+    outbox: OutboxStore
+    delivery: Delivery
+    config: Callable[[], Config]
+    now: Callable[[], float]
+    applied: Callable[[Sequence[AlertEvent]], None]  # counts events, refreshes gauges
+
+    # -- Prometheus ------------------------------------------------------------------------
+    def receive_alerts(self, alerts: list[PostedAlert]) -> None:
+        """Alerts from ``POST /api/v2/alerts``: incident changes and their notifications in
+        one transaction (raises on a database error, and the sender gets a 503)."""
+        now = self.now()
+        store = self.manager.store
+        with store.transaction():
+            events = external.receive(store.conn, alerts, now)
+            notifications = self.manager.apply(events, now)
+            self.outbox.enqueue(notifications, now)
+        self.applied(events)
+        if notifications:
+            self.delivery.wake()
+
+    # -- responders -------------------------------------------------------------------------
+    def respond(self, action: str, incident_id: int, who: str, how: str) -> str:
+        """Acknowledge or resolve an incident for a person; return what happened, in words.
+
+        A resolve by hand notifies like any resolve does (the notification commits with it)."""
+        store = self.manager.store
+        incident = store.get(incident_id)
+        if incident is None:
+            return f"no incident #{incident_id}"
+        now = self.now()
+        if action == "ack":
+            return acknowledge(store, incident, who, None, now, how)
+        text = resolve_by_hand(store, incident, who, None, now, how)
+        resolved = store.get(incident_id)
+        if (
+            resolved is not None
+            and resolved.state is IncidentState.RESOLVED
+            and (incident.state is not IncidentState.RESOLVED)
+        ):
+            notes = notifications_for(resolved, Transition.RESOLVED, self.config().channels, now)
+            with store.transaction():
+                self.outbox.enqueue(notes, now)
+            self.delivery.wake()
+        return text
+
+    def member_by_phone(self, phone: str) -> str | None:
+        """Return the name of the team member with this phone number, if any."""
+        for team in self.config().channels.teams.values():
+            for member in team.members:
+                if member.phone and member.phone == phone:
+                    return member.name
+        return None
+
+    def sms_reply(self, phone: str, action: str, incident_id: int) -> str:
+        """An SMS "ACK 42" / "RESOLVE 42": act for the phone's owner, if they are on a team."""
+        name = self.member_by_phone(phone)
+        if name is None:
+            log.warning("SMS %s #%d from %s: not a team member's phone", action, incident_id, phone)
+            return "This number is not on an alertd team; nothing was changed."
+        return self.respond(action, incident_id, name, "sms")
+
+    # -- provider status --------------------------------------------------------------------
+    def provider_status(self, provider_id: str, status: str, error_code: str) -> bool:
+        """A delivery status callback: store it if it moves forward; a message that failed
+        after the provider took it fails over. Return whether the message is known."""
+        now = self.now()
+        with self.outbox.transaction():
+            intent = self.outbox.by_provider_id(provider_id)
+            if intent is None:
+                log.info("status %s for unknown message %s", status, provider_id)
+                return False
+            if not status_advances(intent.provider_status, status):
+                return True  # late or repeated: never let "sent" override "delivered"
+            self.outbox.set_provider_status(intent.id, status, now)
+            n = intent.notification
+            detail = f"{n.transition.value} via {n.channel}: provider says {status}"
+            if error_code:
+                detail += f" (error {error_code})"
+            self.manager.store.add_timeline(n.incident.id, now, "notification", detail, n.channel)
+            if status in FAILED_STATUSES:
+                fallbacks = self._fallbacks(n, f"provider says {status} {error_code}".strip())
+                self.outbox.enqueue(fallbacks, now, failover_of=intent.id)
+        if status in FAILED_STATUSES:
+            self.delivery.wake()
+        return True
+
+    def _fallbacks(self, n: Notification, why: str) -> list[Notification]:
+        return [
+            replace(f, key=f"{n.key}>{f.channel}")
+            for f in failover_for(n, n.recipients, why, self.config().channels)
+        ]
+
+    def seen_hook(self, token: str) -> bool:
+        with self.outbox.transaction():
+            return self.outbox.seen_hook(token, self.now())
+
+    def forget_hook(self, token: str) -> None:
+        with self.outbox.transaction():
+            self.outbox.conn.execute("DELETE FROM hook_replays WHERE token = ?", (token,))
