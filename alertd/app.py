@@ -50,6 +50,7 @@ from alertd.notify.ratelimit import Window
 from alertd.notify.registry import build_notifiers
 from alertd.notify.sms.config import SmsChannelConfig
 from alertd.notify.sms.hooks import twilio_routes
+from alertd.sdnotify import SystemdNotifier
 from alertd.server import build_web_app, start_server
 from alertd.state.db import connect
 from alertd.state.events import DeviceEvent, record_device_event
@@ -94,7 +95,8 @@ class App:
         self._ready = False
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._kpis_at = float("-inf")  # deliveries and reloads in flight
+        self._kpis_at = float("-inf")
+        self.systemd = SystemdNotifier()
 
     # -- building -----------------------------------------------------------------------
     def _build(self, config: Config, previous: Evaluator | None) -> _Built:
@@ -199,7 +201,13 @@ class App:
                 self.listen_port,
             )
             self._ready = True
-            await self._evaluation_loop()
+            self.systemd.ready(self._status())
+            watchdog = asyncio.create_task(self.systemd.watchdog_loop(lambda: self._ready))
+            try:
+                await self._evaluation_loop()
+            finally:
+                watchdog.cancel()
+                self.systemd.stopping()
         finally:
             self._ready = False
             self.collection.shutdown()
@@ -351,6 +359,7 @@ class App:
         if now - self._kpis_at < 60:
             return
         self._kpis_at = now
+        self.systemd.status(self._status())
         since = now - KPI_WINDOW
         report = compute_kpis(
             incident_facts(self.conn, since, self.config.channels),
@@ -421,7 +430,22 @@ class App:
         task.add_done_callback(self._tasks.discard)
 
     async def reload(self) -> bool:
-        """Load, validate and build the config again; swap only if all of it is good."""
+        """Load, validate and build the config again; swap only if all of it is good.
+        systemd hears RELOADING=1 before and READY=1 after, whichever way it went."""
+        self.systemd.reloading()
+        try:
+            return await self._reload()
+        finally:
+            self.systemd.ready_again(self._status())
+
+    def _status(self) -> str:
+        """One line for ``systemctl status``: open incidents by priority, and the outbox."""
+        counts = self.manager.store.count_open_by_priority()
+        open_text = " ".join(f"{p}={counts.get(p, 0)}" for p in PRIORITIES)
+        waiting = sum(n for s, n in self.outbox.counts().items() if s in ("pending", "held"))
+        return f"open incidents: {open_text}; notifications waiting: {waiting}"
+
+    async def _reload(self) -> bool:
         async with self._reload_lock:
             try:
                 config = load_config(self.config_dir)
