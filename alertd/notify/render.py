@@ -66,6 +66,12 @@ Acknowledged: by {{ acknowledged_by or "unknown" }} at {{ acknowledged_at or "un
 {% if resolved_at %}
 Resolved at:  {{ resolved_at }}
 {% endif %}
+{% if url %}
+Incident page: {{ url }}
+{% endif %}
+{% if ack_url %}
+Acknowledge:   {{ ack_url }}
+{% endif %}
 {% if alerts %}
 Alerts ({{ alerts_total }}):
 {% for line in alerts %}
@@ -123,6 +129,12 @@ at {{ acknowledged_at or "unknown" }}</td></tr>
 <tr><th align="left">Resolved at</th><td>{{ resolved_at }}</td></tr>
 {% endif %}
 </table>
+{% if url %}
+<p><a href="{{ url }}">Incident page</a></p>
+{% endif %}
+{% if ack_url %}
+<p><a href="{{ ack_url }}">Acknowledge</a> (opens a page with a confirm button)</p>
+{% endif %}
 {% if alerts %}
 <h2>Alerts ({{ alerts_total }})</h2>
 <ul>

@@ -25,7 +25,7 @@ from alertd.notify.email.config import EmailChannelConfig
 from alertd.notify.email.notifier import EmailNotifier
 
 if TYPE_CHECKING:  # conftest is not importable at run time (tests/ is no package)
-    from conftest import SmtpServer
+    from conftest import NewNotifier, SmtpServer
 
 pytestmark = pytest.mark.integration
 
@@ -108,32 +108,35 @@ async def test_opened_notification_arrives(smtp_server: SmtpServer) -> None:
 
 
 async def test_channel_recipients_and_prefix_used_when_notification_has_none(
-    smtp_server: SmtpServer,
+    smtp_server: SmtpServer, new_notifier: NewNotifier
 ) -> None:
     config = make_config(
         smtp_server.host, smtp_server.port, to=["ops@example.com"], subject_prefix="[alertd] "
     )
-    await EmailNotifier("ops-mail", config).send(make_notification())
+    await new_notifier(config).send(make_notification())
 
     [received] = smtp_server.messages
     assert received.rcpt_tos == ("ops@example.com",)
     assert parse(received.content)["Subject"].startswith("[alertd] [P2] OPENED #12")
 
 
-async def test_message_id_is_stable_per_key(smtp_server: SmtpServer) -> None:
-    notifier = EmailNotifier("ops-mail", make_config(smtp_server.host, smtp_server.port))
-    for key in ["k1", "k1", "k2"]:
-        await notifier.send(make_notification("a@example.com", key=key))
+async def test_message_id_is_stable_per_key(
+    smtp_server: SmtpServer, new_notifier: NewNotifier
+) -> None:
+    notifier = new_notifier(make_config(smtp_server.host, smtp_server.port))
+    for key in ["k1", "k1", "k2"]:  # OPENED is the thread root; every later mail has its own
+        n = make_notification("a@example.com", key=key, transition=Transition.REPEAT)
+        await notifier.send(n)
 
     ids = [parse(m.content)["Message-ID"] for m in smtp_server.messages]
     assert ids[0] == ids[1] != ids[2]
 
 
 async def test_one_refused_recipient_of_two_still_delivers(
-    smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+    smtp_server: SmtpServer, new_notifier: NewNotifier, caplog: pytest.LogCaptureFixture
 ) -> None:
     smtp_server.handler.refuse.add("gone@example.com")
-    notifier = EmailNotifier("ops-mail", make_config(smtp_server.host, smtp_server.port))
+    notifier = new_notifier(make_config(smtp_server.host, smtp_server.port))
 
     with caplog.at_level(logging.WARNING, logger="alertd.notify.email"):
         await notifier.send(make_notification("gone@example.com", "oncall@example.com"))
@@ -145,9 +148,11 @@ async def test_one_refused_recipient_of_two_still_delivers(
     assert "gone@example.com: 550" in record.getMessage()
 
 
-async def test_all_recipients_refused_is_permanent(smtp_server: SmtpServer) -> None:
+async def test_all_recipients_refused_is_permanent(
+    smtp_server: SmtpServer, new_notifier: NewNotifier
+) -> None:
     smtp_server.handler.refuse.update({"a@example.com", "b@example.com"})
-    notifier = EmailNotifier("ops-mail", make_config(smtp_server.host, smtp_server.port))
+    notifier = new_notifier(make_config(smtp_server.host, smtp_server.port))
 
     with pytest.raises(NotifyError, match=r"RCPT TO: all recipients refused") as info:
         await notifier.send(make_notification("a@example.com", "b@example.com"))
@@ -158,9 +163,9 @@ async def test_all_recipients_refused_is_permanent(smtp_server: SmtpServer) -> N
     assert smtp_server.messages == []
 
 
-async def test_451_on_data_is_retryable(smtp_server: SmtpServer) -> None:
+async def test_451_on_data_is_retryable(smtp_server: SmtpServer, new_notifier: NewNotifier) -> None:
     smtp_server.handler.fail_data = True
-    notifier = EmailNotifier("ops-mail", make_config(smtp_server.host, smtp_server.port))
+    notifier = new_notifier(make_config(smtp_server.host, smtp_server.port))
 
     with pytest.raises(NotifyError, match=r"send DATA: 451 ") as info:
         await notifier.send(make_notification("a@example.com"))
@@ -235,11 +240,11 @@ async def test_header_injection_in_recipient_is_refused() -> None:
     assert info.value.reason is FailureReason.RECIPIENT
 
 
-async def test_login_then_deliver(smtp_server: SmtpServer) -> None:
+async def test_login_then_deliver(smtp_server: SmtpServer, new_notifier: NewNotifier) -> None:
     smtp_server.handler.logins["alertd"] = PASSWORD
     config = make_config(smtp_server.host, smtp_server.port, username="alertd", password=PASSWORD)
 
-    await EmailNotifier("ops-mail", config).send(make_notification("a@example.com"))
+    await new_notifier(config).send(make_notification("a@example.com"))
 
     assert len(smtp_server.messages) == 1
 

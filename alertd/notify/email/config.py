@@ -1,4 +1,5 @@
-"""Config model of the email channel (``type: email``): SMTP server, TLS, auth, recipients.
+"""Config model of the email channel (``type: email``): SMTP server, TLS, auth, recipients,
+connection reuse and message templates.
 
 Validated at the config boundary by pydantic; no I/O happens while validating. The password
 file, if any, is read once when the notifier is built (``resolve_password``), and the
@@ -14,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alertd.errors import ConfigError, ConfigProblem
+from alertd.notify.render import MessageTemplates
 
 SMTPS_PORT = 465
 
@@ -57,6 +59,12 @@ class EmailChannelConfig(BaseModel):
     validate_certs: bool = True
     cafile: Path | None = None
     subject_prefix: str = ""
+    # the channel's own subject/text/html templates (sandboxed, compiled when validated)
+    template: MessageTemplates | None = None
+    # SMTP sessions kept open and reused; sends beyond that many wait for a free one
+    connections: int = Field(default=1, ge=1, le=16)
+    # seconds an unused session stays open before it is closed with QUIT
+    idle_timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("from_")
     @classmethod
