@@ -13,10 +13,27 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from alertd.notify.email.config import EmailChannelConfig
+from alertd.notify.im.config import (
+    DingtalkChannelConfig,
+    FeishuChannelConfig,
+    SlackChannelConfig,
+    TeamsChannelConfig,
+    WecomChannelConfig,
+)
 from alertd.notify.log.config import LogChannelConfig
+from alertd.notify.sms.config import SmsChannelConfig
+from alertd.notify.webhook.config import WebhookChannelConfig
 
 ChannelConfig = Annotated[
-    EmailChannelConfig | LogChannelConfig,
+    EmailChannelConfig
+    | LogChannelConfig
+    | SmsChannelConfig
+    | WecomChannelConfig
+    | DingtalkChannelConfig
+    | FeishuChannelConfig
+    | SlackChannelConfig
+    | TeamsChannelConfig
+    | WebhookChannelConfig,
     Field(discriminator="type"),
 ]
 
@@ -24,8 +41,15 @@ ChannelConfig = Annotated[
 MEMBER_ADDRESS: dict[str, Literal["email", "phone", "im", ""]] = {
     "email": "email",
     "log": "",
+    "sms": "phone",
+    "wecom": "im",
+    "dingtalk": "im",
+    "feishu": "im",
+    "slack": "im",
+    "teams": "im",
+    "webhook": "",
 }
 
 # types whose provider takes one recipient per message (SMS): one intent per recipient, so
 # a refusal or a status callback concerns exactly one person
-ONE_MESSAGE_PER_RECIPIENT: frozenset[str] = frozenset()
+ONE_MESSAGE_PER_RECIPIENT: frozenset[str] = frozenset({"sms"})

@@ -12,9 +12,15 @@ from alertd.config.channels import ChannelsFile
 from alertd.model import Notification
 from alertd.notify.email.config import EmailChannelConfig
 from alertd.notify.email.notifier import EmailNotifier
+from alertd.notify.im.config import ImChannelConfig
+from alertd.notify.im.notifiers import im_notifier
 from alertd.notify.log.config import LogChannelConfig
 from alertd.notify.log.notifier import LogNotifier
 from alertd.notify.notifier import Notifier
+from alertd.notify.sms.config import SmsChannelConfig
+from alertd.notify.sms.notifier import SmsNotifier
+from alertd.notify.webhook.config import WebhookChannelConfig
+from alertd.notify.webhook.notifier import WebhookNotifier
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,15 @@ def build_notifiers(config: ChannelsFile) -> dict[str, Notifier]:
                 notifiers[name] = EmailNotifier(name, channel)
             else:
                 notifiers[name] = LogInstead(name, "is not configured (email: no host)")
+        elif isinstance(channel, SmsChannelConfig):
+            if channel.configured:
+                notifiers[name] = SmsNotifier(name, channel)
+            else:
+                notifiers[name] = LogInstead(name, "is not configured (sms: no account_sid)")
+        elif isinstance(channel, ImChannelConfig):
+            notifiers[name] = im_notifier(name, channel)
+        elif isinstance(channel, WebhookChannelConfig):
+            notifiers[name] = WebhookNotifier(name, channel)
         else:
             notifiers[name] = LogNotifier(name, channel)
     return notifiers

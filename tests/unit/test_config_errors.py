@@ -18,6 +18,8 @@ from alertd.config.load import load_config
 from alertd.errors import ConfigError, ConfigProblem
 from alertd.notify.email.config import EmailChannelConfig
 
+KNOWN_TYPES = "email, log, sms, wecom, dingtalk, feishu, slack, teams, webhook"
+
 DATA = Path(__file__).parent.parent / "data" / "config"
 BASE = DATA / "base"
 ERRORS = DATA / "errors"
@@ -91,7 +93,9 @@ EXPECTED: dict[str, list[str]] = {
         "(known: log, ops-mail)"
     ],
     "unknown_channel_type": [
-        'channels.yaml:5:11: channels.oncall.type: unknown type "pager" (known: email, log)'
+        'channels.yaml:5:11: channels.oncall.type: unknown type "pager" (known: '
+        + KNOWN_TYPES
+        + ")"
     ],
     "email_password_file_missing": [
         "channels.yaml:7:20: channels.ops-mail.password_file: "
@@ -440,7 +444,9 @@ SECRET_ECHO: dict[str, tuple[dict[str, str], str]] = {
     ),
     "channel-type": (
         {"channels.yaml": "channels:\n  x: {type: '${SECRET_PW}'}\n"},
-        'channels.yaml:2:13: channels.x.type: unknown type "<redacted>" (known: email, log)',
+        'channels.yaml:2:13: channels.x.type: unknown type "<redacted>" (known: '
+        + KNOWN_TYPES
+        + ")",
     ),
     "default-impact": (
         {"channels.yaml": "priorities: {default_impact: '${SECRET_PW}'}\n"},
@@ -458,7 +464,9 @@ SECRET_ECHO: dict[str, tuple[dict[str, str], str]] = {
     ),
     "part-of-a-value": (
         {"channels.yaml": "channels:\n  x: {type: 'x-${SECRET_PW}-y'}\n"},
-        'channels.yaml:2:13: channels.x.type: unknown type "x-<redacted>-y" (known: email, log)',
+        'channels.yaml:2:13: channels.x.type: unknown type "x-<redacted>-y" (known: '
+        + KNOWN_TYPES
+        + ")",
     ),
 }
 

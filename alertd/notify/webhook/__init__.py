@@ -1,0 +1,1 @@
+"""The generic webhook channel: an Alertmanager-style JSON payload, optionally HMAC-signed."""

@@ -1,0 +1,164 @@
+"""The generic webhook channel: one JSON POST per notification, optionally HMAC-signed.
+
+The body follows Alertmanager's webhook payload (``version: "4"``, ``status``, ``receiver`` =
+the channel name, ``groupKey`` = the incident's fingerprint, ``alerts[]`` with ``labels``,
+``annotations``, ``startsAt``, ``endsAt``, ``fingerprint``), so receivers written for
+Alertmanager work unchanged, plus an ``incident`` object (id, priority, level, state, summary,
+url, transition, ...). Headers:
+
+``Idempotency-Key: <key>``
+    the notification's idempotency key, the same on every retry: a receiver drops repeats.
+``X-Alertd-Timestamp: <t>`` and ``X-Alertd-Signature: sha256=<hex>``, when a secret is set
+    ``t`` is the Unix time in whole seconds when the request was signed, and ``<hex>`` is the
+    lowercase hex HMAC-SHA256 with the secret (UTF-8) as key over the bytes
+    ``f"{t}.".encode() + raw_body``: the timestamp, a dot, then the body exactly as received.
+    A receiver recomputes it over the raw body before parsing it, compares with
+    ``hmac.compare_digest``, and rejects timestamps older than a few minutes (replays).
+
+Each send renders once, serialises once and logs nothing above DEBUG: a notification storm
+must not be slowed down by its own channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jinja2 import TemplateError
+
+from alertd.errors import FailureReason, NotifyError
+from alertd.model import IncidentState, Notification, Transition
+from alertd.notify import render
+from alertd.notify.http import JSON_HEADERS, HttpClient
+from alertd.notify.webhook.config import WebhookChannelConfig
+
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert
+KEEP_PATH = 1  # path segments shown in messages; the rest may be a token (/hooks/<id>/<token>)
+
+_REASONS = {
+    Transition.OPENED: "first notification",
+    Transition.REOPENED: "first notification",
+    Transition.RESOLVED: "all alerts resolved",
+    Transition.REPEAT: "repeat interval elapsed",
+}
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """Return the ``X-Alertd-Signature`` value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]:
+    """Return the webhook body for ``n`` sent by channel ``receiver``; ``message`` is the
+    rendered short text."""
+    inc = n.incident
+    resolved = n.transition is Transition.RESOLVED or inc.state is IncidentState.RESOLVED
+    status = "resolved" if resolved else "firing"
+    labels = dict(inc.labels)
+    labels.setdefault("alertname", inc.rule)
+    labels.setdefault("severity", inc.level.label)
+    annotations = {"summary": inc.summary, "value": render.format_value(inc.value)}
+    ends_at = render.format_ts(inc.resolved_at or inc.updated_at) if resolved else GO_ZERO_TIME
+    alert = {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": render.format_ts(inc.opened_at),
+        "endsAt": ends_at,
+        "generatorURL": n.url,
+        "fingerprint": inc.fingerprint,
+    }
+    return {
+        "version": "4",
+        "groupKey": inc.fingerprint or str(inc.id),
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": receiver,
+        "groupLabels": {},
+        "commonLabels": labels,
+        "commonAnnotations": annotations,
+        "externalURL": "",
+        "notification_reason": _REASONS.get(n.transition, "unknown"),
+        "alerts": [alert],
+        "incident": {
+            "id": inc.id,
+            "fingerprint": inc.fingerprint,
+            "priority": inc.priority,
+            "level": inc.level.label,
+            "previous_level": n.previous_level.label if n.previous_level else None,
+            "state": inc.state.value,
+            "summary": inc.summary,
+            "value": inc.value,
+            "rule": inc.rule,
+            "metric": inc.metric,
+            "url": n.url,
+            "transition": n.transition.value,
+            "opened_at": render.format_ts(inc.opened_at),
+            "acknowledged_by": inc.acknowledged_by,
+            "resolved_at": render.format_ts(inc.resolved_at),
+            "team": n.team,
+            "recipients": list(n.recipients),
+            "message": message,
+            "alerts": list(n.alerts),  # a grouped incident's members, one line each
+            "digest": list(n.digest),  # what a rate limit held back, one line each
+            "key": n.key,
+        },
+    }
+
+
+class WebhookNotifier:
+    """A ``Notifier`` posting the JSON payload to one URL over a kept-alive connection pool."""
+
+    def __init__(
+        self, name: str, config: WebhookChannelConfig, *, wall: Callable[[], float] = time.time
+    ) -> None:
+        """Build the channel; reads ``url_file``/``secret_file`` now (``ConfigError`` if
+        unreadable). ``wall`` reads wall-clock time (the signature timestamp)."""
+        self.name = name
+        self._template = config.template
+        self._wall = wall
+        self._secret = config.resolve_secret()
+        extra = {k: v.get_secret_value() for k, v in config.headers.items()}
+        self._headers = {**JSON_HEADERS, **extra}
+        self._http = HttpClient(
+            config.resolve_url(),
+            timeout=config.timeout,
+            keep_path=KEEP_PATH,
+            secrets=[s for s in (self._secret, *extra.values()) if s],
+            wall=wall,
+        )
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier(name={self.name!r}, url={self._http.shown!r})"
+
+    async def send(self, notification: Notification) -> None:
+        """POST ``notification`` or raise ``NotifyError``; any 2xx is success."""
+        what = f"webhook {self.name} incident #{notification.incident.id}"
+        try:
+            message = render.short_text(notification, self._template)
+        except TemplateError as exc:
+            raise NotifyError(
+                f"{what}: render message: {exc}", retryable=False, reason=FailureReason.TEMPLATE
+            ) from exc
+        body = json.dumps(
+            payload(notification, self.name, message), ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        headers = dict(self._headers)
+        if notification.key:
+            headers["Idempotency-Key"] = notification.key
+        if self._secret is not None:
+            timestamp = str(int(self._wall()))
+            headers["X-Alertd-Timestamp"] = timestamp
+            headers["X-Alertd-Signature"] = signature(self._secret, timestamp, body)
+        resp = await self._http.post(what, body, headers)
+        if not resp.ok:
+            raise self._http.status_error(what, resp)
+
+    async def close(self) -> None:
+        """Close the channel's connections."""
+        await self._http.close()
