@@ -14,7 +14,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,18 @@ from alertd.ingest import external
 from alertd.ingest.alertmanager import IngestLimits
 from alertd.ingest.http import alerts_routes
 from alertd.metrics import PRIORITIES, Metrics
-from alertd.model import AlertEvent, Level, Notification, Sample, StateRecord
+from alertd.model import (
+    AlertEvent,
+    IncidentState,
+    Level,
+    Notification,
+    Sample,
+    StateRecord,
+    Transition,
+)
+from alertd.notify.acklink import ack_routes, ack_url, make_ack_token
 from alertd.notify.delivery import Delivery, DeliverySettings
+from alertd.notify.im.limits import DEFAULT_RATE_LIMITS
 from alertd.notify.notifier import Notifier
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.ratelimit import Window
@@ -134,6 +144,7 @@ class App:
             send_timeout=d.send_timeout,
             max_in_flight=d.max_in_flight,
         )
+        self._link_secret = built.config.server.read_link_secret()
         self.metrics.init_channels(built.notifiers)
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(self.clock.now())
@@ -150,7 +161,7 @@ class App:
         self.conn = connect(self.state_dir)
         store = IncidentStore(self.conn)
         self.manager = IncidentManager(store, config.channels)
-        self.outbox = OutboxStore(self.conn)
+        self.outbox = OutboxStore(self.conn, prepare=self._links)
         self.delivery = Delivery(self.outbox, {}, self.metrics, self.clock, failover=self._failover)
         self.snmp_transport = SnmpTransport(on_drop=self._snmp_dropped)
         await self.snmp_transport.start()
@@ -237,6 +248,11 @@ class App:
             clock=self.clock.now,
             default_level=Level.parse(ingest.default_level),
         )
+        routes += ack_routes(
+            lambda: self._link_secret if self.config.server.public_url else None,
+            lambda incident_id, how: self.inbound.respond("ack", incident_id, how, how),
+            now=self.clock.now,
+        )
         routes += twilio_routes(
             config.server.base_url,
             self._twilio_token,
@@ -246,6 +262,24 @@ class App:
             self.inbound.forget_hook,
         )
         return routes
+
+    def _links(self, n: Notification) -> Notification:
+        """Add a signed, expiring acknowledge link to an email about an open incident, when
+        the listener has a public URL and a link secret."""
+        server = self.config.server
+        channel = self.config.channels.channels.get(n.channel)
+        if (
+            not server.public_url
+            or not self._link_secret
+            or channel is None
+            or channel.type != "email"
+            or n.incident.state is not IncidentState.OPEN
+            or n.transition is Transition.RESOLVED
+        ):
+            return n
+        expires = int(self.clock.now() + server.ack_link_valid_for)
+        token = make_ack_token(self._link_secret, n.incident.id, expires)
+        return replace(n, ack_url=ack_url(server.base_url, token))
 
     def _require(self, request: web.Request, scope: Scope) -> None:
         Authorizer(self.config.server.tokens).require(request, scope)
@@ -485,7 +519,7 @@ def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str
     for name, channel in config.channels.channels.items():
         limit = configured.get(name)
         if limit is None:
-            if defaults := PROVIDER_LIMITS.get(channel.type, ()):
+            if defaults := DEFAULT_RATE_LIMITS.get(channel.type, ()):
                 per_channel[name] = defaults
             continue
         windows: list[Window] = []
@@ -498,5 +532,3 @@ def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str
             per_recipient[name] = limit.per_recipient_per_minute
     return per_channel, per_recipient
 
-
-PROVIDER_LIMITS: dict[str, tuple[Window, ...]] = {}

@@ -20,8 +20,8 @@ class Sent:
     """What a provider said about an accepted message."""
 
     provider_id: str = ""  # e.g. Twilio's MessageSid: status callbacks refer to it
-    # recipients refused for good while the others got the message: (address, why) pairs;
-    # the outbox fails each of them over on its own
+    # recipients refused while the others got the message: (address, the server's reply
+    # starting with its code) pairs; the outbox retries a 4xx one alone and fails a 5xx over
     refused: tuple[tuple[str, str], ...] = ()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -145,8 +145,14 @@ def _who(n: Notification) -> str:
 class OutboxStore:
     """The outbox tables behind one connection (the caller owns transactions)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        prepare: Callable[[Notification], Notification] | None = None,
+    ) -> None:
         self.conn = conn
+        # applied to each notification as it is committed (the daemon adds its links)
+        self.prepare = prepare
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -170,6 +176,8 @@ class OutboxStore:
         """Commit (within the caller's transaction) one intent per notification, due at once
         or at ``due_at``; an intent whose idempotency key is already stored is not added
         twice. Return how many were added."""
+        if self.prepare is not None:
+            notifications = [self.prepare(n) for n in notifications]
         rows = [
             (
                 n.key,
