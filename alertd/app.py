@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from alertd.api.auth import Authorizer
+from alertd.api.ops import Operations
 from alertd.clock import Clock, SystemClock
 from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs, snmp_labels
 from alertd.collect.snmp.collector import resolve_ipv4
@@ -184,7 +185,9 @@ class App:
             lambda: self.config,
             self.clock.now,
             self._count_events,
+            self.reload,
         )
+        self.operations: Operations = self.inbound  # what the HTTP surfaces may do
         runner = await start_server(
             build_web_app(
                 self.metrics.registry, self.reload, lambda: self._ready, self._routes(config)
@@ -250,7 +253,7 @@ class App:
         )
         routes += ack_routes(
             lambda: self._link_secret if self.config.server.public_url else None,
-            lambda incident_id, how: self.inbound.respond("ack", incident_id, how, how),
+            lambda incident_id, how: self.inbound.respond("ack", incident_id, how, how).message,
             now=self.clock.now,
         )
         routes += twilio_routes(
@@ -531,4 +534,3 @@ def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str
         if limit.per_recipient_per_minute:
             per_recipient[name] = limit.per_recipient_per_minute
     return per_channel, per_recipient
-

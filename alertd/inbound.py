@@ -9,11 +9,14 @@ crash right after never loses them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
+from alertd.api.ops import Action, Outcome
 from alertd.config.load import Config
-from alertd.incidents.actions import acknowledge, resolve_by_hand
+from alertd.incidents.actions import acknowledge, add_comment, resolve_by_hand
 from alertd.incidents.manager import IncidentManager
 from alertd.incidents.routing import failover_for, notifications_for
 from alertd.ingest import external
@@ -22,6 +25,7 @@ from alertd.model import AlertEvent, IncidentState, Notification, Transition
 from alertd.notify.delivery import Delivery
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.sms.hooks import status_advances
+from alertd.state.maintenance import add_window, remove_window
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ class Inbound:
     config: Callable[[], Config]
     now: Callable[[], float]
     applied: Callable[[Sequence[AlertEvent]], None]  # counts events, refreshes gauges
+    reloader: Callable[[], Awaitable[bool]]
 
     # -- Prometheus ------------------------------------------------------------------------
     def receive_alerts(self, alerts: list[PostedAlert]) -> None:
@@ -53,30 +58,78 @@ class Inbound:
         if notifications:
             self.delivery.wake()
 
-    # -- responders -------------------------------------------------------------------------
-    def respond(self, action: str, incident_id: int, who: str, how: str) -> str:
-        """Acknowledge or resolve an incident for a person; return what happened, in words.
+    # -- responders (alertd.api.ops.Operations) ---------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.manager.store.conn
+
+    def current_config(self) -> Config:
+        return self.config()
+
+    def wall_now(self) -> float:
+        return self.now()
+
+    def respond(
+        self, action: Action, incident_id: int, who: str, how: str, comment: str | None = None
+    ) -> Outcome:
+        """Acknowledge or resolve an incident for a person.
 
         A resolve by hand notifies like any resolve does (the notification commits with it)."""
         store = self.manager.store
         incident = store.get(incident_id)
         if incident is None:
-            return f"no incident #{incident_id}"
+            return Outcome("not_found", f"no incident #{incident_id}")
         now = self.now()
         if action == "ack":
-            return acknowledge(store, incident, who, None, now, how)
-        text = resolve_by_hand(store, incident, who, None, now, how)
+            if incident.state is not IncidentState.OPEN:
+                state = incident.state.value
+                return Outcome("conflict", f"incident #{incident_id} is {state}; not acknowledged")
+            return Outcome("ok", acknowledge(store, incident, who, comment, now, how))
+        if incident.state is IncidentState.RESOLVED:
+            return Outcome("conflict", f"incident #{incident_id} is already resolved")
+        text = resolve_by_hand(store, incident, who, comment, now, how)
         resolved = store.get(incident_id)
-        if (
-            resolved is not None
-            and resolved.state is IncidentState.RESOLVED
-            and (incident.state is not IncidentState.RESOLVED)
-        ):
+        if resolved is not None and resolved.state is IncidentState.RESOLVED:
             notes = notifications_for(resolved, Transition.RESOLVED, self.config().channels, now)
             with store.transaction():
                 self.outbox.enqueue(notes, now)
             self.delivery.wake()
-        return text
+        return Outcome("ok", text)
+
+    def comment(self, incident_id: int, who: str, text: str) -> Outcome:
+        store = self.manager.store
+        incident = store.get(incident_id)
+        if incident is None:
+            return Outcome("not_found", f"no incident #{incident_id}")
+        return Outcome("ok", add_comment(store, incident, who, text, self.now()))
+
+    def add_window(
+        self,
+        kind: Literal["maintenance", "silence"],
+        matchers: Mapping[str, Sequence[str]],
+        start: float,
+        end: float,
+        reason: str,
+        owner: str,
+    ) -> int:
+        with self.manager.store.transaction():
+            return add_window(
+                self.conn,
+                kind=kind,
+                matchers=matchers,
+                start=start,
+                end=end,
+                reason=reason,
+                owner=owner,
+                now=self.now(),
+            )
+
+    def remove_window(self, kind: Literal["maintenance", "silence"], window_id: int) -> bool:
+        with self.manager.store.transaction():
+            return remove_window(self.conn, window_id, kind, self.now())
+
+    async def reload(self) -> bool:
+        return await self.reloader()
 
     def member_by_phone(self, phone: str) -> str | None:
         """Return the name of the team member with this phone number, if any."""
@@ -92,7 +145,9 @@ class Inbound:
         if name is None:
             log.warning("SMS %s #%d from %s: not a team member's phone", action, incident_id, phone)
             return "This number is not on an alertd team; nothing was changed."
-        return self.respond(action, incident_id, name, "sms")
+        return self.respond(
+            "ack" if action == "ack" else "resolve", incident_id, name, "sms"
+        ).message
 
     # -- provider status --------------------------------------------------------------------
     def provider_status(self, provider_id: str, status: str, error_code: str) -> bool:
