@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests need: the real net-snmp agent and command-line tools
-SYSTEM_PACKAGES ?= snmpd snmp systemd
+SYSTEM_PACKAGES ?= snmpd snmp systemd chromium prometheus prometheus-alertmanager
 STATE_DIR ?= state
 LISTEN ?= 127.0.0.1:9095
 
