@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 15.0  # on shutdown, how long in-flight notifications may finish
 KPI_WINDOW = 30 * 86400.0  # the window of the alertd_kpi_* gauges
+OUTBOX_RETENTION = 30 * 86400.0  # finished intents are kept this long (timelines: forever)
 
 
 @dataclass(slots=True)
@@ -396,6 +397,10 @@ class App:
         if now - self._kpis_at < 60:
             return
         self._kpis_at = now
+        with self.outbox.transaction():
+            self.outbox.purge(now - OUTBOX_RETENTION)
+        for state, count in self.outbox.counts().items():
+            self.metrics.outbox_intents.labels(state).set(count)
         self.systemd.status(self._status())
         since = now - KPI_WINDOW
         report = compute_kpis(

@@ -367,6 +367,23 @@ class OutboxStore:
             (status, now, intent_id),
         )
 
+    def purge(self, before: float) -> int:
+        """Forget finished intents last touched before ``before`` (their outcomes stay on the
+        incidents' timelines); return how many."""
+        old = (
+            "SELECT id FROM outbox "
+            "WHERE state IN ('delivered', 'failed', 'digested') AND updated_at < ?"
+        )
+        self.conn.execute(f"DELETE FROM outbox_attempts WHERE outbox_id IN ({old})", (before,))
+        self.conn.execute(
+            f"UPDATE outbox SET digest_id = NULL, failover_of = NULL "
+            f"WHERE digest_id IN ({old}) OR failover_of IN ({old})",
+            (before, before),
+        )
+        cur = self.conn.execute(f"DELETE FROM outbox WHERE id IN ({old})", (before,))
+        self.conn.execute("DELETE FROM hook_replays WHERE ts < ?", (before,))
+        return cur.rowcount
+
     def counts(self) -> dict[str, int]:
         """Return how many intents are in each state."""
         return dict(self.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"))

@@ -410,3 +410,18 @@ async def test_a_crashing_channel_is_a_permanent_failure_not_a_dead_worker(db) -
     commit(d, [note(i, "mail") for i in incidents], clock)
     await d.settle()
     assert d.store.counts() == {"failed": 1, "delivered": 1}
+
+
+async def test_finished_intents_are_purged_after_retention_and_timelines_stay(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 2)
+    mail = Channel("mail")
+    d = delivery_for(db, {"mail": mail}, clock)
+    commit(d, [note(incidents[0], "mail")], clock)
+    await d.settle()
+    clock.advance(100.0)
+    commit(d, [note(incidents[1], "mail")], clock)  # newer, and still pending
+    with d.store.transaction():
+        assert d.store.purge(clock.now() - 50.0) == 1
+    assert d.store.counts() == {"pending": 1}
+    assert timeline(db, incidents[0].id)[-1].endswith(": sent")
