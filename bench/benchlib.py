@@ -1,12 +1,19 @@
-"""Small helpers shared by the bench scripts: percentiles, RESULT lines, tables, ports."""
+"""Small helpers shared by the bench scripts: percentiles, RESULT lines, tables, ports,
+/proc readings and child servers stopped by PID."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import math
 import os
+import signal
 import socket
 import statistics
+import subprocess
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -85,3 +92,85 @@ def proc_rss_kib(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return None
+
+
+def proc_hwm_kib(pid: int) -> int | None:
+    """Return VmHWM (peak RSS) of ``pid`` in KiB from /proc/PID/status (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def http_status(port: int, path: str, timeout: float = 2.0) -> int:
+    """Return the status of ``GET http://127.0.0.1:port/path`` (0 if nothing answered)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return int(resp.status)
+    except (OSError, http.client.HTTPException):
+        return 0
+    finally:
+        conn.close()
+
+
+class Child:
+    """A server started by a benchmark: its own session, output to a log file, stopped by
+    its PID (SIGTERM, then SIGKILL after ``timeout``), never by name."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None):
+        self.argv = list(argv)
+        self.log_path = log_path
+        with log_path.open("wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self.pid = self.proc.pid
+
+    def wait_http(self, port: int, path: str, timeout: float = 60.0) -> float:
+        """Wait until ``GET path`` answers 200; return the seconds it took. Raise
+        ``RuntimeError`` (with the log's tail) if the child exits or the time runs out."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.argv[0]} exited with {self.proc.returncode}:\n{self.tail()}"
+                )
+            if http_status(port, path) == 200:
+                return time.monotonic() - start
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.argv[0]}: {path} not 200 within {timeout:g}s:\n{self.tail()}")
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu_seconds(self.pid)
+
+    def hwm_kib(self) -> int | None:
+        return proc_hwm_kib(self.pid)
+
+    def rss_kib(self) -> int | None:
+        return proc_rss_kib(self.pid)
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM the child and wait; SIGKILL it after ``timeout``. Return its exit code."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode

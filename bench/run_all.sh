@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every alertd benchmark with modest defaults (about 8 minutes on 2 vCPU).
+# Run every alertd benchmark with modest defaults (about 10 minutes on 2 vCPU).
 # `make bench` calls this. Environment:
 #   PYTHON               interpreter with alertd installed (default: .venv/bin/python)
 #   BENCH_SERIES         series counts for bench_evaluate.py (default: 10000,100000)
@@ -35,4 +35,6 @@ run bench/bench_host.py --iters 200 --runs 5
 run bench/bench_snmp_codec.py
 run bench/bench_snmp_poll.py --runs 3
 run bench/bench_rss.py --minutes "${BENCH_RSS_MINUTES:-2}"
+run bench/bench_pipeline.py --n 1000,10000 --runs 3
+run bench/crash_test.py --n 2000 --kills 10 --runs 3
 exit $status
