@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
-from alertd.notify import render
 
 Outcome = Literal["ok", "retryable", "permanent", "ambiguous"]
 FINAL_STATES = ("delivered", "failed", "digested")
@@ -138,6 +137,12 @@ def _intent(row: tuple[Any, ...]) -> Intent:
     )
 
 
+def _message(n: Notification) -> str:
+    """What the intent says, in one short line (for people reading the table)."""
+    i = n.incident
+    return f"{n.transition.value} #{i.id} [{i.priority}] {i.level.label}: {i.summary}"[:300]
+
+
 def _who(n: Notification) -> str:
     return ", ".join(n.recipients) or "-"
 
@@ -186,7 +191,7 @@ class OutboxStore:
                 n.channel,
                 n.team,
                 json.dumps(list(n.recipients)),
-                render.one_line(n),
+                _message(n),
                 dump_notification(n),
                 now,
                 now if due_at is None else due_at,
@@ -207,8 +212,9 @@ class OutboxStore:
     def due(self, now: float, limit: int) -> list[Intent]:
         """Return pending intents that are due, oldest first."""
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND next_at <= ? "
-            "ORDER BY next_at, id LIMIT ?",
+            # the IN lets SQLite use the partial index outbox_due (pending or sending)
+            f"SELECT {_COLUMNS} FROM outbox WHERE state IN ('pending', 'sending') "
+            "AND state = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?",
             (now, limit),
         ).fetchall()
         return [_intent(r) for r in rows]
@@ -216,7 +222,8 @@ class OutboxStore:
     def next_due_at(self) -> float | None:
         """Return when the earliest pending intent is due, or None."""
         row = self.conn.execute(
-            "SELECT MIN(next_at) FROM outbox WHERE state = 'pending'"
+            "SELECT MIN(next_at) FROM outbox WHERE state IN ('pending', 'sending') "
+            "AND state = 'pending'"
         ).fetchone()
         return row[0] if row else None
 
