@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry
 
 from alertd.api.auth import Authorizer
 from alertd.api.ops import Operations
+from alertd.board.routes import board_routes, incident_path, root_redirect
+from alertd.board.session import load_or_create_key
 from alertd.clock import Clock, SystemClock
 from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs, snmp_labels
 from alertd.collect.snmp.collector import resolve_ipv4
@@ -161,6 +163,8 @@ class App:
                 log.error("config: %s", problem)
             return 1
         self.conn = connect(self.state_dir)
+        # signs board sessions; kept in the state dir so logins survive a restart
+        self._board_key = load_or_create_key(self.state_dir / "board-session.key")
         store = IncidentStore(self.conn)
         self.manager = IncidentManager(store, config.channels)
         self.outbox = OutboxStore(self.conn, prepare=self._links)
@@ -252,6 +256,12 @@ class App:
             clock=self.clock.now,
             default_level=Level.parse(ingest.default_level),
         )
+        routes += board_routes(
+            self.operations,
+            lambda: Authorizer(self.config.server.tokens),
+            lambda: self._board_key,
+        )
+        routes.append(root_redirect())
         routes += ack_routes(
             lambda: self._link_secret if self.config.server.public_url else None,
             lambda incident_id, how: self.inbound.respond("ack", incident_id, how, how).message,
@@ -268,13 +278,16 @@ class App:
         return routes
 
     def _links(self, n: Notification) -> Notification:
-        """Add a signed, expiring acknowledge link to an email about an open incident, when
-        the listener has a public URL and a link secret."""
+        """Add the incident's board page, and a signed, expiring acknowledge link to an
+        email about an open incident, when the listener has a public URL (and a link
+        secret)."""
         server = self.config.server
+        if not server.public_url:
+            return n
+        n = replace(n, url=server.base_url + incident_path(n.incident.id))
         channel = self.config.channels.channels.get(n.channel)
         if (
-            not server.public_url
-            or not self._link_secret
+            not self._link_secret
             or channel is None
             or channel.type != "email"
             or n.incident.state is not IncidentState.OPEN
