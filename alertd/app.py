@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import signal
 import time
@@ -21,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from alertd.api.amv2 import am_v2_routes
 from alertd.api.auth import Authorizer
 from alertd.api.ops import Operations
 from alertd.board.routes import board_routes, incident_path, root_redirect
@@ -255,6 +257,12 @@ class App:
             resolve_timeout=lambda: self.config.server.ingest.resolve_timeout,
             clock=self.clock.now,
             default_level=Level.parse(ingest.default_level),
+        )
+        routes += am_v2_routes(
+            self.operations,
+            lambda: Authorizer(self.config.server.tokens),
+            version=_version(),
+            started_at=self.clock.now(),
         )
         routes += board_routes(
             self.operations,
@@ -552,3 +560,10 @@ def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str
         if limit.per_recipient_per_minute:
             per_recipient[name] = limit.per_recipient_per_minute
     return per_channel, per_recipient
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("alertd")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "0+unknown"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -25,7 +25,7 @@ from alertd.model import AlertEvent, IncidentState, Notification, Transition
 from alertd.notify.delivery import Delivery
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.sms.hooks import status_advances
-from alertd.state.maintenance import add_window, remove_window
+from alertd.state.maintenance import WindowMatchers, add_window, remove_window
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Inbound:
     def add_window(
         self,
         kind: Literal["maintenance", "silence"],
-        matchers: Mapping[str, Sequence[str]],
+        matchers: WindowMatchers,
         start: float,
         end: float,
         reason: str,

@@ -5,11 +5,11 @@ they land on the timeline and commit their notifications with them."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from alertd.config.load import Config
+from alertd.state.maintenance import WindowMatchers
 
 Action = Literal["ack", "resolve"]
 
@@ -43,7 +43,7 @@ class Operations(Protocol):
     def add_window(
         self,
         kind: Literal["maintenance", "silence"],
-        matchers: Mapping[str, Sequence[str]],
+        matchers: WindowMatchers,
         start: float,
         end: float,
         reason: str,
