@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 VERBOSE_BATCH = 10  # up to this many events in a batch, each incident change is logged
 
 
+def window_view(labels: dict[str, str], rule: str) -> dict[str, str]:
+    """What a maintenance window or silence matches on: the labels, plus ``rule`` and
+    ``alertname`` (the rule's name unless the alert has its own, as pushed alerts do), so
+    ``--match rule=cpu`` and an amtool silence on ``alertname=cpu`` both work."""
+    return {"rule": rule, "alertname": rule, **labels}
+
+
 def _why_quiet(suppressed_by: str) -> str:
     if suppressed_by.startswith("parent "):
         return f"{suppressed_by} is down: no page"
@@ -86,7 +93,7 @@ class IncidentManager:
                 self.escalator.arm_new(incident, now, since=now)
         windows = self.windows(now)
         for incident in self.store.suppressed_by_window():
-            if covering(windows, incident.label_map, now) is not None:
+            if covering(windows, window_view(incident.label_map, incident.rule), now) is not None:
                 continue
             incident = self.store.set_suppressed(incident, None)
             self.store.add_timeline(
@@ -201,7 +208,8 @@ class IncidentManager:
         suppressed = f"parent {parent}" if parent and parent in self._down_targets() else None
         if suppressed is None and self._windows_now is None:
             self._windows_now = list(self.windows(now))
-        window = None if suppressed else covering(self._windows_now or (), labels, now)
+        view = window_view(labels, event.rule)
+        window = None if suppressed else covering(self._windows_now or (), view, now)
         if window is not None:
             suppressed = window.label()
         draft = Incident(

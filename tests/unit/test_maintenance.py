@@ -107,6 +107,30 @@ def test_other_targets_and_removed_windows_page_normally(tmp_path) -> None:
     assert len(s.apply([fire(EventKind.FIRING, "web1", t0 + 60)], t0 + 60)) == 1
 
 
+def test_a_silence_on_the_rule_or_alertname_quiets_that_rule_only(tmp_path) -> None:
+    s = Setup(tmp_path)
+    t0 = SUNDAY_1AM
+    s.window("silence", t0, t0 + HOUR, rule="cpu")  # alertd silence add --match rule=cpu
+    assert s.apply([fire(EventKind.FIRING, "web1", t0)], t0) == []
+    s.window("silence", t0, t0 + HOUR, alertname="cpu")  # amtool silence add alertname=cpu
+    assert s.apply([fire(EventKind.FIRING, "web2", t0)], t0) == []
+    s.window("silence", t0, t0 + HOUR, rule="memory")
+    labels = make_labels({"instance": "web3"})
+    other = AlertEvent(
+        EventKind.FIRING,
+        "disk",
+        "disk",
+        labels,
+        Level.MAJOR,
+        None,
+        99.0,
+        "disk",
+        t0,
+        fingerprint("disk", labels),
+    )
+    assert len(s.apply([other], t0)) == 1  # another rule still pages
+
+
 def test_configured_windows() -> None:
     config = ChannelsFile.model_validate(
         {
