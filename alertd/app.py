@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from alertd.api.amv2 import am_v2_routes
 from alertd.api.auth import Authorizer
 from alertd.api.ops import Operations
+from alertd.api.v1 import api_v1_routes
 from alertd.board.routes import board_routes, incident_path, root_redirect
 from alertd.board.session import load_or_create_key
 from alertd.clock import Clock, SystemClock
@@ -264,6 +265,8 @@ class App:
             version=_version(),
             started_at=self.clock.now(),
         )
+        # last among /api/v1: its final route answers unknown /api/v1 paths with JSON errors
+        routes += api_v1_routes(self.operations, lambda: Authorizer(self.config.server.tokens))
         routes += board_routes(
             self.operations,
             lambda: Authorizer(self.config.server.tokens),
