@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from alertd.api.am_config import routed
@@ -68,9 +69,14 @@ def am_time(ts: float | None) -> str:
 
 def am_fingerprint(labels: Mapping[str, str]) -> str:
     """Return Alertmanager's fingerprint of a label set (``model.LabelSet.Fingerprint``)."""
+    return _fingerprint(tuple(sorted(labels.items())))
+
+
+@lru_cache(maxsize=65536)  # a byte loop in Python: remember it across GETs
+def _fingerprint(pairs: tuple[tuple[str, str], ...]) -> str:
     h = 14695981039346656037
-    for name in sorted(labels):
-        for part in (name, labels[name]):
+    for name, value in pairs:
+        for part in (name, value):
             for byte in part.encode() + b"\xff":
                 h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
     return f"{h:016x}"
