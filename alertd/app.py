@@ -13,6 +13,7 @@ import contextlib
 import importlib.metadata
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -67,7 +68,7 @@ from alertd.notify.registry import build_notifiers
 from alertd.notify.sms.config import SmsChannelConfig
 from alertd.notify.sms.hooks import twilio_routes
 from alertd.sdnotify import SystemdNotifier
-from alertd.server import build_web_app, start_server
+from alertd.server import build_web_app, start_server, tls_context
 from alertd.state.db import connect
 from alertd.state.events import DeviceEvent, record_device_event
 from alertd.state.incidents import IncidentStore
@@ -165,6 +166,13 @@ class App:
             for problem in exc.problems:
                 log.error("config: %s", problem)
             return 1
+        tls = None
+        if config.server.tls is not None:
+            try:
+                tls = tls_context(str(config.server.tls.cert_file), str(config.server.tls.key_file))
+            except (OSError, ssl.SSLError) as exc:
+                log.error("server.yaml: tls: cannot use the certificate or key: %s", exc)
+                return 1
         self.conn = connect(self.state_dir)
         # signs board sessions; kept in the state dir so logins survive a restart
         self._board_key = load_or_create_key(self.state_dir / "board-session.key")
@@ -202,6 +210,7 @@ class App:
             ),
             self.listen_host,
             self.listen_port,
+            tls,
         )
         self.traps: TrapReceiver | None = None
         self.config_of_traps = config  # what the running trap receiver was built from

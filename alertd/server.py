@@ -6,6 +6,7 @@ links are added by the composition root.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
@@ -50,10 +51,22 @@ def build_web_app(
     return app
 
 
-async def start_server(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start serving ``app``; return the runner to clean up on shutdown."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+async def start_server(
+    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Start serving ``app`` (over TLS with ``tls``); return the runner to clean up."""
+    # lingering_time: a refused upload (413) is not drained for long by a slow client
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
     await site.start()
     return runner
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server TLS context (TLS 1.2 or later) from PEM files; raises ``OSError``/``SSLError``
+    naming what is wrong."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context

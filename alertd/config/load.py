@@ -248,6 +248,18 @@ class _Loader:
                     )
                 elif secret is not None and not secret.is_absolute():
                     server = server.model_copy(update={"link_secret_file": self.directory / secret})
+                if server.tls is not None:
+                    tls = server.tls
+                    paths = {"cert_file": tls.cert_file, "key_file": tls.key_file}
+                    for name, path in paths.items():
+                        if not (self.directory / path).is_file():
+                            self.problems.append(
+                                server_doc.problem(
+                                    ("tls", name), f"cannot read {path}: no such file"
+                                )
+                            )
+                    fixed = {k: self.directory / v for k, v in paths.items()}
+                    server = server.model_copy(update={"tls": tls.model_copy(update=fixed)})
         self._check_rules(rules)
         if channels is not None:
             if channels_doc is not None:

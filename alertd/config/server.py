@@ -34,6 +34,13 @@ class IngestSettings(StrictModel):
     default_level: Literal["critical", "major", "minor"] = "major"  # no/unknown severity
 
 
+class TlsSettings(StrictModel):
+    """Serve HTTPS: a PEM certificate (chain) and its key, paths relative to the config dir."""
+
+    cert_file: Path
+    key_file: Path
+
+
 class ServerFile(StrictModel):
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     # signs the acknowledge links in emails; links need both this and public_url
@@ -41,6 +48,7 @@ class ServerFile(StrictModel):
     link_secret_file: Path | None = None
     ack_link_valid_for: Duration = Field(default=86400.0, gt=0)
     tokens: dict[str, ApiToken] = {}
+    tls: TlsSettings | None = None  # read at start; a change needs a restart
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @model_validator(mode="after")

@@ -1,0 +1,109 @@
+"""End to end: with ``tls:`` in server.yaml the daemon serves HTTPS only, and a broken key
+stops it at start with a message instead of serving plain HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import free_port
+from tests.e2e.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def self_signed(directory: Path) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alertd test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "tls.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path = directory / "tls.crt"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path
+
+
+def start(cfg: Path, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    args = ["--config-dir", str(cfg), "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"]
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "alertd", "run", *args], stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def test_https_only_with_a_verified_certificate(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "thresholds.yaml").write_text("rules: []\n")
+    cert = self_signed(cfg)
+    (cfg / "server.yaml").write_text("tls: {cert_file: tls.crt, key_file: tls.key}\n")
+    port = free_port()
+    proc = start(cfg, tmp_path / "state", port, tmp_path / "daemon.log")
+    trusted = ssl.create_default_context(cafile=str(cert))
+
+    def https_ready() -> bool:
+        try:
+            url = f"https://127.0.0.1:{port}/-/ready"
+            with urllib.request.urlopen(url, context=trusted, timeout=5) as r:
+                return bool(r.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    try:
+        wait_for("the daemon over HTTPS", lambda: https_ready() or proc.poll() is not None)
+        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # no plain HTTP
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5)
+        with pytest.raises(urllib.error.URLError):  # and the certificate is what is checked
+            urllib.request.urlopen(
+                f"https://127.0.0.1:{port}/-/ready", context=ssl.create_default_context()
+            )
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+
+
+def test_a_key_that_does_not_match_stops_the_daemon_at_start(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "thresholds.yaml").write_text("rules: []\n")
+    self_signed(cfg)
+    first_key = (cfg / "tls.key").read_bytes()
+    self_signed(cfg)  # a new certificate; put the old key back: they no longer match
+    (cfg / "tls.key").write_bytes(first_key)
+    (cfg / "server.yaml").write_text("tls: {cert_file: tls.crt, key_file: tls.key}\n")
+    log = tmp_path / "daemon.log"
+    proc = start(cfg, tmp_path / "state", free_port(), log)
+    assert proc.wait(timeout=60) == 1
+    assert "tls: cannot use the certificate or key" in log.read_text()
