@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -81,16 +82,22 @@ def am_v2_routes(
     def require(request: web.Request, scope: Scope) -> str:
         return authorizer().require(request, scope)
 
+    shared = _SharedReads(ops)
+
     async def get_alerts(request: web.Request) -> web.Response:
         require(request, "read")
-        body = await _off_loop(
-            ops, lambda r: json.dumps([a.to_json() for a in _filtered(r, request)])
+        body = await shared.get(
+            ("alerts", request.query_string),
+            lambda r: json.dumps([a.to_json() for a in _filtered(r, request)]),
         )
         return _json_text(body)
 
     async def get_groups(request: web.Request) -> web.Response:
         require(request, "read")
-        body = await _off_loop(ops, lambda r: json.dumps(group_alerts(_filtered(r, request))))
+        body = await shared.get(
+            ("groups", request.query_string),
+            lambda r: json.dumps(group_alerts(_filtered(r, request))),
+        )
         return _json_text(body)
 
     async def get_silences(request: web.Request) -> web.Response:
@@ -336,6 +343,32 @@ class _Reader:
 
     def current_config(self) -> Config:
         return self._ops.current_config()
+
+
+class _SharedReads:
+    """Concurrent identical GETs share one computation: Prometheus UIs, amtool and
+    dashboards poll the same query. An answer is reused only while nothing was written on
+    the daemon's connection since it started (``total_changes``) and for at most a second
+    (alerts expire and windows open with time)."""
+
+    def __init__(self, ops: Operations) -> None:
+        self.ops = ops
+        self.running: dict[tuple[str, str], tuple[int, float, asyncio.Task[str]]] = {}
+
+    async def get(self, key: tuple[str, str], work: Callable[[_ReadSide], str]) -> str:
+        changes = self.ops.conn.total_changes
+        now = time.monotonic()
+        known = self.running.get(key)
+        if known is not None and known[0] == changes and now - known[1] < SHARE_FOR:
+            return await asyncio.shield(known[2])
+        task = asyncio.create_task(_off_loop(self.ops, work))
+        self.running[key] = (changes, now, task)
+        if len(self.running) > 64:  # many distinct queries: forget the oldest
+            del self.running[next(iter(self.running))]
+        return await asyncio.shield(task)
+
+
+SHARE_FOR = 1.0  # seconds an identical GET may reuse an answer (if nothing was written)
 
 
 async def _off_loop(ops: Operations, work: Callable[[_ReadSide], str]) -> str:
