@@ -15,7 +15,7 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,8 @@ class App:
         self._ready = False
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # closing replaced notifiers
+        self._retired: list[Notifier] = []  # replaced by a reload, not closed yet
         self._kpis_at = float("-inf")
         self.systemd = SystemdNotifier()
 
@@ -206,7 +208,11 @@ class App:
         self.operations: Operations = self.inbound  # what the HTTP surfaces may do
         runner = await start_server(
             build_web_app(
-                self.metrics.registry, self.reload, lambda: self._ready, self._routes(config)
+                self.metrics.registry,
+                self.reload,
+                lambda: self._ready,
+                self._routes(config),
+                authorize_reload=lambda request: self._require(request, "admin"),
             ),
             self.listen_host,
             self.listen_port,
@@ -247,6 +253,11 @@ class App:
             await self._drain_tasks()
             await self.delivery.stop(DRAIN_SECONDS)
             await delivery
+            for task in self._retiring:  # nothing is in flight any more: close them now
+                task.cancel()
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+            for notifier in self._retired:
+                await notifier.close()
             for notifier in self.notifiers.values():
                 await notifier.close()
             await runner.cleanup()
@@ -540,15 +551,31 @@ class App:
             traps_changed = (config.traps, config.snmp) != (running.traps, running.snmp)
             self._install(built)
             self.collection.replace(built.jobs)
+            self._close_later(old.values())
             if traps_changed and not await self._restart_traps(config):
                 self.metrics.reload_success.set(0)
                 log.error("reload: the rest of the config is in use, the trap receiver is not")
                 return False
-            for name, notifier in old.items():
-                if built.notifiers.get(name) is not notifier:
-                    await notifier.close()
             log.info("config reloaded: %s", config.summary())
             return True
+
+    def _close_later(self, notifiers: Iterable[Notifier]) -> None:
+        """Close replaced notifiers once the sends they may have in flight are over (each is
+        bounded by send_timeout): closing mid-send would make a delivered message look
+        ambiguous, and it would be sent again."""
+        retired = list(notifiers)
+        self._retired.extend(retired)
+
+        async def close() -> None:
+            await asyncio.sleep(self.delivery.settings.send_timeout + 1.0)
+            for notifier in retired:
+                if notifier in self._retired:
+                    self._retired.remove(notifier)
+                    await notifier.close()
+
+        task = asyncio.create_task(close())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
 
 def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str, float]]:
@@ -568,7 +595,8 @@ def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str
             windows.append((limit.per_second, 1.0))
         if limit.per_minute:
             windows.append((limit.per_minute, 60.0))
-        per_channel[name] = tuple(windows)
+        # only a per-recipient limit: the provider's own limit still applies to the channel
+        per_channel[name] = tuple(windows) or DEFAULT_RATE_LIMITS.get(channel.type, ())
         if limit.per_recipient_per_minute:
             per_recipient[name] = limit.per_recipient_per_minute
     return per_channel, per_recipient

@@ -16,13 +16,13 @@ from typing import Literal
 
 from alertd.api.ops import Action, Outcome
 from alertd.config.load import Config
-from alertd.incidents.actions import acknowledge, add_comment, resolve_by_hand
+from alertd.incidents.actions import acknowledge, add_comment, resolve_within
 from alertd.incidents.manager import IncidentManager
 from alertd.incidents.routing import failover_for, notifications_for
 from alertd.ingest import external
 from alertd.ingest.alertmanager import PostedAlert
 from alertd.model import AlertEvent, IncidentState, Notification, Transition
-from alertd.notify.delivery import Delivery
+from alertd.notify.delivery import Delivery, failover_key
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.sms.hooks import status_advances
 from alertd.state.maintenance import WindowMatchers, add_window, remove_window
@@ -87,12 +87,18 @@ class Inbound:
             return Outcome("ok", acknowledge(store, incident, who, comment, now, how))
         if incident.state is IncidentState.RESOLVED:
             return Outcome("conflict", f"incident #{incident_id} is already resolved")
-        text = resolve_by_hand(store, incident, who, comment, now, how)
-        resolved = store.get(incident_id)
-        if resolved is not None and resolved.state is IncidentState.RESOLVED:
-            notes = notifications_for(resolved, Transition.RESOLVED, self.config().channels, now)
-            with store.transaction():
-                self.outbox.enqueue(notes, now)
+        with store.transaction():  # the resolve and its notifications commit together
+            text, resolved = resolve_within(store, incident, who, comment, now, how)
+            if resolved is None:
+                return Outcome("conflict", text)
+            paged = incident.suppressed_by is None  # a quiet incident was never paged
+            notes = (
+                notifications_for(resolved, Transition.RESOLVED, self.config().channels, now)
+                if paged
+                else []
+            )
+            self.outbox.enqueue(notes, now)
+        if notes:
             self.delivery.wake()
         return Outcome("ok", text)
 
@@ -176,7 +182,7 @@ class Inbound:
 
     def _fallbacks(self, n: Notification, why: str) -> list[Notification]:
         return [
-            replace(f, key=f"{n.key}>{f.channel}")
+            replace(f, key=failover_key(n, f))
             for f in failover_for(n, n.recipients, why, self.config().channels)
         ]
 

@@ -21,6 +21,7 @@ def build_web_app(
     reload: Reloader,
     ready: ReadyCheck,
     routes: Sequence[web.RouteDef] = (),
+    authorize_reload: Callable[[web.Request], None] | None = None,
 ) -> web.Application:
     """Return the aiohttp application serving alertd's operational endpoints, plus
     ``routes`` (alert ingest, provider webhooks, acknowledge links)."""
@@ -37,7 +38,9 @@ def build_web_app(
             return web.Response(text="OK\n")
         return web.Response(status=503, text="starting\n")
 
-    async def do_reload(_: web.Request) -> web.Response:
+    async def do_reload(request: web.Request) -> web.Response:
+        if authorize_reload is not None:
+            authorize_reload(request)  # raises 401/403 once tokens are configured
         if await reload():
             return web.Response(text="config reloaded\n")
         return web.Response(status=500, text="config rejected; still running the previous one\n")

@@ -28,13 +28,22 @@ def resolve_by_hand(
 ) -> str:
     """Resolve ``incident`` by hand; return what happened, in words."""
     with store.transaction():
-        incident = store.get(incident.id) or incident  # re-read under the write lock
-        if incident.state is IncidentState.RESOLVED:
-            return f"incident #{incident.id} is already resolved"
-        store.resolve(incident, now)
-        detail = f"resolved by hand via {how}" + (f": {comment}" if comment else "")
-        store.add_timeline(incident.id, now, "resolved", detail, actor=who)
-    return f"incident #{incident.id} resolved by {who}"
+        text, _ = resolve_within(store, incident, who, comment, now, how)
+    return text
+
+
+def resolve_within(
+    store: IncidentStore, incident: Incident, who: str, comment: str | None, now: float, how: str
+) -> tuple[str, Incident | None]:
+    """``resolve_by_hand`` inside the caller's transaction (so what the resolve causes, such
+    as its notifications, commits with it); also return the resolved incident, or None."""
+    incident = store.get(incident.id) or incident  # re-read under the write lock
+    if incident.state is IncidentState.RESOLVED:
+        return f"incident #{incident.id} is already resolved", None
+    resolved = store.resolve(incident, now)
+    detail = f"resolved by hand via {how}" + (f": {comment}" if comment else "")
+    store.add_timeline(incident.id, now, "resolved", detail, actor=who)
+    return f"incident #{incident.id} resolved by {who}", resolved
 
 
 def add_comment(store: IncidentStore, incident: Incident, who: str, text: str, now: float) -> str:

@@ -103,19 +103,26 @@ class Delivery:
 
     async def run(self) -> None:
         """Drive the outbox until ``stop``."""
-        self.recover()
+        while not self._stopping:
+            try:
+                self.recover()
+                break
+            except Exception:  # e.g. the database is locked: try again, don't die
+                log.exception("delivery: could not recover the outbox; retrying")
+                await asyncio.sleep(1.0)
         while not self._stopping:
             self._wake.clear()
+            wait: float | None = None
             try:
                 busy = self.pump()
             except Exception:  # a bad row or a locked database must not end delivery
                 log.exception("delivery: could not drive the outbox")
-                busy = False
+                busy, wait = False, 1.0  # and not a log line per millisecond
             if busy:
                 await asyncio.sleep(0)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_wait())
+                await asyncio.wait_for(self._wake.wait(), wait or self._idle_wait())
 
     async def stop(self, drain_seconds: float) -> None:
         """Stop claiming; let sends in flight finish for up to ``drain_seconds``. Those cut
@@ -149,6 +156,8 @@ class Delivery:
             await asyncio.sleep(0.01)
 
     def _idle_wait(self) -> float:
+        if len(self._in_flight) >= self.settings.max_in_flight:
+            return 1.0  # full: a finishing send wakes the loop
         now = self.clock.now()
         waits = [1.0]
         due = self.store.next_due_at()
@@ -229,7 +238,11 @@ class Delivery:
     def _start(self, intent: Intent) -> None:
         task = asyncio.create_task(self._attempt(intent))
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()  # room for more
 
     async def _attempt(self, intent: Intent) -> None:
         n = intent.notification
@@ -321,10 +334,14 @@ class Delivery:
         try:
             with self.store.transaction():
                 self.store.record([r for r, _ in batch], now)
-                follow_ups = sum(self._follow_up(r, sent, now) for r, sent in batch)
+                follow_ups = sum(self._follow_up_alone(r, sent, now) for r, sent in batch)
         except Exception:
-            # nothing was written: the intents stay ``sending`` and a restart re-sends them
-            log.exception("delivery: could not record %d outcome(s)", len(batch))
+            # nothing was written (a locked or full database): keep the outcomes and try
+            # again soon; until then the intents stay ``sending`` (a crash re-sends them)
+            log.exception("delivery: could not record %d outcome(s); retrying", len(batch))
+            self._results[:0] = batch
+            if self._flush_handle is None and not self._stopping:
+                self._flush_handle = asyncio.get_running_loop().call_later(1.0, self.flush)
             return
         for result, _ in batch:
             channel = result.intent.notification.channel
@@ -333,6 +350,21 @@ class Delivery:
                 self.metrics.notifications_sent.labels(channel).inc()
         if follow_ups:
             self.wake()
+
+    def _follow_up_alone(self, result: AttemptResult, sent: Sent | None, now: float) -> int:
+        """``_follow_up`` in a savepoint: a bug in one failover cannot undo the batch."""
+        self.store.conn.execute("SAVEPOINT follow_up")
+        try:
+            count = self._follow_up(result, sent, now)
+        except Exception:
+            self.store.conn.execute("ROLLBACK TO follow_up")
+            log.exception(
+                "delivery: could not fail over or retry for incident #%d",
+                result.intent.notification.incident.id,
+            )
+            count = 0
+        self.store.conn.execute("RELEASE follow_up")
+        return count
 
     def _follow_up(self, result: AttemptResult, sent: Sent | None, now: float) -> int:
         """Enqueue what a result calls for: failover of a failed intent, and a retry or
@@ -358,7 +390,7 @@ class Delivery:
     def _fail_over(self, intent: Intent, recipients: tuple[str, ...], why: str, now: float) -> int:
         n = intent.notification
         fallbacks = [
-            replace(f, key=f"{n.key}>{f.channel}")
+            replace(f, key=failover_key(n, f))
             for f in self.failover(n, recipients, why)
             if f.channel != n.channel
         ]
@@ -379,6 +411,12 @@ class Delivery:
                 ),
             )
         return added
+
+
+def failover_key(original: Notification, fallback: Notification) -> str:
+    """The idempotency key of a fallback: one per channel and recipients, so a team's
+    members each get theirs and the same fallback is never committed twice."""
+    return f"{original.key}>{fallback.channel}:{','.join(fallback.recipients)}"
 
 
 def _line(n: Notification) -> str:

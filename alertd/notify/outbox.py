@@ -168,7 +168,11 @@ class OutboxStore:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:  # busy or I/O: don't leave the transaction open
+            self.conn.execute("ROLLBACK")
+            raise
 
     # -- intents ----------------------------------------------------------------------------
     def enqueue(

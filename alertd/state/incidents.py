@@ -72,7 +72,11 @@ class IncidentStore:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:  # busy or I/O: don't leave the transaction open
+            self.conn.execute("ROLLBACK")
+            raise
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, incident_id: int) -> Incident | None:

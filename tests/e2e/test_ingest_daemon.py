@@ -103,6 +103,7 @@ def test_pushed_alerts_open_and_resolve_incidents(
     assert post_alerts(d, [alert("sw-core-01")], READ_TOKEN)[0] == 403
     assert post_alerts(d, [alert("sw-core-01")], "not-a-token")[0] == 401
     assert "sw-core-01" not in d.cli("list")  # refused requests changed nothing
+    assert d.post("/-/reload") == 401  # with tokens configured, reload needs admin too
 
     status, body = post_alerts(d, [alert("sw-core-01"), {"labels": {}}], INGEST_TOKEN)
     assert status == 400  # partial accept: the valid one is stored, the invalid one named

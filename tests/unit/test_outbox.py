@@ -425,3 +425,54 @@ async def test_finished_intents_are_purged_after_retention_and_timelines_stay(db
         assert d.store.purge(clock.now() - 50.0) == 1
     assert d.store.counts() == {"pending": 1}
     assert timeline(db, incidents[0].id)[-1].endswith(": sent")
+
+
+TWO_MAILS = ChannelsFile.model_validate(
+    {
+        "channels": {
+            "mail": {"type": "email", "host": "a.example", "from": "alertd@example.com"},
+            "mail2": {"type": "email", "host": "b.example", "from": "alertd@example.com"},
+        },
+        "teams": {
+            "tier1": {
+                "members": [
+                    {"name": "Wang", "email": "wang@example.com"},
+                    {"name": "Li", "email": "li@example.com"},
+                ],
+                "channels": ["mail"],
+            }
+        },
+        "failover": {"mail": "mail2"},
+        "routes": [{"notify": ["tier1"]}],
+    }
+)
+
+
+async def test_each_refused_member_gets_their_own_fallback(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    both = Sent(refused=(("wang@example.com", "550 gone"), ("li@example.com", "550 gone")))
+    mail, mail2 = Channel("mail", [lambda n: both]), Channel("mail2")
+    d = delivery_for(
+        db,
+        {"mail": mail, "mail2": mail2},
+        clock,
+        failover=lambda n, failed, why: failover_for(n, failed, why, TWO_MAILS),
+    )
+    commit(d, notifications_for(incident, Transition.OPENED, TWO_MAILS, clock.now()), clock)
+    await d.settle()
+    assert sorted(n.recipients for n in mail2.sent) == [("li@example.com",), ("wang@example.com",)]
+
+
+async def test_a_failing_failover_does_not_undo_the_other_outcomes(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 2)
+
+    def broken(n: Notification, failed: tuple[str, ...], why: str) -> list[Notification]:
+        raise RuntimeError("bug in a failover")
+
+    mail = Channel("mail", [fail(False), lambda n: None])
+    d = delivery_for(db, {"mail": mail}, clock, failover=broken)
+    commit(d, [note(i, "mail") for i in incidents], clock)
+    await d.settle()
+    assert d.store.counts() == {"failed": 1, "delivered": 1}  # nothing stuck in "sending"
