@@ -16,9 +16,13 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alertd.errors import AlertdError, ConfigError
 from alertd.model import Incident, IncidentState
+
+if TYPE_CHECKING:
+    from alertd.state.incidents import IncidentStore
 
 
 def _default_state_dir() -> Path:
@@ -120,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument("--comment", default=None)
         cmd.add_argument("--by", default=None, help="who (default: your user name)")
+        if name == "resolve":
+            cmd.add_argument(
+                "--config-dir", type=Path, default=Path("."), help="routes for the notification"
+            )
 
     notify = sub.add_parser("notify", help="try a notification channel")
     nsub = notify.add_subparsers(dest="action", required=True)
@@ -356,7 +364,7 @@ def _incident_dict(incident: Incident) -> dict[str, object]:
 
 
 def _incidents(args: argparse.Namespace) -> int:
-    from alertd.incidents.actions import acknowledge, add_comment, resolve_by_hand
+    from alertd.incidents.actions import acknowledge, add_comment
     from alertd.state.db import connect
     from alertd.state.incidents import IncidentStore
 
@@ -415,11 +423,45 @@ def _incidents(args: argparse.Namespace) -> int:
     if args.action == "ack":
         result = acknowledge(store, incident, who, args.comment, now, how="cli")
     elif args.action == "resolve":
-        result = resolve_by_hand(store, incident, who, args.comment, now, how="cli")
+        result = _resolve_and_queue(store, incident, who, args.comment, now, args.config_dir)
     else:
         result = add_comment(store, incident, who, args.text, now)
     print(result)
     return 0
+
+
+def _resolve_and_queue(
+    store: IncidentStore,
+    incident: Incident,
+    who: str,
+    comment: str | None,
+    now: float,
+    config_dir: Path,
+) -> str:
+    """Resolve by hand and queue the "resolved" notifications in the same transaction: the
+    daemon's delivery picks them up from the outbox (within a second while it runs)."""
+    from alertd.config.load import load_config
+    from alertd.incidents.actions import resolve_within
+    from alertd.incidents.routing import notifications_for
+    from alertd.model import Transition
+    from alertd.notify.outbox import OutboxStore
+
+    try:
+        channels = load_config(config_dir).channels
+    except ConfigError as exc:
+        channels = None
+        print(
+            f"alertd: {config_dir}: config not loaded ({len(exc.problems)} problem(s)): "
+            "nobody is notified of this resolve",
+            file=sys.stderr,
+        )
+    with store.transaction():
+        text, resolved = resolve_within(store, incident, who, comment, now, "cli")
+        queued = 0
+        if resolved is not None and channels is not None and incident.suppressed_by is None:
+            notes = notifications_for(resolved, Transition.RESOLVED, channels, now)
+            queued = OutboxStore(store.conn).enqueue(notes, now)
+    return text + (f"; {queued} notification(s) queued" if queued else "")
 
 
 def _print_table(incidents: Sequence[Incident]) -> None:

@@ -136,3 +136,17 @@ def test_an_alert_whose_end_passes_without_a_refresh_resolves(
     wait_for("the opened mail", lambda: len(smtp_server.messages) >= 1)
     wait_for("the resolved mail", lambda: len(smtp_server.messages) >= 2)
     assert "endsAt passed without a refresh" in d.cli("show", "1")
+
+
+def test_a_resolve_from_the_cli_is_mailed_by_the_running_daemon(
+    tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, smtp_server)
+    d = daemon_factory(cfg)
+    assert post_alerts(d, [alert("db-01")], INGEST_TOKEN)[0] == 200
+    wait_for("the opened mail", lambda: len(smtp_server.messages) >= 1)
+    out = d.cli("resolve", "1", "--by", "alice", "--config-dir", str(cfg))
+    assert "resolved by alice; 1 notification(s) queued" in out
+    wait_for("the resolved mail", lambda: len(smtp_server.messages) >= 2)
+    assert "RESOLVED" in smtp_server.messages[1].content.decode(errors="replace")
