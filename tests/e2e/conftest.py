@@ -28,8 +28,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT) -> Non
 
 
 class Daemon:
-    def __init__(self, cfg: Path, state: Path, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, cfg: Path, state: Path, log_path: Path, port: int | None = None) -> None:
+        self.port = free_port() if port is None else port
         self.state = state
         self.log_path = log_path
         self._log = log_path.open("wb")
