@@ -78,7 +78,8 @@ class Delivery:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._results: list[tuple[AttemptResult, Sent | None]] = []
         self._flush_handle: asyncio.Handle | None = None
-        self._holding: set[str] = set()
+        # (channel, '' or the recipient) with held intents: what is held is waited for
+        self._holding: set[tuple[str, str]] = set()
         self._digest_wait: dict[str, float] = {}  # channel -> when its next digest may go
 
     # -- control ----------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class Delivery:
             intents = self.store.recover(now)
         for i in intents:
             self.metrics.notification_attempts.labels(i.notification.channel, "ambiguous").inc()
-        self._holding = self.store.channels_holding()
+        self._holding = self.store.holding()
         if intents:
             log.warning(
                 "%d notification(s) were in flight when alertd stopped; sending them again",
@@ -177,59 +178,92 @@ class Delivery:
         now, mono = self.clock.now(), self.clock.monotonic()
         due = self.store.due(now, min(room, self.settings.batch))
         admitted: list[Intent] = []
-        held: list[Intent] = []
+        held: list[tuple[Intent, str]] = []
         later: list[Intent] = []
-        for intent in due:
-            n = intent.notification
-            if n.digest:  # a digest waits for a token; it is never folded again
-                (admitted if self.limiter.admit(n.channel, n.recipients, mono) else later).append(
-                    intent
-                )
-            elif n.channel in self._holding or not self.limiter.admit(
-                n.channel, n.recipients, mono
-            ):
-                held.append(intent)  # behind what is already held: order is kept
-            else:
-                admitted.append(intent)
         digests: list[Intent] = []
         with self.store.transaction():
+            for intent in due:
+                n = intent.notification
+                if n.digest:  # a digest waits for room; it is never folded again
+                    go = self.limiter.admit(n.channel, n.recipients, mono)
+                    (admitted if go else later).append(intent)
+                elif (n.channel, "") in self._holding:
+                    held.append((intent, ""))  # behind what is already held: order is kept
+                else:
+                    self._claim(intent, mono, now, admitted, held)
             self.store.mark_sending(admitted, now)
-            self.store.hold(held, now)
+            for intent, held_for in held:
+                self.store.hold([intent], now, held_for)
+                self._holding.add((intent.notification.channel, held_for))
+                self.metrics.notifications_held.labels(intent.notification.channel).inc()
             if later:
                 self.store.conn.executemany(
                     "UPDATE outbox SET next_at = ? WHERE id = ?", [(now + 1.0, i.id) for i in later]
                 )
-            for intent in held:
-                self._holding.add(intent.notification.channel)
-                self.metrics.notifications_held.labels(intent.notification.channel).inc()
             digests = self._fold_digests(now, mono)
         for intent in [*admitted, *digests]:
             self._start(intent)
         return len(due) == min(room, self.settings.batch) and bool(admitted or held)
 
+    def _claim(
+        self,
+        intent: Intent,
+        mono: float,
+        now: float,
+        admitted: list[Intent],
+        held: list[tuple[Intent, str]],
+    ) -> None:
+        """Admit an intent, hold it, or split it: a recipient whose own limit is used up (or
+        who has pages held already) is split off and held for them alone; the others go."""
+        n = intent.notification
+        free, busy = self.limiter.check(n.channel, n.recipients, mono)
+        if not free:
+            held.append((intent, ""))
+            return
+        busy += [r for r in n.recipients if (n.channel, r) in self._holding and r not in busy]
+        if not busy:
+            self.limiter.admit(n.channel, n.recipients, mono)
+            admitted.append(intent)
+            return
+        keep = tuple(r for r in n.recipients if r not in busy)
+        if keep:
+            intent = self.store.narrow(intent, keep)
+            self.limiter.admit(n.channel, keep, mono)
+            admitted.append(intent)
+            split = busy
+        else:
+            held.append((self.store.narrow(intent, (busy[0],)), busy[0]))
+            split = busy[1:]
+        for recipient in split:
+            held.append((self.store.split_off(intent, recipient, now), recipient))
+
     def _fold_digests(self, now: float, mono: float) -> list[Intent]:
-        """For each channel holding intents whose limit frees a token: one digest intent."""
+        """For each channel (or recipient) holding intents whose limit has room again: one
+        digest intent, to the recipient alone when it was their limit."""
         out = []
-        for channel in sorted(self._holding):
-            members = self.store.held(channel)
+        for channel, held_for in sorted(self._holding):
+            members = self.store.held(channel, held_for)
             if not members:
-                self._holding.discard(channel)
+                self._holding.discard((channel, held_for))
                 continue
             notes = [m.notification for m in members]
-            recipients = tuple(dict.fromkeys(r for n in notes for r in n.recipients))
+            if held_for:
+                recipients: tuple[str, ...] = (held_for,)
+            else:
+                recipients = tuple(dict.fromkeys(r for n in notes for r in n.recipients))
             if not self.limiter.admit(channel, recipients, mono):
                 continue
             latest = notes[-1]
             digest = replace(
                 latest,
                 recipients=recipients,
-                key=f"digest.{channel}.{members[0].id}-{members[-1].id}",
+                key=f"digest.{channel}.{held_for}.{members[0].id}-{members[-1].id}",
                 digest=tuple(_line(n) for n in notes),
                 alerts=(),
             )
             intent = self.store.fold_digest(digest, members, now)
             self.store.mark_sending([intent], now)
-            self._holding.discard(channel)
+            self._holding.discard((channel, held_for))
             log.info("digest of %d held notification(s) via %s", len(members), channel)
             out.append(intent)
         return out

@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
@@ -240,12 +240,13 @@ class OutboxStore:
             [(now, i.id) for i in intents],
         )
 
-    def hold(self, intents: Iterable[Intent], now: float) -> None:
-        """Hold intents a rate limit refused; they go out in the channel's next digest."""
+    def hold(self, intents: Iterable[Intent], now: float, held_for: str = "") -> None:
+        """Hold intents a rate limit refused; they go out in the next digest of their channel
+        (``held_for`` ''), or of the one recipient whose limit was used up."""
         intents = list(intents)
         self.conn.executemany(
-            "UPDATE outbox SET state = 'held', updated_at = ? WHERE id = ?",
-            [(now, i.id) for i in intents],
+            "UPDATE outbox SET state = 'held', held_for = ?, updated_at = ? WHERE id = ?",
+            [(held_for, now, i.id) for i in intents],
         )
         self.conn.executemany(
             "INSERT INTO timeline (incident_id, ts, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
@@ -263,22 +264,46 @@ class OutboxStore:
             ],
         )
 
-    def held(self, channel: str | None = None) -> list[Intent]:
-        """Return held intents (of one channel, or all), oldest first."""
+    def held(self, channel: str | None = None, held_for: str = "") -> list[Intent]:
+        """Return held intents (of one channel and what they wait for, or all), oldest first."""
         if channel is None:
             rows = self.conn.execute(
                 f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' ORDER BY id"
             ).fetchall()
         else:
             rows = self.conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' AND channel = ? ORDER BY id",
-                (channel,),
+                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' AND channel = ? "
+                "AND held_for = ? ORDER BY id",
+                (channel, held_for),
             ).fetchall()
         return [_intent(r) for r in rows]
 
-    def channels_holding(self) -> set[str]:
-        rows = self.conn.execute("SELECT DISTINCT channel FROM outbox WHERE state = 'held'")
-        return {r[0] for r in rows}
+    def holding(self) -> set[tuple[str, str]]:
+        """Return (channel, held_for) of everything held."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT channel, held_for FROM outbox WHERE state = 'held'"
+        )
+        return {(r[0], r[1]) for r in rows}
+
+    def narrow(self, intent: Intent, recipients: tuple[str, ...]) -> Intent:
+        """Keep only ``recipients`` on an intent (the rest were split off)."""
+        n = replace(intent.notification, recipients=recipients)
+        self.conn.execute(
+            "UPDATE outbox SET recipients = ?, payload = ? WHERE id = ?",
+            (json.dumps(list(recipients)), dump_notification(n), intent.id),
+        )
+        return replace(intent, notification=n)
+
+    def split_off(self, intent: Intent, recipient: str, now: float) -> Intent:
+        """Commit a copy of ``intent`` for one of its recipients (to be held for them)."""
+        n = replace(
+            intent.notification,
+            recipients=(recipient,),
+            key=f"{intent.notification.key}~{recipient}",
+        )
+        self.enqueue([n], now)
+        row = self.conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE key = ?", (n.key,)).fetchone()
+        return _intent(row)
 
     def fold_digest(self, digest: Notification, members: Sequence[Intent], now: float) -> Intent:
         """Commit a digest intent standing for ``members`` (held intents), now ``digested``."""

@@ -72,3 +72,13 @@ class Limiter:
         for w in windows:
             w.take(now)
         return True
+
+    def check(self, channel: str, recipients: Sequence[str], now: float) -> tuple[bool, list[str]]:
+        """Return whether the channel's own windows have room, and which recipients' windows
+        are full (nothing is counted: ``admit`` the part that goes)."""
+        free = all(w.peek(now) for w in self._windows_for(channel, ()))
+        limit = self.per_recipient.get(channel)
+        if limit is None:
+            return free, []
+        busy = [r for r in recipients if not self._window(channel, r, 0, (limit, 60.0)).peek(now)]
+        return free, busy

@@ -221,6 +221,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX external_alerts_firing ON external_alerts(ends_at) WHERE state = 'firing';
         """,
     ),
+    (
+        10,
+        """
+        -- what a held intent waits for: '' the channel's own limit, else the one recipient whose
+        -- limit is used up (their digest goes to them alone; the others are not held)
+        ALTER TABLE outbox ADD COLUMN held_for TEXT NOT NULL DEFAULT '';
+        DROP INDEX outbox_held;
+        CREATE INDEX outbox_held ON outbox(channel, held_for, id) WHERE state = 'held';
+        """,
+    ),
 )
 
 

@@ -476,3 +476,25 @@ async def test_a_failing_failover_does_not_undo_the_other_outcomes(db) -> None: 
     commit(d, [note(i, "mail") for i in incidents], clock)
     await d.settle()
     assert d.store.counts() == {"failed": 1, "delivered": 1}  # nothing stuck in "sending"
+
+
+async def test_a_busy_recipient_is_held_alone_and_gets_their_own_digest(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 5)
+    mail = Channel("mail")
+    d = delivery_for(db, {"mail": mail}, clock, limiter=Limiter({}, {"mail": 2.0}))
+    wang, li = "wang@example.com", "li@example.com"
+    notes = [note(i, "mail", (wang,)) for i in incidents[:3]]  # the third is over Wang's limit
+    notes.append(note(incidents[3], "mail", (li,)))
+    notes.append(note(incidents[4], "mail", (wang, li)))  # Li's part goes, Wang's waits
+    commit(d, notes, clock)
+    await d.settle()
+    assert [n.recipients for n in mail.sent] == [(wang,), (wang,), (li,), (li,)]
+    clock.advance(60.0)
+    await d.settle()
+    digest = mail.sent[-1]
+    assert digest.recipients == (wang,)  # Wang's digest goes to Wang alone
+    assert len(digest.digest) == 2
+    assert len(mail.sent) == 5
+    assert all(wang not in n.recipients or n.recipients == (wang,) for n in mail.sent)
+    assert d.store.counts() == {"delivered": 5, "digested": 2}
