@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from alertd.config.types import Duration
 from alertd.errors import ConfigError, ConfigProblem
 from alertd.notify.render import MessageTemplates
+from alertd.notify.secret_file import read_secret_file
 
 
 def check_url(value: str) -> str:
@@ -35,24 +36,6 @@ def check_url(value: str) -> str:
     except ValueError:
         raise ValueError("url has an invalid port") from None
     return value
-
-
-def read_secret_file(path: Path, field: str) -> str:
-    """Return the content of a secret file without its trailing newline.
-
-    Raises ``ConfigError`` naming the file if it cannot be read or is empty; the message
-    never contains the file's content.
-    """
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8"
-        raise ConfigError([ConfigProblem(where, 0, 0, field, f"cannot read: {reason}")]) from exc
-    text = text.removesuffix("\n").removesuffix("\r")
-    if not text:
-        raise ConfigError([ConfigProblem(where, 0, 0, field, "file is empty")])
-    return text
 
 
 class HttpChannelConfig(BaseModel):

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from alertd.errors import ConfigError, ConfigProblem
 from alertd.notify.render import MessageTemplates
+from alertd.notify.secret_file import read_secret_file
 
 SMTPS_PORT = 465
 
@@ -124,18 +124,4 @@ class EmailChannelConfig(BaseModel):
             return self.password.get_secret_value()
         if self.password_file is None:
             return None
-        where = str(self.password_file)
-        try:
-            text = self.password_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8"
-            raise ConfigError(
-                [ConfigProblem(where, 0, 0, "password_file", f"cannot read: {reason}")]
-            ) from exc
-        if text.endswith("\r\n"):
-            text = text[:-2]
-        elif text.endswith("\n"):
-            text = text[:-1]
-        if not text:
-            raise ConfigError([ConfigProblem(where, 0, 0, "password_file", "file is empty")])
-        return text
+        return read_secret_file(self.password_file, "password_file")

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from alertd.errors import ConfigError, ConfigProblem
 from alertd.notify.render import MessageTemplates
+from alertd.notify.secret_file import read_secret_file
 
 TWILIO_API = "https://api.twilio.com"
 # E.164 as team members' phones are checked (config/channels.py Member.phone)
@@ -115,15 +115,4 @@ class SmsChannelConfig(BaseModel):
             return self.auth_token.get_secret_value()
         if self.auth_token_file is None:
             return None
-        where = str(self.auth_token_file)
-        try:
-            text = self.auth_token_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8"
-            raise ConfigError(
-                [ConfigProblem(where, 0, 0, "auth_token_file", f"cannot read: {reason}")]
-            ) from exc
-        text = text.removesuffix("\n").removesuffix("\r")
-        if not text:
-            raise ConfigError([ConfigProblem(where, 0, 0, "auth_token_file", "file is empty")])
-        return text
+        return read_secret_file(self.auth_token_file, "auth_token_file")
