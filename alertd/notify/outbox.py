@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
+from alertd.state.db import write_transaction
 
 Outcome = Literal["ok", "retryable", "permanent", "ambiguous"]
 FINAL_STATES = ("delivered", "failed", "digested")
@@ -162,17 +163,8 @@ class OutboxStore:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic write (the connection is in autocommit mode otherwise)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.conn):
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        try:
-            self.conn.execute("COMMIT")
-        except BaseException:  # busy or I/O: don't leave the transaction open
-            self.conn.execute("ROLLBACK")
-            raise
 
     # -- intents ----------------------------------------------------------------------------
     def enqueue(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alertd.errors import StoreError
@@ -232,6 +234,24 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
 )
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One atomic write on a connection in autocommit mode: BEGIN IMMEDIATE (take the write
+    lock now, not at the first write) ... COMMIT, rolled back on any error, also a failed
+    COMMIT (busy or I/O), so the transaction is never left open."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def connect(state_dir: Path) -> sqlite3.Connection:

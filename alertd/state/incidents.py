@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from alertd.model import Incident, IncidentState, Labels, Level
+from alertd.state.db import write_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +67,8 @@ class IncidentStore:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group several changes into one atomic write."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.conn):
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        try:
-            self.conn.execute("COMMIT")
-        except BaseException:  # busy or I/O: don't leave the transaction open
-            self.conn.execute("ROLLBACK")
-            raise
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, incident_id: int) -> Incident | None:
