@@ -155,6 +155,7 @@ class App:
             max_in_flight=d.max_in_flight,
         )
         self._link_secret = built.config.server.read_link_secret()
+        self.authorizer = Authorizer(built.config.server.tokens)  # tokens follow reloads
         self.metrics.init_channels(built.notifiers)
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(self.clock.now())
@@ -281,15 +282,15 @@ class App:
         )
         routes += am_v2_routes(
             self.operations,
-            lambda: Authorizer(self.config.server.tokens),
+            lambda: self.authorizer,
             version=_version(),
             started_at=self.clock.now(),
         )
         # last among /api/v1: its final route answers unknown /api/v1 paths with JSON errors
-        routes += api_v1_routes(self.operations, lambda: Authorizer(self.config.server.tokens))
+        routes += api_v1_routes(self.operations, lambda: self.authorizer)
         routes += board_routes(
             self.operations,
-            lambda: Authorizer(self.config.server.tokens),
+            lambda: self.authorizer,
             lambda: self._board_key,
         )
         routes.append(root_redirect())
@@ -330,7 +331,7 @@ class App:
         return replace(n, ack_url=ack_url(server.base_url, token))
 
     def _require(self, request: web.Request, scope: Scope) -> None:
-        Authorizer(self.config.server.tokens).require(request, scope)
+        self.authorizer.require(request, scope)
 
     def _twilio_token(self) -> str | None:
         """The auth token of the first configured SMS channel: Twilio signs with it."""
@@ -342,6 +343,9 @@ class App:
     def _count_events(self, events: Sequence[AlertEvent]) -> None:
         for event in events:
             self.metrics.alert_events.labels(event.kind.value).inc()
+
+    def _refresh_open_gauges(self) -> None:
+        """``alertd_incidents_open`` once per evaluation cycle, not on every POST or trap."""
         open_counts = self.manager.store.count_open_by_priority()
         for priority in PRIORITIES:
             self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
@@ -373,6 +377,7 @@ class App:
         self.metrics.evaluation_duration.observe(time.perf_counter() - started)
         self.metrics.series.set(self.evaluator.series_count())
         self._apply(events, changes, now, expire=True)
+        self._refresh_open_gauges()
         self._export_kpis()
 
     def _apply(
