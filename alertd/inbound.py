@@ -11,18 +11,18 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from alertd.api.ops import Action, Outcome
 from alertd.config.load import Config
 from alertd.incidents.actions import acknowledge, add_comment, resolve_within
 from alertd.incidents.manager import IncidentManager
-from alertd.incidents.routing import failover_for, notifications_for
+from alertd.incidents.routing import notifications_for
 from alertd.ingest import external
 from alertd.ingest.alertmanager import PostedAlert
-from alertd.model import AlertEvent, IncidentState, Notification, Transition
-from alertd.notify.delivery import Delivery, failover_key
+from alertd.model import AlertEvent, IncidentState, Transition
+from alertd.notify.delivery import Delivery
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.sms.hooks import status_advances
 from alertd.state.maintenance import WindowMatchers, add_window, remove_window
@@ -173,18 +173,12 @@ class Inbound:
             if error_code:
                 detail += f" (error {error_code})"
             self.manager.store.add_timeline(n.incident.id, now, "notification", detail, n.channel)
-            if status in FAILED_STATUSES:
-                fallbacks = self._fallbacks(n, f"provider says {status} {error_code}".strip())
-                self.outbox.enqueue(fallbacks, now, failover_of=intent.id)
+            if status in FAILED_STATUSES:  # the same failover as a failed send
+                why = f"provider says {status} {error_code}".strip()
+                self.delivery.fail_over(intent, n.recipients, why, now)
         if status in FAILED_STATUSES:
             self.delivery.wake()
         return True
-
-    def _fallbacks(self, n: Notification, why: str) -> list[Notification]:
-        return [
-            replace(f, key=failover_key(n, f))
-            for f in failover_for(n, n.recipients, why, self.config().channels)
-        ]
 
     def seen_hook(self, token: str) -> bool:
         with self.outbox.transaction():

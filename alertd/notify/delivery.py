@@ -405,7 +405,7 @@ class Delivery:
         failover for each recipient a provider refused. Return how many intents."""
         n = result.intent.notification
         if result.state == "failed":
-            return self._fail_over(result.intent, n.recipients, result.detail, now)
+            return self.fail_over(result.intent, n.recipients, result.detail, now)
         if sent is None or not sent.refused:
             return 0
         count = 0
@@ -416,12 +416,15 @@ class Delivery:
                     [retry], now, result.intent.id, due_at=now + self.settings.backoff
                 )
             else:
-                count += self._fail_over(
+                count += self.fail_over(
                     result.intent, (address,), f"{address} refused: {reply}", now
                 )
         return count
 
-    def _fail_over(self, intent: Intent, recipients: tuple[str, ...], why: str, now: float) -> int:
+    def fail_over(self, intent: Intent, recipients: tuple[str, ...], why: str, now: float) -> int:
+        """Commit (in the caller's transaction) where ``intent`` goes now that it failed for
+        good for ``recipients``: a failed send, a refused recipient, a provider's "failed"
+        status. Return how many fallback intents were added."""
         n = intent.notification
         fallbacks = [
             replace(f, key=failover_key(n, f))
