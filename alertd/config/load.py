@@ -239,27 +239,12 @@ class _Loader:
             parsed_s = self._parse(server_path, ServerFile)
             if parsed_s is not None:
                 server_doc, server = parsed_s
-                secret = server.link_secret_file
-                if secret is not None and not (self.directory / secret).is_file():
-                    self.problems.append(
-                        server_doc.problem(
-                            ("link_secret_file",), f"cannot read {secret}: no such file"
-                        )
-                    )
-                elif secret is not None and not secret.is_absolute():
-                    server = server.model_copy(update={"link_secret_file": self.directory / secret})
+                self._check_file_settings(server_doc, (), server)
+                server = _resolve_files(server, self.directory)
                 if server.tls is not None:
-                    tls = server.tls
-                    paths = {"cert_file": tls.cert_file, "key_file": tls.key_file}
-                    for name, path in paths.items():
-                        if not (self.directory / path).is_file():
-                            self.problems.append(
-                                server_doc.problem(
-                                    ("tls", name), f"cannot read {path}: no such file"
-                                )
-                            )
-                    fixed = {k: self.directory / v for k, v in paths.items()}
-                    server = server.model_copy(update={"tls": tls.model_copy(update=fixed)})
+                    self._check_file_settings(server_doc, ("tls",), server.tls)
+                    tls = _resolve_files(server.tls, self.directory)
+                    server = server.model_copy(update={"tls": tls})
         self._check_rules(rules)
         if channels is not None:
             if channels_doc is not None:
@@ -335,6 +320,14 @@ class _Loader:
                 if levels_ov is not None and (why := check_order(levels_ov, direction)):
                     self.problems.append(doc.problem((*opath, direction), why))
 
+    def _check_file_settings(self, doc: Document, where: Path_, model: BaseModel) -> None:
+        """Every ``*_file`` setting of ``model`` must name a file (relative to the config dir)."""
+        for setting, path in _secret_files(model).items():
+            if not (self.directory / path).is_file():
+                self.problems.append(
+                    doc.problem((*where, setting), f"cannot read {path}: no such file")
+                )
+
     def _check_channels(self, doc: Document, ch: ChannelsFile) -> None:
         known_channels = sorted(ch.channels)
         targets = sorted({*ch.channels, *ch.teams})
@@ -393,14 +386,7 @@ class _Loader:
                     )
                 )
         for channel_name, channel_cfg in ch.channels.items():
-            for setting, secret_file in _secret_files(channel_cfg).items():
-                if not (self.directory / secret_file).is_file():
-                    self.problems.append(
-                        doc.problem(
-                            ("channels", channel_name, setting),
-                            f"cannot read {secret_file}: no such file",
-                        )
-                    )
+            self._check_file_settings(doc, ("channels", channel_name), channel_cfg)
         matrix = ch.priorities.matrix
         for impact, row in matrix.items():
             missing = [lv for lv in ("critical", "major", "minor") if lv not in row]
@@ -488,24 +474,27 @@ def _known(names: list[str]) -> str:
 
 def _files_relative_to(channels: ChannelsFile, directory: Path) -> ChannelsFile:
     """Resolve relative ``*_file`` paths against the config directory, as check-config does."""
-    fixed = {}
-    for name, channel in channels.channels.items():
-        update = {
-            name: directory / path
-            for name, path in _secret_files(channel).items()
-            if not Path(path).is_absolute()
-        }
-        fixed[name] = channel.model_copy(update=update) if update else channel
+    fixed = {name: _resolve_files(ch, directory) for name, ch in channels.channels.items()}
     return channels.model_copy(update={"channels": fixed})
 
 
-def _secret_files(channel: object) -> dict[str, Path]:
-    """Return a channel's secret-file settings (every field named ``*_file``) that are set."""
+def _secret_files(model: BaseModel) -> dict[str, Path]:
+    """Return a model's file settings (every field named ``*_file``) that are set."""
     return {
         name: Path(value)
-        for name in type(channel).model_fields  # type: ignore[attr-defined]
-        if name.endswith("_file") and (value := getattr(channel, name)) is not None
+        for name in type(model).model_fields
+        if name.endswith("_file") and (value := getattr(model, name)) is not None
     }
+
+
+def _resolve_files(model: M, directory: Path) -> M:
+    """Return ``model`` with its relative ``*_file`` paths made relative to ``directory``."""
+    update = {
+        name: directory / path
+        for name, path in _secret_files(model).items()
+        if not path.is_absolute()
+    }
+    return model.model_copy(update=update) if update else model
 
 
 def _snmp_files_relative_to(target: SnmpTarget, directory: Path) -> SnmpTarget:
