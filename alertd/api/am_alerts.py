@@ -31,6 +31,7 @@ from typing import Any
 from alertd.api.am_config import routed
 from alertd.config.channels import ChannelsFile, Route
 from alertd.incidents.maintenance import Window
+from alertd.incidents.manager import window_view
 from alertd.incidents.priority import priority_of
 from alertd.ingest.external import EXTERNAL_METRIC, ExternalAlert, active
 from alertd.model import Incident, IncidentState
@@ -184,7 +185,7 @@ def _pushed(
         opened_at=a.starts_at,
         updated_at=a.updated_at,
     )
-    silenced, muted = _quiet(labels, windows, now)
+    silenced, muted = _quiet(window_view(labels, a.rule), windows, now)
     parent = parents.get(a.fingerprint)
     return ApiAlert(
         labels=labels,
@@ -205,7 +206,7 @@ def _own(
     incident: Incident, channels: ChannelsFile, windows: Sequence[Window], now: float
 ) -> ApiAlert:
     labels = {"alertname": incident.rule, **incident.label_map}
-    silenced, muted = _quiet(labels, windows, now)
+    silenced, muted = _quiet(window_view(incident.label_map, incident.rule), windows, now)
     by = incident.suppressed_by or ""
     return ApiAlert(
         labels=labels,
