@@ -453,15 +453,3 @@ class IncidentManager:
         shown = event.level.label if event.level else "ok"
         store.add_timeline(current.id, now, "transition", f"{shown} (flapping: not paged)")
         return None
-
-    def record_delivery(self, notification: Notification, outcome: str, now: float) -> None:
-        """Put one delivery outcome on the incident's timeline."""
-        who = ", ".join(notification.recipients) or "-"
-        with self.store.transaction():
-            self.store.add_timeline(
-                notification.incident.id,
-                now,
-                "notification",
-                f"{notification.transition.value} via {notification.channel} to {who}: {outcome}",
-                actor=notification.channel,
-            )

@@ -256,18 +256,13 @@ class OutboxStore:
             ],
         )
 
-    def held(self, channel: str | None = None, held_for: str = "") -> list[Intent]:
-        """Return held intents (of one channel and what they wait for, or all), oldest first."""
-        if channel is None:
-            rows = self.conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' ORDER BY id"
-            ).fetchall()
-        else:
-            rows = self.conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' AND channel = ? "
-                "AND held_for = ? ORDER BY id",
-                (channel, held_for),
-            ).fetchall()
+    def held(self, channel: str, held_for: str = "") -> list[Intent]:
+        """Return the intents held on ``channel`` for ``held_for``, oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' AND channel = ? "
+            "AND held_for = ? ORDER BY id",
+            (channel, held_for),
+        ).fetchall()
         return [_intent(r) for r in rows]
 
     def holding(self) -> set[tuple[str, str]]:

@@ -253,17 +253,6 @@ def test_apply_is_atomic(
     assert store.find() == []  # the incident row was rolled back with its timeline entry
 
 
-def test_record_delivery_goes_on_the_timeline(
-    manager: IncidentManager, store: IncidentStore
-) -> None:
-    notes = apply(manager, T0, FIRING_CRIT)
-    mail = next(n for n in notes if n.channel == "ops-mail")
-    manager.record_delivery(mail, "ok", T0 + 1)
-    entry = store.timeline(mail.incident.id)[-1]
-    assert (entry.kind, entry.actor, entry.ts) == ("notification", "ops-mail", T0 + 1)
-    assert entry.detail == "opened via ops-mail to wang@example.com: ok"
-
-
 def test_open_incidents_counted_by_priority(manager: IncidentManager, store: IncidentStore) -> None:
     apply(manager, T0, FIRING_CRIT)
     assert store.count_open_by_priority() == {"P1": 1}

@@ -243,7 +243,8 @@ async def test_retryable_failures_back_off_then_deliver_once(db) -> None:  # typ
     await d.settle()
     assert len(mail.sent) == 1
     assert attempts(db, n.key) == ["retryable", "ambiguous", "ok"]
-    assert timeline(db, incident.id)[-1].endswith("sent (attempt 3)")
+    # the delivery's line on the incident's timeline: what, via which channel, to whom, how
+    assert timeline(db, incident.id)[-1] == "opened via mail to a@example.com: sent (attempt 3)"
     assert d.store.counts() == {"delivered": 1}
 
 
