@@ -1,6 +1,7 @@
 """The composition root: build every stage from config, run them, reload, stop.
 
-    collectors --Sample--> Evaluator --AlertEvent--> IncidentManager --Notification--> Dispatcher
+    collectors --Sample--> Evaluator --AlertEvent--> IncidentManager --Notification--> outbox
+    Prometheus (POST /api/v2/alerts) --AlertEvent--^            outbox --Delivery--> channels
 
 Only this module wires stages together. A reload (SIGHUP or POST /-/reload) loads and builds
 everything new first and swaps only if all of it worked; otherwise the running config stays.

@@ -1,7 +1,8 @@
 """The one place that turns channel config into notifiers.
 
-An email channel without a host is "not configured": its notifications go to the log
-instead, marked as such, so a fresh install shows what it would have sent.
+An email channel without a host, or an SMS channel without an account, is "not configured":
+its notifications go to the log instead, marked as such, so a fresh install shows what it
+would have sent.
 """
 
 from __future__ import annotations
