@@ -316,6 +316,8 @@ class Delivery:
             detail = "sent" if attempt == 1 else f"sent (attempt {attempt})"
             if sent is not None and sent.provider_id:
                 detail += f" as {sent.provider_id}"
+            if sent is not None and sent.note:
+                detail += f" ({sent.note})"
             result = AttemptResult(
                 intent, "ok", detail, "delivered", provider_id=sent.provider_id if sent else ""
             )

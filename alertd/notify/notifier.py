@@ -23,6 +23,7 @@ class Sent:
     # recipients refused while the others got the message: (address, the server's reply
     # starting with its code) pairs; the outbox retries a 4xx one alone and fails a 5xx over
     refused: tuple[tuple[str, str], ...] = ()
+    note: str = ""  # said after "sent" on the timeline, e.g. that it went to the log instead
 
 
 class Notifier(Protocol):

@@ -17,7 +17,7 @@ from alertd.notify.im.config import ImChannelConfig
 from alertd.notify.im.notifiers import im_notifier
 from alertd.notify.log.config import LogChannelConfig
 from alertd.notify.log.notifier import LogNotifier
-from alertd.notify.notifier import Notifier
+from alertd.notify.notifier import Notifier, Sent
 from alertd.notify.sms.config import SmsChannelConfig
 from alertd.notify.sms.notifier import SmsNotifier
 from alertd.notify.webhook.config import WebhookChannelConfig
@@ -34,9 +34,10 @@ class LogInstead:
         self.why = why
         self._log = LogNotifier(name, LogChannelConfig(type="log"))
 
-    async def send(self, notification: Notification) -> None:
+    async def send(self, notification: Notification) -> Sent:
         log.warning("channel %s %s; logging the notification instead", self.name, self.why)
         await self._log.send(notification)
+        return Sent(note=f"to the log instead: the channel {self.why}")
 
     async def close(self) -> None:
         await self._log.close()

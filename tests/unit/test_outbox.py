@@ -24,6 +24,7 @@ from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.notifier import Sent
 from alertd.notify.outbox import OutboxStore, dump_notification, load_notification
 from alertd.notify.ratelimit import Limiter, SlidingWindow
+from alertd.notify.registry import LogInstead
 from alertd.state.db import connect
 from alertd.state.incidents import IncidentStore
 
@@ -499,3 +500,16 @@ async def test_a_busy_recipient_is_held_alone_and_gets_their_own_digest(db) -> N
     assert len(mail.sent) == 5
     assert all(wang not in n.recipients or n.recipients == (wang,) for n in mail.sent)
     assert d.store.counts() == {"delivered": 5, "digested": 2}
+
+
+async def test_a_channel_that_is_not_configured_says_so_on_the_timeline(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    d = delivery_for(db, {}, clock)
+    d.notifiers = {"mail": LogInstead("mail", "is not configured (email: no host)")}
+    commit(d, [note(incident, "mail", ("a@example.com",))], clock)
+    await d.settle()
+    assert timeline(db, incident.id)[-1] == (
+        "opened via mail to a@example.com: sent (to the log instead: the channel is not "
+        "configured (email: no host))"
+    )
