@@ -7,6 +7,8 @@ transaction each; ``schema_migrations`` records which ran, so an old file is upg
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 from alertd.errors import StoreError
 
 DB_NAME = "alertd.sqlite3"
+WRITER_LOCK_NAME = "alertd.sqlite3.writer-lock"
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -236,38 +239,76 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 )
 
 
+class StateConnection(sqlite3.Connection):
+    """A connection to the state database that also holds the writers' lock file.
+
+    Two processes write the state (the daemon, its delivery worker; the CLI now and then).
+    SQLite's own busy handler is not fair: a waiting writer sleeps 1, 2, 5 ... 100 ms between
+    tries, so a process that writes back to back (the daemon taking a storm of alerts) can
+    starve the other for seconds. Every ``write_transaction`` therefore first takes an
+    exclusive ``flock`` on a file beside the database: the kernel wakes a waiter the moment
+    the holder lets go. SQLite's lock (and ``busy_timeout``) still guard every write.
+    """
+
+    writer_lock: int | None = None
+
+    def close(self) -> None:
+        if self.writer_lock is not None:
+            os.close(self.writer_lock)
+            self.writer_lock = None
+        super().close()
+
+
+@contextmanager
+def _writers_turn(conn: sqlite3.Connection) -> Iterator[None]:
+    fd = getattr(conn, "writer_lock", None)
+    if fd is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 @contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """One atomic write on a connection in autocommit mode: BEGIN IMMEDIATE (take the write
     lock now, not at the first write) ... COMMIT, rolled back on any error, also a failed
-    COMMIT (busy or I/O), so the transaction is never left open."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    try:
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    COMMIT (busy or I/O), so the transaction is never left open. Writers take turns
+    (``StateConnection``)."""
+    with _writers_turn(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
 
 def connect(state_dir: Path) -> sqlite3.Connection:
     """Open (creating if needed) the state database in ``state_dir`` and migrate it."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(state_dir / DB_NAME, timeout=10.0, isolation_level=None)
+        conn = sqlite3.connect(
+            state_dir / DB_NAME, timeout=10.0, isolation_level=None, factory=StateConnection
+        )
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"state database {state_dir / DB_NAME}: {exc}") from exc
     try:
+        conn.writer_lock = os.open(state_dir / WRITER_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn)
-    except (sqlite3.Error, StoreError) as exc:
+    except (sqlite3.Error, StoreError, OSError) as exc:
         conn.close()
         if isinstance(exc, StoreError):
             raise
