@@ -2,6 +2,7 @@
 
     collectors --Sample--> Evaluator --AlertEvent--> IncidentManager --Notification--> outbox
     Prometheus (POST /api/v2/alerts) --AlertEvent--^            outbox --Delivery--> channels
+                                                  (Delivery runs in a worker process)
 
 Only this module wires stages together. A reload (SIGHUP or POST /-/reload) loads and builds
 everything new first and swaps only if all of it worked; otherwise the running config stays.
@@ -16,8 +17,8 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from alertd.api.amv2 import am_v2_routes
 from alertd.api.auth import Authorizer
 from alertd.api.ops import Operations
 from alertd.api.v1 import api_v1_routes
-from alertd.board.routes import board_routes, incident_path, root_redirect
+from alertd.board.routes import board_routes, root_redirect
 from alertd.board.session import load_or_create_key
 from alertd.clock import Clock, SystemClock
 from alertd.collect.schedule import CollectionScheduler, CollectJob, build_jobs, snmp_labels
@@ -52,22 +53,18 @@ from alertd.ingest.http import alerts_routes
 from alertd.metrics import PRIORITIES, Metrics
 from alertd.model import (
     AlertEvent,
-    IncidentState,
     Level,
     Notification,
     Sample,
     StateRecord,
-    Transition,
 )
-from alertd.notify.acklink import ack_routes, ack_url, make_ack_token
-from alertd.notify.delivery import Delivery, DeliverySettings
-from alertd.notify.im.limits import DEFAULT_RATE_LIMITS
-from alertd.notify.notifier import Notifier
+from alertd.notify.acklink import ack_routes
+from alertd.notify.configure import Links
 from alertd.notify.outbox import OutboxStore
-from alertd.notify.ratelimit import Window
 from alertd.notify.registry import build_notifiers
 from alertd.notify.sms.config import SmsChannelConfig
 from alertd.notify.sms.hooks import twilio_routes
+from alertd.notify.worker_process import DeliveryWorker
 from alertd.sdnotify import SystemdNotifier
 from alertd.server import build_web_app, start_server, tls_context
 from alertd.state.db import connect
@@ -88,7 +85,6 @@ class _Built:
     """Everything that depends on config, built before it replaces the running set."""
 
     config: Config
-    notifiers: dict[str, Notifier]
     jobs: list[CollectJob]
     evaluator: Evaluator
 
@@ -103,19 +99,19 @@ class App:
         listen_host: str = "127.0.0.1",
         listen_port: int = 9095,
         clock: Clock | None = None,
+        log_level: str = "INFO",
     ) -> None:
         self.config_dir = config_dir
         self.state_dir = state_dir
         self.listen_host = listen_host
         self.listen_port = listen_port
         self.clock = clock or SystemClock()
+        self.log_level = log_level
         self.metrics = Metrics(CollectorRegistry())
         self._stop = asyncio.Event()
         self._ready = False
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._retiring: set[asyncio.Task[None]] = set()  # closing replaced notifiers
-        self._retired: list[Notifier] = []  # replaced by a reload, not closed yet
         self._kpis_at = float("-inf")
         self.systemd = SystemdNotifier()
 
@@ -126,9 +122,11 @@ class App:
         else:
             evaluator = Evaluator(config.rules, previous.export_state(), config.flapping)
             evaluator.ingest(previous.latest_samples())
+        # the delivery worker builds its own; building them here rejects, before the swap,
+        # a channel the worker could not build (no connection is opened until a send)
+        build_notifiers(config.channels)
         return _Built(
             config,
-            build_notifiers(config.channels),
             build_jobs(config, self.clock, self.snmp_transport),
             evaluator,
         )
@@ -141,23 +139,10 @@ class App:
             *from_rows(stored_windows(self.conn, now)),
         ]
         self.evaluator = built.evaluator
-        self.notifiers = built.notifiers
         self.manager.channels = built.config.channels
-        self.delivery.notifiers = built.notifiers
-        self.delivery.limiter.per_channel, self.delivery.limiter.per_recipient = rate_limits(
-            built.config
-        )
-        d = built.config.channels.delivery
-        self.delivery.settings = DeliverySettings(
-            max_age=d.max_age,
-            backoff=d.backoff,
-            max_backoff=d.max_backoff,
-            send_timeout=d.send_timeout,
-            max_in_flight=d.max_in_flight,
-        )
-        self._link_secret = built.config.server.read_link_secret()
+        self.links.use(built.config)
         self.authorizer = Authorizer(built.config.server.tokens)  # tokens follow reloads
-        self.metrics.init_channels(built.notifiers)
+        self.metrics.init_channels(built.config.channels.channels)
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(self.clock.now())
 
@@ -182,8 +167,16 @@ class App:
         self._board_key = load_or_create_key(self.state_dir / "board-session.key")
         store = IncidentStore(self.conn)
         self.manager = IncidentManager(store, config.channels)
-        self.outbox = OutboxStore(self.conn, prepare=self._links)
-        self.delivery = Delivery(self.outbox, {}, self.metrics, self.clock, failover=self._failover)
+        self.links = Links(config, self.clock)
+        self.outbox = OutboxStore(self.conn, prepare=self.links)
+        self.delivery = DeliveryWorker(
+            self.config_dir,
+            self.state_dir,
+            self.outbox,
+            self.metrics,
+            self._failover,
+            log_level=self.log_level,
+        )
         self.snmp_transport = SnmpTransport(on_drop=self._snmp_dropped)
         await self.snmp_transport.start()
         try:
@@ -222,7 +215,7 @@ class App:
         )
         self.traps: TrapReceiver | None = None
         self.config_of_traps = config  # what the running trap receiver was built from
-        delivery = asyncio.create_task(self.delivery.run())  # first re-drives the unfinished
+        await self.delivery.start()  # first re-drives the unfinished
         try:
             async with self._reload_lock:  # no reload may race the start-up below
                 try:
@@ -254,14 +247,6 @@ class App:
                 self.traps.close()
             await self._drain_tasks()
             await self.delivery.stop(DRAIN_SECONDS)
-            await delivery
-            for task in self._retiring:  # nothing is in flight any more: close them now
-                task.cancel()
-            await asyncio.gather(*self._retiring, return_exceptions=True)
-            for notifier in self._retired:
-                await notifier.close()
-            for notifier in self.notifiers.values():
-                await notifier.close()
             await runner.cleanup()
             self.snmp_transport.close()
             await close_engines()
@@ -296,7 +281,7 @@ class App:
         )
         routes.append(root_redirect())
         routes += ack_routes(
-            lambda: self._link_secret if self.config.server.public_url else None,
+            lambda: self.links.secret if self.config.server.public_url else None,
             lambda incident_id, how: self.inbound.respond("ack", incident_id, how, how).message,
             now=self.clock.now,
         )
@@ -309,27 +294,6 @@ class App:
             self.inbound.forget_hook,
         )
         return routes
-
-    def _links(self, n: Notification) -> Notification:
-        """Add the incident's board page, and a signed, expiring acknowledge link to an
-        email about an open incident, when the listener has a public URL (and a link
-        secret)."""
-        server = self.config.server
-        if not server.public_url:
-            return n
-        n = replace(n, url=server.base_url + incident_path(n.incident.id))
-        channel = self.config.channels.channels.get(n.channel)
-        if (
-            not self._link_secret
-            or channel is None
-            or channel.type != "email"
-            or n.incident.state is not IncidentState.OPEN
-            or n.transition is Transition.RESOLVED
-        ):
-            return n
-        expires = int(self.clock.now() + server.ack_link_valid_for)
-        token = make_ack_token(self._link_secret, n.incident.id, expires)
-        return replace(n, ack_url=ack_url(server.base_url, token))
 
     def _require(self, request: web.Request, scope: Scope) -> None:
         self.authorizer.require(request, scope)
@@ -552,60 +516,17 @@ class App:
                 log.exception("reload failed while building; keeping the running config")
                 self.metrics.reload_success.set(0)
                 return False
-            old = self.notifiers
             running = self.config_of_traps
             traps_changed = (config.traps, config.snmp) != (running.traps, running.snmp)
             self._install(built)
             self.collection.replace(built.jobs)
-            self._close_later(old.values())
+            self.delivery.reload()
             if traps_changed and not await self._restart_traps(config):
                 self.metrics.reload_success.set(0)
                 log.error("reload: the rest of the config is in use, the trap receiver is not")
                 return False
             log.info("config reloaded: %s", config.summary())
             return True
-
-    def _close_later(self, notifiers: Iterable[Notifier]) -> None:
-        """Close replaced notifiers once the sends they may have in flight are over (each is
-        bounded by send_timeout): closing mid-send would make a delivered message look
-        ambiguous, and it would be sent again."""
-        retired = list(notifiers)
-        self._retired.extend(retired)
-
-        async def close() -> None:
-            await asyncio.sleep(self.delivery.settings.send_timeout + 1.0)
-            for notifier in retired:
-                if notifier in self._retired:
-                    self._retired.remove(notifier)
-                    await notifier.close()
-
-        task = asyncio.create_task(close())
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
-
-
-def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str, float]]:
-    """Return each channel's token buckets: its ``rate_limits`` entry if it has one, else its
-    provider's documented limits; and the per-recipient limits."""
-    per_channel: dict[str, tuple[Window, ...]] = {}
-    per_recipient: dict[str, float] = {}
-    configured = config.channels.rate_limits
-    for name, channel in config.channels.channels.items():
-        limit = configured.get(name)
-        if limit is None:
-            if defaults := DEFAULT_RATE_LIMITS.get(channel.type, ()):
-                per_channel[name] = defaults
-            continue
-        windows: list[Window] = []
-        if limit.per_second:
-            windows.append((limit.per_second, 1.0))
-        if limit.per_minute:
-            windows.append((limit.per_minute, 60.0))
-        # only a per-recipient limit: the provider's own limit still applies to the channel
-        per_channel[name] = tuple(windows) or DEFAULT_RATE_LIMITS.get(channel.type, ())
-        if limit.per_recipient_per_minute:
-            per_recipient[name] = limit.per_recipient_per_minute
-    return per_channel, per_recipient
 
 
 def _version() -> str:

@@ -184,7 +184,13 @@ def _run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     host, port = args.listen
-    app = App(args.config_dir, args.state_dir or _default_state_dir(), host, port)
+    app = App(
+        args.config_dir,
+        args.state_dir or _default_state_dir(),
+        host,
+        port,
+        log_level=args.log_level,
+    )
     return asyncio.run(app.run())
 
 

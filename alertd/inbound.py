@@ -12,7 +12,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from alertd.api.ops import Action, Outcome
 from alertd.config.load import Config
@@ -22,8 +22,7 @@ from alertd.incidents.routing import notifications_for
 from alertd.ingest import external
 from alertd.ingest.alertmanager import PostedAlert
 from alertd.model import AlertEvent, IncidentState, Transition
-from alertd.notify.delivery import Delivery
-from alertd.notify.outbox import OutboxStore
+from alertd.notify.outbox import Intent, OutboxStore
 from alertd.notify.sms.hooks import status_advances
 from alertd.state.maintenance import WindowMatchers, add_window, remove_window
 
@@ -32,13 +31,24 @@ log = logging.getLogger(__name__)
 FAILED_STATUSES = frozenset({"failed", "undelivered"})
 
 
+class DeliveryControl(Protocol):
+    """What inbound actions ask of delivery: ``Delivery`` in-process, or the daemon's
+    ``DeliveryWorker``."""
+
+    def wake(self) -> None: ...
+
+    def fail_over(
+        self, intent: Intent, recipients: tuple[str, ...], why: str, now: float
+    ) -> int: ...
+
+
 @dataclass(slots=True)
 class Inbound:
     """The inbound actions, bound to the running daemon's parts."""
 
     manager: IncidentManager
     outbox: OutboxStore
-    delivery: Delivery
+    delivery: DeliveryControl
     config: Callable[[], Config]
     now: Callable[[], float]
     applied: Callable[[Sequence[AlertEvent]], None]  # counts events, refreshes gauges

@@ -48,6 +48,10 @@ class DeliverySettings:
     batch: int = 512
 
 
+FLUSH_DELAY = 0.002  # seconds outcomes wait to share one transaction with the next ones
+CLAIM_FRACTION = 8  # while sends are in flight, claim again once 1/8 of the room is free
+
+
 def _no_failover(n: Notification, recipients: tuple[str, ...], why: str) -> list[Notification]:
     return []
 
@@ -156,8 +160,16 @@ class Delivery:
                 return
             await asyncio.sleep(0.01)
 
+    def _room(self) -> int:
+        """How many intents to claim now: none while sends are in flight and less than
+        1/``CLAIM_FRACTION`` of ``max_in_flight`` is free (fewer, larger claims)."""
+        room = self.settings.max_in_flight - len(self._in_flight)
+        if self._in_flight and room < self.settings.max_in_flight // CLAIM_FRACTION:
+            return 0
+        return room
+
     def _idle_wait(self) -> float:
-        if len(self._in_flight) >= self.settings.max_in_flight:
+        if self._room() <= 0:
             return 1.0  # full: a finishing send wakes the loop
         now = self.clock.now()
         waits = [1.0]
@@ -172,7 +184,7 @@ class Delivery:
     def pump(self) -> bool:
         """Claim what is due and what the rate limits allow; start sending it. Return True
         if there may be more to claim right away."""
-        room = self.settings.max_in_flight - len(self._in_flight)
+        room = self._room()
         if room <= 0 or self._stopping:
             return False
         now, mono = self.clock.now(), self.clock.monotonic()
@@ -322,8 +334,8 @@ class Delivery:
                 intent, "ok", detail, "delivered", provider_id=sent.provider_id if sent else ""
             )
         self._results.append((result, sent))
-        if self._flush_handle is None:  # one transaction for everything that finished
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+        if self._flush_handle is None:  # one transaction for everything finishing meanwhile
+            self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
 
     def _failed(self, intent: Intent, exc: NotifyError) -> AttemptResult:
         now = self.clock.now()
@@ -425,31 +437,47 @@ class Delivery:
 
     def fail_over(self, intent: Intent, recipients: tuple[str, ...], why: str, now: float) -> int:
         """Commit (in the caller's transaction) where ``intent`` goes now that it failed for
-        good for ``recipients``: a failed send, a refused recipient, a provider's "failed"
-        status. Return how many fallback intents were added."""
-        n = intent.notification
-        fallbacks = [
-            replace(f, key=failover_key(n, f))
-            for f in self.failover(n, recipients, why)
-            if f.channel != n.channel
-        ]
-        if not fallbacks:
-            return 0
-        added = self.store.enqueue(fallbacks, now, failover_of=intent.id)
-        for f in fallbacks:
-            self.metrics.notification_failovers.labels(n.channel).inc()
-            self.store.conn.execute(
-                "INSERT INTO timeline (incident_id, ts, kind, actor, detail) "
-                "VALUES (?, ?, 'notification', ?, ?)",
-                (
-                    n.incident.id,
-                    now,
-                    n.channel,
-                    f"{n.transition.value} via {n.channel} failed for "
-                    f"{', '.join(recipients) or '-'}: failing over to {f.channel}",
-                ),
-            )
-        return added
+        good for ``recipients``; see ``commit_failover``."""
+        return commit_failover(
+            self.store, self.metrics, self.failover, intent, recipients, why, now
+        )
+
+
+def commit_failover(
+    store: OutboxStore,
+    metrics: Metrics,
+    failover: Failover,
+    intent: Intent,
+    recipients: tuple[str, ...],
+    why: str,
+    now: float,
+) -> int:
+    """Commit (in the caller's transaction) where ``intent`` goes now that it failed for good
+    for ``recipients``: a failed send, a refused recipient, a provider's "failed" status.
+    Return how many fallback intents were added."""
+    n = intent.notification
+    fallbacks = [
+        replace(f, key=failover_key(n, f))
+        for f in failover(n, recipients, why)
+        if f.channel != n.channel
+    ]
+    if not fallbacks:
+        return 0
+    added = store.enqueue(fallbacks, now, failover_of=intent.id)
+    for f in fallbacks:
+        metrics.notification_failovers.labels(n.channel).inc()
+        store.conn.execute(
+            "INSERT INTO timeline (incident_id, ts, kind, actor, detail) "
+            "VALUES (?, ?, 'notification', ?, ?)",
+            (
+                n.incident.id,
+                now,
+                n.channel,
+                f"{n.transition.value} via {n.channel} failed for "
+                f"{', '.join(recipients) or '-'}: failing over to {f.channel}",
+            ),
+        )
+    return added
 
 
 def failover_key(original: Notification, fallback: Notification) -> str:

@@ -97,7 +97,11 @@ def test_incident_opens_mails_acks_and_resolves_on_reload(
     assert shown["acknowledged_by"] == "alice"
     assert any(t["kind"] == "acknowledged" and t["actor"] == "alice" for t in shown["timeline"])
     wait_for("incidents_open metric", lambda: d.metric('alertd_incidents_open{priority="P2"}') == 1)
-    assert (d.metric('alertd_notifications_sent_total{channel="mail"}') or 0) >= 1
+    # the delivery worker process reports its counters to the daemon a moment later
+    wait_for(
+        "notifications_sent metric",
+        lambda: (d.metric('alertd_notifications_sent_total{channel="mail"}') or 0) >= 1,
+    )
     assert d.metric('alertd_kpi_incidents{priority="P2"}') == 1  # KPIs exported too
     assert d.metric('alertd_kpi_team_sla_breaches{target="respond",team="oncall"}') == 0
 

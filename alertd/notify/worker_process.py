@@ -1,0 +1,181 @@
+"""The delivery worker process as the daemon sees it: start it, wake it, reload it, stop it,
+start it again if it dies, and fold the counters it reports into the daemon's metrics.
+
+The worker itself is ``alertd.notify.worker``. What the daemon still does about delivery
+itself is commit: intents (with the incident changes that cause them) and failovers a
+provider's status callback asks for; then it wakes the worker.
+
+The delivery counters on /metrics are the sums of what each worker reported; a worker killed
+outright loses what it counted since its last report (at most 0.25 s), never a notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from alertd.metrics import Metrics
+from alertd.notify.delivery import Failover, commit_failover
+from alertd.notify.outbox import Intent, OutboxStore
+from alertd.notify.worker import DELIVERY_COUNTERS
+
+log = logging.getLogger(__name__)
+
+RESTART_FIRST = 1.0  # seconds before starting a worker that died; doubles up to the max
+RESTART_MAX = 30.0
+STEADY = 60.0  # a worker that ran this long resets the restart delay
+PROFILE_ENV = "ALERTD_PROFILE_WORKER"  # a file: run the worker under cProfile, write it there
+
+
+class DeliveryWorker:
+    """Runs ``python -m alertd.notify.worker`` as a child and keeps it running."""
+
+    def __init__(
+        self,
+        config_dir: Path,
+        state_dir: Path,
+        store: OutboxStore,
+        metrics: Metrics,
+        failover: Failover,
+        *,
+        log_level: str = "INFO",
+        python: str = sys.executable,
+    ) -> None:
+        self.config_dir = config_dir
+        self.state_dir = state_dir
+        self.store = store
+        self.metrics = metrics
+        self.failover = failover
+        self.log_level = log_level
+        self.python = python
+        self.starts = 0  # how many workers were started (a restart is the second)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._exited = asyncio.Event()
+
+    # -- what the daemon calls ------------------------------------------------------------
+    async def start(self) -> None:
+        await self._spawn()
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    def wake(self) -> None:
+        """New intents were committed."""
+        self._send(b"w")
+
+    def reload(self) -> None:
+        """The daemon accepted a new config: the worker loads it too."""
+        self._send(b"r")
+
+    def fail_over(self, intent: Intent, recipients: tuple[str, ...], why: str, now: float) -> int:
+        """Commit (in the caller's transaction) the failover of ``intent`` for ``recipients``
+        (a provider's "failed" status); the caller wakes the worker."""
+        return commit_failover(
+            self.store, self.metrics, self.failover, intent, recipients, why, now
+        )
+
+    async def stop(self, drain_seconds: float) -> None:
+        """Ask the worker to stop; it lets sends in flight finish for up to
+        ``drain_seconds``. Past that (plus a margin) it is killed; what it had in flight
+        is sent again, as ambiguous, by the next worker."""
+        self._stopping = True
+        self._send(b"q")
+        if self._supervisor is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._supervisor), drain_seconds + 5.0)
+            except TimeoutError:
+                log.error("delivery worker did not stop in time; killing it")
+                if self._proc is not None and self._proc.returncode is None:
+                    self._proc.kill()
+                await self._supervisor
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    # -- the child ------------------------------------------------------------------------
+    async def _spawn(self) -> None:
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
+        profile = os.environ.get(PROFILE_ENV)  # bench/profile_daemon.py
+        profiling = ["-m", "cProfile", "-o", profile] if profile else []
+        self._proc = await asyncio.create_subprocess_exec(
+            self.python,
+            *profiling,
+            "-m",
+            "alertd.notify.worker",
+            "--config-dir",
+            str(self.config_dir),
+            "--state-dir",
+            str(self.state_dir),
+            "--parent",
+            str(os.getpid()),
+            "--log-level",
+            self.log_level,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=1 << 20,  # one report line per series set, well under this
+        )
+        self.starts += 1
+        log.info("delivery worker started (pid %d)", self._proc.pid)
+
+    def _send(self, command: bytes) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            return  # no worker now: the next one looks at the outbox when it starts
+        if command == b"w" and proc.stdin.transport.get_write_buffer_size():
+            return  # a wake is already on its way
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            proc.stdin.write(command)
+
+    async def _supervise(self) -> None:
+        delay = RESTART_FIRST
+        loop = asyncio.get_running_loop()
+        while True:
+            proc = self._proc
+            assert proc is not None
+            started = loop.time()
+            await self._read_reports(proc)
+            code = await proc.wait()
+            if self._stopping:
+                log.info("delivery worker stopped (exit %d)", code)
+                return
+            if loop.time() - started >= STEADY:
+                delay = RESTART_FIRST
+            log.error(
+                "delivery worker exited unexpectedly (exit %d); starting another in %gs "
+                "(notifications wait in the outbox meanwhile)",
+                code,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(RESTART_MAX, delay * 2)
+            if self._stopping:
+                return
+            await self._spawn()
+
+    async def _read_reports(self, proc: asyncio.subprocess.Process) -> None:
+        """Fold each counter report into the daemon's metrics until the worker's stdout
+        closes. A worker's counters start at 0, so what was seen is per worker."""
+        assert proc.stdout is not None
+        seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        while line := await proc.stdout.readline():
+            try:
+                counters = json.loads(line)["counters"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("delivery worker: unreadable report %.80r", line)
+                continue
+            for attr, labels, value in counters:
+                if attr not in DELIVERY_COUNTERS:
+                    continue
+                key = (attr, tuple(sorted(labels.items())))
+                delta = value - seen.get(key, 0.0)
+                seen[key] = value
+                if delta > 0:
+                    getattr(self.metrics, attr).labels(**labels).inc(delta)

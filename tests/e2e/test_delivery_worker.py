@@ -1,0 +1,149 @@
+"""End to end: the delivery worker process beside the daemon.
+
+The daemon (``alertd run``) commits intents; its child ``alertd.notify.worker`` sends them.
+A worker that dies is started again and delivers what waited; a SIGKILLed daemon takes its
+worker with it (no sender is left behind to race the next start); a reload reaches the
+worker; the worker's counters show on the daemon's /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.crash_harness import Receiver, write_config
+from tests.e2e.conftest import Daemon, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(seed=1, max_delay=0.0)
+    r.start()
+    yield r
+    r.stop()
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def worker_pid(d: Daemon) -> int:
+    """The daemon's one child process: the delivery worker."""
+    found: list[int] = []
+
+    def started() -> bool:  # forked and exec'ed
+        found[:] = [p for p in children(d.proc.pid) if b"alertd.notify.worker" in cmdline(p)]
+        return len(found) == 1
+
+    wait_for("the delivery worker", started)
+    return found[0]
+
+
+def cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def post_alert(d: Daemon, instance: str) -> None:
+    body = json.dumps([{"labels": {"alertname": "WorkerTest", "instance": instance}}]).encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{d.port}/api/v2/alerts",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
+def sends(d: Daemon) -> float:
+    return d.metric('alertd_notifications_sent_total{channel="hook"}') or 0.0
+
+
+def arrived(r: Receiver, instance: str) -> Callable[[], bool]:
+    return lambda: instance in r.instances
+
+
+def test_a_dead_worker_is_replaced_and_delivers_what_waited(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    write_config(tmp_path / "cfg", receiver.url)
+    d = daemon_factory(tmp_path / "cfg")
+    first = worker_pid(d)
+    post_alert(d, "before")
+    wait_for("the first alert's webhook", arrived(receiver, "before"))
+    wait_for("the worker's report of it", lambda: sends(d) == 1)
+
+    os.kill(first, signal.SIGKILL)
+    wait_for("the daemon to notice", lambda: "exited unexpectedly" in d.log())
+    post_alert(d, "while-down")  # committed while no worker runs, or just as one starts
+    second = worker_pid(d)
+    assert second != first
+    wait_for("the waiting alert's webhook", arrived(receiver, "while-down"))
+    assert d.proc.poll() is None
+    # the daemon's own metrics add up what each worker reported
+    wait_for("both sends counted", lambda: sends(d) == 2)
+
+
+def test_a_killed_daemon_takes_its_worker_with_it(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    write_config(tmp_path / "cfg", receiver.url)
+    d = daemon_factory(tmp_path / "cfg")
+    worker = worker_pid(d)
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait(10)
+    wait_for("the orphaned worker to die", lambda: not alive(worker), timeout=10)
+
+
+def test_a_stopped_daemon_stops_its_worker_cleanly(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    write_config(tmp_path / "cfg", receiver.url)
+    d = daemon_factory(tmp_path / "cfg")
+    worker = worker_pid(d)
+    assert d.stop() == 0
+    assert not alive(worker)
+    assert "delivery worker stopped (exit 0)" in d.log()
+
+
+def test_a_reload_reaches_the_worker(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    other = Receiver(seed=2, max_delay=0.0)
+    other.start()
+    try:
+        write_config(tmp_path / "cfg", receiver.url)
+        d = daemon_factory(tmp_path / "cfg")
+        worker = worker_pid(d)
+        write_config(tmp_path / "cfg", other.url)
+        assert d.post("/-/reload") == 200
+        wait_for("the worker to reload", lambda: "delivery worker: config reloaded" in d.log())
+        post_alert(d, "after-reload")
+        wait_for("the webhook at the new url", arrived(other, "after-reload"))
+        assert "after-reload" not in receiver.instances
+        assert worker_pid(d) == worker  # reloaded in place, not restarted
+    finally:
+        other.stop()

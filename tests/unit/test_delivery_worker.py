@@ -1,0 +1,107 @@
+"""The delivery worker's plumbing: counter reports folded into the daemon's metrics, the
+writers' turn-taking lock on the state database, and one worker per state directory."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from alertd.metrics import Metrics
+from alertd.notify import worker
+from alertd.notify.worker import counter_snapshot, hold_lock
+from alertd.notify.worker_process import DeliveryWorker
+from alertd.state.db import WRITER_LOCK_NAME, connect, write_transaction
+
+
+class FakeProc:
+    """What ``_read_reports`` reads: a finished worker's stdout."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.stdout = asyncio.StreamReader()
+        for line in lines:
+            self.stdout.feed_data(line)
+        self.stdout.feed_eof()
+
+
+def report(metrics: Metrics) -> bytes:
+    return (json.dumps({"counters": counter_snapshot(metrics)}) + "\n").encode()
+
+
+def sent(metrics: Metrics, channel: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "alertd_notifications_sent_total", {"channel": channel}
+    )
+    return value or 0.0
+
+
+def test_reports_add_up_across_workers_and_skip_garbage(tmp_path: Path) -> None:
+    daemon = Metrics(CollectorRegistry())
+    handle = DeliveryWorker(tmp_path, tmp_path, None, daemon, lambda n, r, w: [])  # type: ignore[arg-type]
+    first, second = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
+    first.notifications_sent.labels("mail").inc(2)
+    early = report(first)
+    first.notifications_sent.labels("mail").inc(3)
+    first.notification_attempts.labels("mail", "ambiguous").inc()
+    late = report(first)
+    second.notifications_sent.labels("mail").inc(1)  # a new worker counts from 0 again
+
+    async def fold() -> None:
+        await handle._read_reports(FakeProc([early, b"not json\n", late, late]))  # type: ignore[arg-type]
+        await handle._read_reports(FakeProc([report(second)]))  # type: ignore[arg-type]
+
+    asyncio.run(fold())
+    assert sent(daemon, "mail") == 6.0  # 5 from the first worker (not 2 + 5 + 5), 1 more
+    attempts = daemon.registry.get_sample_value(
+        "alertd_notification_attempts_total", {"channel": "mail", "outcome": "ambiguous"}
+    )
+    assert attempts == 1.0
+
+
+def test_a_report_names_only_delivery_counters() -> None:
+    m = Metrics(CollectorRegistry())
+    m.notifications_sent.labels("sms").inc()
+    m.rule_evaluations.inc()
+    names = {attr for attr, _, _ in counter_snapshot(m)}
+    assert names == {"notifications_sent"}
+    assert ("notifications_sent", {"channel": "sms"}, 1.0) in counter_snapshot(m)
+
+
+def test_writers_take_turns_on_the_lock_file(tmp_path: Path) -> None:
+    conn = connect(tmp_path)
+    other = os.open(tmp_path / WRITER_LOCK_NAME, os.O_RDWR)
+    try:
+        # another writer would wait here
+        with write_transaction(conn), pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once committed
+        fcntl.flock(other, fcntl.LOCK_UN)
+        with pytest.raises(RuntimeError), write_transaction(conn):
+            raise RuntimeError("rolled back")
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and once rolled back
+    finally:
+        os.close(other)
+        conn.close()
+
+
+def test_one_worker_per_state_directory(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(worker, "LOCK_WAIT", 0.2)
+
+    async def both() -> tuple[bool, bool]:
+        first = await hold_lock(tmp_path)
+        second = await hold_lock(tmp_path)  # waits, then gives up: the first holds it
+        assert first is not None
+        first.close()
+        third = await hold_lock(tmp_path)
+        ok = third is not None
+        if third is not None:
+            third.close()
+        return second is None, ok
+
+    assert asyncio.run(both()) == (True, True)
