@@ -10,7 +10,6 @@ so a label value ``{{ 7*7 }}`` shows up literally and ``<script>`` is escaped in
 from __future__ import annotations
 
 import json
-import unicodedata
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -367,10 +366,14 @@ def _context(n: Notification) -> dict[str, Any]:
     }
 
 
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F: a table, not a lookup per
+# character (this runs for every message sent)
+_CONTROL_TO_SPACE = str.maketrans(dict.fromkeys((*range(0x20), *range(0x7F, 0xA0)), " "))
+
+
 def _single_line(text: str) -> str:
     """Collapse all whitespace (CR, LF, U+2028, ...) to single spaces; drop control chars."""
-    cleaned = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
-    return " ".join(cleaned.split())
+    return " ".join(text.translate(_CONTROL_TO_SPACE).split())
 
 
 # Characters str.splitlines() breaks on that json.dumps(ensure_ascii=False) leaves as is.
