@@ -25,7 +25,8 @@ arrival) and peak RSS (VmHWM). Then the idle pipeline: one alert at a time, each
     RESULT pipeline_idle system=... count=50 p50_ms=... p99_ms=...
 
 followed by a table. ``--profile`` adds one alertd run at the largest N under cProfile
-(``bench/profile_daemon.py``; not counted in the medians) and prints its top functions.
+(``bench/profile_daemon.py``, and the delivery worker process too; not counted in the
+medians) and prints the top functions of each.
 
 Usage: .venv/bin/python bench/bench_pipeline.py [--n 1000,10000] [--runs 3] [--single 50]
            [--profile] [--profile-out FILE] [--keep]
@@ -410,16 +411,25 @@ def main(argv: list[str] | None = None) -> int:
             prof = a.profile_out or scratch / "alertd.prof"
             n = max(sizes)
 
+            worker_prof = prof.with_suffix(".worker.prof")
+
             def profiled(work: Path, url: str) -> Server:
                 return start_alertd(work, url, profile=prof)
 
-            r = storm("alertd", profiled, n, "prof", a, sink, scratch / "alertd-profile")
+            # the delivery worker process is profiled too (alertd/notify/worker_process.py)
+            os.environ["ALERTD_PROFILE_WORKER"] = str(worker_prof)
+            try:
+                r = storm("alertd", profiled, n, "prof", a, sink, scratch / "alertd-profile")
+            finally:
+                del os.environ["ALERTD_PROFILE_WORKER"]
             print(
                 f"# alertd under cProfile, N={n}: all in {r['total_s']:.2f}s "
                 f"(push {r['push_s']:.2f}s), cpu {r['cpu_s']:.2f}s",
                 flush=True,
             )
-            profile_text = print_profile(str(prof), top=30)
+            profile_text = "# the daemon\n" + print_profile(str(prof), top=30)
+            if worker_prof.exists():
+                profile_text += "\n# the delivery worker\n" + print_profile(str(worker_prof), top=30)
         sink.child.stop()
     finally:
         if not a.keep:

@@ -82,6 +82,32 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def proc_tree(pid: int) -> list[int]:
+    """Return ``pid`` and its live descendants (alertd's delivery worker is a child)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """Return the CPU seconds of ``pid`` and its live descendants."""
+    total = 0.0
+    for each in proc_tree(pid):
+        try:
+            total += proc_cpu_seconds(each)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def proc_rss_kib(pid: int) -> int | None:
     """Return VmRSS of ``pid`` in KiB from /proc/PID/status (None once it is gone)."""
     try:
@@ -148,10 +174,14 @@ class Child:
         raise RuntimeError(f"{self.argv[0]}: {path} not 200 within {timeout:g}s:\n{self.tail()}")
 
     def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.pid)
+        """CPU seconds of the server, its child processes included (while they live)."""
+        return tree_cpu_seconds(self.pid)
 
     def hwm_kib(self) -> int | None:
-        return proc_hwm_kib(self.pid)
+        """Peak RSS: the sum of each of the server's processes' own peaks."""
+        peaks = [proc_hwm_kib(each) for each in proc_tree(self.pid)]
+        known = [p for p in peaks if p is not None]
+        return sum(known) if known else None
 
     def rss_kib(self) -> int | None:
         return proc_rss_kib(self.pid)
