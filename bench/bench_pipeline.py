@@ -429,7 +429,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             profile_text = "# the daemon\n" + print_profile(str(prof), top=30)
             if worker_prof.exists():
-                profile_text += "\n# the delivery worker\n" + print_profile(str(worker_prof), top=30)
+                profile_text += "\n# the delivery worker\n" + print_profile(
+                    str(worker_prof), top=30
+                )
         sink.child.stop()
     finally:
         if not a.keep:
