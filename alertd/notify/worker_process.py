@@ -84,15 +84,23 @@ class DeliveryWorker:
         ``drain_seconds``. Past that (plus a margin) it is killed; what it had in flight
         is sent again, as ambiguous, by the next worker."""
         self._stopping = True
-        self._send(b"q")
-        if self._supervisor is not None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            self._send(b"q")
             try:
-                await asyncio.wait_for(asyncio.shield(self._supervisor), drain_seconds + 5.0)
+                await asyncio.wait_for(proc.wait(), drain_seconds + 5.0)
             except TimeoutError:
                 log.error("delivery worker did not stop in time; killing it")
-                if self._proc is not None and self._proc.returncode is None:
-                    self._proc.kill()
-                await self._supervisor
+                proc.kill()
+                await proc.wait()
+        if self._supervisor is None:
+            return
+        if proc is not None and proc.returncode is not None:
+            # it is reading the worker's last report, or waiting to start another: bounded
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._supervisor), 2.0)
+        self._supervisor.cancel()
+        await asyncio.gather(self._supervisor, return_exceptions=True)
 
     @property
     def pid(self) -> int | None:
@@ -154,11 +162,18 @@ class DeliveryWorker:
                 code,
                 delay,
             )
-            await asyncio.sleep(delay)
-            delay = min(RESTART_MAX, delay * 2)
-            if self._stopping:
-                return
-            await self._spawn()
+            while not self._stopping:
+                await asyncio.sleep(delay)
+                delay = min(RESTART_MAX, delay * 2)
+                if self._stopping:
+                    return
+                try:
+                    await self._spawn()
+                    break
+                except OSError as exc:
+                    log.error(
+                        "cannot start the delivery worker (%s); trying again in %gs", exc, delay
+                    )
 
     async def _read_reports(self, proc: asyncio.subprocess.Process) -> None:
         """Fold each counter report into the daemon's metrics until the worker's stdout
