@@ -32,8 +32,10 @@ ends ``delivered``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
+import os
 import random
 import signal
 import socket
@@ -179,6 +181,23 @@ def free_port() -> int:
     return port
 
 
+def descendants(pid: int) -> list[int]:
+    """Return the live descendants of ``pid`` (the daemon's delivery worker)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    found = [int(c) for c in f.read().split()]
+                out += found
+                todo += found
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
 def write_config(config_dir: Path, hook_url: str) -> None:
     """Write a config with no rules and one webhook channel that every incident notifies."""
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -234,9 +253,12 @@ class DaemonProcess:
             return False
 
     def kill(self) -> None:
-        """SIGKILL the daemon and reap it."""
+        """SIGKILL the daemon and its delivery worker at once (a power cut, an OOM kill of
+        the service), and reap the daemon."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        for pid in [*descendants(self.proc.pid), self.proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(30)
 
     def stop(self, timeout: float = 30.0) -> int | None:

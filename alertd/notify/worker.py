@@ -12,13 +12,13 @@ intake of alerts and the intake does not delay the sends. They share only the SQ
 
 Safety: one worker per state directory (``delivery.lock``, ``flock``: released by the
 kernel when the process dies, so a worker left over from a killed daemon is waited for
-before intents caught ``sending`` are recovered); the worker dies with the daemon
-(``PR_SET_PDEATHSIG``), so a SIGKILLed daemon leaves no sender behind; SIGTERM/SIGINT (sent
-by systemd or a terminal to the whole group) stop it like ``q``, letting sends in flight
-finish.
+before intents caught ``sending`` are recovered). A daemon that dies, even by SIGKILL,
+closes the worker's stdin: the worker stops claiming, lets its sends in flight finish and
+be recorded (up to ``DRAIN_SECONDS``), and exits; no sender outlives that. SIGTERM/SIGINT
+(sent by systemd or a terminal to the whole group) stop it the same way.
 
 Usage (started by the daemon, not by hand):
-    python -m alertd.notify.worker --config-dir DIR --state-dir DIR --parent PID
+    python -m alertd.notify.worker --config-dir DIR --state-dir DIR
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -60,7 +59,6 @@ DRAIN_SECONDS = 15.0  # on stop, how long sends in flight may finish
 LOCK_NAME = "delivery.lock"
 LOCK_WAIT = 60.0  # seconds to wait for a previous worker to let go of the lock
 REPORT_EVERY = 0.25  # seconds between counter reports to the daemon (when changed)
-_PR_SET_PDEATHSIG = 1
 
 # the Metrics counters the worker moves; the daemon exports them
 DELIVERY_COUNTERS = (
@@ -83,15 +81,6 @@ def counter_snapshot(metrics: Metrics) -> Snapshot:
                 if sample.name.endswith("_total"):
                     out.append((attr, dict(sample.labels), sample.value))
     return out
-
-
-def die_with_parent(parent: int) -> bool:
-    """Ask the kernel to SIGKILL this process when its parent dies; return False if the
-    parent is already gone."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    return os.getppid() == parent
 
 
 async def hold_lock(state_dir: Path) -> IO[bytes] | None:
@@ -188,7 +177,11 @@ class Worker:
             return
         except OSError:
             data = b""
-        if not data or b"q" in data:  # end of file: the daemon is gone
+        if not data:
+            log.warning("delivery worker: the daemon is gone; finishing the sends in flight")
+            self._stop.set()
+            return
+        if b"q" in data:
             self._stop.set()
             return
         if b"r" in data:
@@ -257,11 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m alertd.notify.worker")
     ap.add_argument("--config-dir", type=Path, required=True)
     ap.add_argument("--state-dir", type=Path, required=True)
-    ap.add_argument("--parent", type=int, required=True, help="the daemon's PID")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
-    if not die_with_parent(args.parent):
-        return 0  # the daemon died while this process started
     setup_logging(args.log_level)
     return asyncio.run(serve(args.config_dir, args.state_dir))
 

@@ -121,8 +121,6 @@ class DeliveryWorker:
             str(self.config_dir),
             "--state-dir",
             str(self.state_dir),
-            "--parent",
-            str(os.getpid()),
             "--log-level",
             self.log_level,
             stdin=asyncio.subprocess.PIPE,

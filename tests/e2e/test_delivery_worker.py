@@ -1,9 +1,9 @@
 """End to end: the delivery worker process beside the daemon.
 
 The daemon (``alertd run``) commits intents; its child ``alertd.notify.worker`` sends them.
-A worker that dies is started again and delivers what waited; a SIGKILLed daemon takes its
-worker with it (no sender is left behind to race the next start); a reload reaches the
-worker; the worker's counters show on the daemon's /metrics.
+A worker that dies is started again and delivers what waited; a SIGKILLed daemon's worker
+sees its stdin close and exits (no sender is left behind); a reload reaches the worker; the
+worker's counters show on the daemon's /metrics.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def test_a_dead_worker_is_replaced_and_delivers_what_waited(
     wait_for("both sends counted", lambda: sends(d) == 2)
 
 
-def test_a_killed_daemon_takes_its_worker_with_it(
+def test_a_killed_daemons_worker_exits_too(
     tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
     write_config(tmp_path / "cfg", receiver.url)
@@ -115,7 +115,7 @@ def test_a_killed_daemon_takes_its_worker_with_it(
     worker = worker_pid(d)
     d.proc.send_signal(signal.SIGKILL)
     d.proc.wait(10)
-    wait_for("the orphaned worker to die", lambda: not alive(worker), timeout=10)
+    wait_for("the orphaned worker to exit", lambda: not alive(worker), timeout=20)
 
 
 def test_a_stopped_daemon_stops_its_worker_cleanly(
