@@ -1,19 +1,23 @@
 """One way to POST a notification to an HTTP provider, and to say what went wrong.
 
-Every HTTP channel (the IM robots, the generic webhook) owns one ``HttpClient``: one aiohttp
-``ClientSession`` per channel, created on first use (a session needs a running loop) and
-closed with the channel, so connections are kept alive and reused. A send is exactly one
-attempt under the channel's ``timeout``; redirects are not followed (a POST carrying a token
-should not wander to another host). The outcome becomes a ``NotifyError``:
+Every HTTP channel (the IM robots, the generic webhook) owns one ``HttpClient``: one pool of
+kept-alive HTTP/1.1 connections (``http_wire.Pool``, a lean asyncio client: the daemon posts
+thousands of small notifications, and aiohttp's ``ClientSession`` cost 2-3 times the CPU per
+POST), closed with the channel. A send is exactly one attempt under the channel's
+``timeout``; redirects are not followed (a POST carrying a token should not wander to another
+host). The outcome becomes a ``NotifyError``:
 
 ======================================  =========  =========  ==============================
 outcome                                 retryable  ambiguous  reason
 ======================================  =========  =========  ==============================
 refused, unreachable, DNS failure       yes        no         connect
-timeout while connecting (or pooling)   yes        no         timeout
+timeout before the request was written  yes        no         timeout
 TLS certificate rejected                no         no         connect (needs a human)
-timeout after connecting                yes        yes        timeout
+timeout after the request was written   yes        yes        timeout
 reset / disconnect / cut-short answer   yes        yes        connect
+malformed HTTP answer                   yes        yes        server_error
+channel closed (reload, shutdown)       yes        no         other
+invalid url or header                   no         no         unconfigured
 HTTP 2xx                                the provider reads the body (``errcode`` != 0 fails)
 HTTP 3xx (not followed)                 no         no         client_error
 HTTP 408                                yes        no         timeout
@@ -26,18 +30,21 @@ other 4xx                               no         no         client_error
 
 500, 502 and 504 are ambiguous: the application may have acted before failing, and a gateway
 answering 502/504 lost the upstream's answer, not necessarily the request. 503 and the rest
-are answers from a server that refused the work. Timeouts and resets after connecting are
-ambiguous because aiohttp does not tell whether the request was written; a connect timeout
-(``ConnectionTimeoutError``) happens before anything was sent.
+are answers from a server that refused the work. A timeout or reset after the request was
+written is ambiguous: the provider may have it. Before that (connecting, TLS) nothing was
+sent. A kept-alive connection the server closes just as a request is written counts as a
+disconnect (ambiguous), as with aiohttp; one it closed earlier is never reused (see
+``http_wire``).
 
 Webhook URLs embed their credential (Slack's path, DingTalk's ``access_token``, WeCom's
 ``key``, Feishu's hook token), so messages show the URL redacted (``redact_url``) and every
 error text is scrubbed of the URL's secret parts and the signing secret before it leaves here.
-aiohttp's own exceptions may print the full URL, so they are not chained (``from None``).
+Transport exceptions are not chained (``from None``), so no traceback carries a URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -45,10 +52,10 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import aiohttp
 from yarl import URL
 
 from alertd.errors import FailureReason, NotifyError
+from alertd.notify import http_wire as wire
 
 MAX_BODY = 64 * 1024  # bytes of an answer read; providers answer a few hundred
 ANSWER_CHARS = 300  # characters of an answer quoted in an error message
@@ -173,28 +180,19 @@ class HttpClient:
             reverse=True,  # longest first, so a secret containing another is hidden whole
         )
         self._wall = wall
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = wire.Pool(max_body=MAX_BODY)
+        self._raw_url = url
+        self._target: wire.Target | None = None  # the configured URL's, parsed on first use
         self._closed = False
 
     def __repr__(self) -> str:
         return f"HttpClient({self.shown!r}, timeout={self.timeout})"
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": USER_AGENT},
-                # sock_connect: a slow connect raises ConnectionTimeoutError, known unsent
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.timeout),
-                raise_for_status=False,
-            )
-        return self._session
-
     async def close(self) -> None:
         """Close the pooled connections; a later ``post`` fails (retryable)."""
         self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._pool.close()
+        await asyncio.sleep(0)  # aborted sockets are released on the loop's next turn
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with every secret of this channel replaced by ``<secret>``."""
@@ -222,57 +220,68 @@ class HttpClient:
         )
 
     async def post(
-        self, what: str, body: bytes, headers: Mapping[str, str], url: URL | None = None
+        self, what: str, body: bytes, headers: Mapping[str, str], url: URL | str | None = None
     ) -> Response:
         """POST ``body`` once and return the answer, whatever its status.
 
-        ``url`` replaces the configured one for this request (DingTalk signs the query).
-        Raises ``NotifyError`` when no answer arrived (see the module docstring).
+        ``url`` replaces the configured one for this request (DingTalk signs the query); it is
+        sent byte for byte, already encoded. Raises ``NotifyError`` when no answer arrived
+        (see the module docstring).
         """
         if self._closed:
-            why = "channel closed (replaced or shutting down)"
-            raise self.error(what, why, retryable=True, reason=FailureReason.OTHER)
+            raise self.transport_error(what, wire.PoolClosed("closed"))
         try:
-            async with self._open().post(
-                url or self.url, data=body, headers=headers, allow_redirects=False
-            ) as resp:
-                data = await _read_capped(resp.content, MAX_BODY)
-                return Response(resp.status, resp.reason or "", resp.headers, data)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            target = self._configured() if url is None else wire.Target.parse(str(url))
+            request = wire.encode_request(target, headers, body)
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            answer = await self._pool.request(target, request, deadline)
+        except (wire.WireError, OSError) as exc:
             raise self.transport_error(what, exc) from None
+        return Response(*answer)
+
+    def _configured(self) -> wire.Target:
+        if self._target is None:
+            self._target = wire.Target.parse(self._raw_url)
+        return self._target
 
     def transport_error(self, what: str, exc: BaseException) -> NotifyError:
-        """Classify a failure to get any answer (see the table in the module docstring)."""
+        """Classify a failure to get any answer (see the table in the module docstring).
+
+        ``exc`` is an ``http_wire.WireError``, or an ``OSError`` from the socket.
+        """
         r = FailureReason
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            why = f"TLS certificate rejected: {exc.certificate_error}"
+        if isinstance(exc, wire.CertificateError):
+            why = f"TLS certificate rejected: {exc}"
             return self.error(what, why, retryable=False, reason=r.CONNECT)
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            why = f"cannot resolve {exc.host}: {exc.strerror or exc.os_error}"
-            return self.error(what, why, retryable=True, reason=r.CONNECT)
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            why = f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc.os_error}"
-            return self.error(what, why, retryable=True, reason=r.CONNECT)
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        if isinstance(exc, wire.ResolveError | wire.ConnectError):  # says which host and why
+            return self.error(what, str(exc), retryable=True, reason=r.CONNECT)
+        if isinstance(exc, wire.ConnectTimeout):
             why = f"connect timeout after {self.timeout:g}s (nothing sent)"
             return self.error(what, why, retryable=True, reason=r.TIMEOUT)
         if isinstance(exc, TimeoutError):
             why = f"no answer within {self.timeout:g}s (the provider may have the message)"
             return self.error(what, why, retryable=True, reason=r.TIMEOUT, ambiguous=True)
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
+        if isinstance(exc, wire.Disconnected):
             why = "server closed the connection before answering"
             return self.error(what, why, retryable=True, reason=r.CONNECT, ambiguous=True)
-        if isinstance(exc, aiohttp.ClientOSError):
-            why = f"connection failed mid-request: {exc.strerror or type(exc).__name__}"
+        if isinstance(exc, wire.ConnectionFailed | OSError):
+            detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+            why = f"connection failed mid-request: {detail or type(exc).__name__}"
             return self.error(what, why, retryable=True, reason=r.CONNECT, ambiguous=True)
-        if isinstance(exc, aiohttp.ClientPayloadError):
+        if isinstance(exc, wire.CutShort):
             why = "answer cut short"
             return self.error(what, why, retryable=True, reason=r.CONNECT, ambiguous=True)
-        if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-            return self.error(what, "invalid url", retryable=False, reason=r.UNCONFIGURED)
-        if isinstance(exc, aiohttp.ClientResponseError):
-            why = f"malformed HTTP answer: {exc.message}"
+        if isinstance(exc, wire.MalformedAnswer):
+            why = f"malformed HTTP answer: {exc}"
             return self.error(what, why, retryable=True, reason=r.SERVER_ERROR, ambiguous=True)
+        if isinstance(exc, wire.PoolClosed):
+            why = "channel closed (replaced or shutting down)"
+            return self.error(what, why, retryable=True, reason=r.OTHER)
+        if isinstance(exc, wire.InvalidUrl):
+            return self.error(what, "invalid url", retryable=False, reason=r.UNCONFIGURED)
+        if isinstance(exc, wire.InvalidRequest):
+            why = f"invalid request: {exc}"
+            return self.error(what, why, retryable=False, reason=r.UNCONFIGURED)
         why = f"{type(exc).__name__}"
         return self.error(what, why, retryable=True, reason=r.OTHER, ambiguous=True)
 
@@ -301,16 +310,3 @@ class HttpClient:
         if 300 <= status < 400:
             why = f"HTTP {status} {resp.reason}: redirects are not followed; update the url"
         return self.error(what, why, retryable=False, reason=r.CLIENT_ERROR)
-
-
-async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read the body up to ``limit`` bytes; the rest is dropped with the connection."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)

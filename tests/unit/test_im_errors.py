@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
-import ssl
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.client_reqrep import ConnectionKey
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from alertd.errors import FailureReason, NotifyError
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
+from alertd.notify import http_wire as wire
 from alertd.notify.http import HttpClient, Response, parse_retry_after, redact_url
 from alertd.notify.im import dingtalk, feishu, wecom
 from alertd.notify.im.base import check_code
@@ -56,10 +53,6 @@ def client(url: str = URLS["wecom"][0], keep_path: int | None = None) -> HttpCli
 def response(status: int, body: Any = b"", **headers: str) -> Response:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Response(status, "Reason", CIMultiDictProxy(CIMultiDict(headers)), raw)
-
-
-def connection_key() -> ConnectionKey:
-    return ConnectionKey("qyapi.weixin.qq.com", 443, True, True, None, None, None, None)
 
 
 # -- HTTP status ---------------------------------------------------------------------------
@@ -133,43 +126,85 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
 
 # -- transport -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("exc", "retryable", "ambiguous", "reason"),
+    ("exc", "retryable", "ambiguous", "reason", "says"),
     [
         (
-            aiohttp.ClientConnectorError(connection_key(), ConnectionRefusedError(111, "refused")),
+            wire.ConnectError("cannot connect to qyapi.weixin.qq.com:443: Connection refused"),
             True,
             False,
             FailureReason.CONNECT,
+            "cannot connect to qyapi.weixin.qq.com:443",
         ),
         (
-            aiohttp.ClientConnectorDNSError(connection_key(), socket.gaierror(-2, "unknown")),
+            wire.ResolveError("cannot resolve qyapi.weixin.qq.com: Name or service not known"),
             True,
             False,
             FailureReason.CONNECT,
+            "cannot resolve",
         ),
         (
-            aiohttp.ClientConnectorCertificateError(
-                connection_key(), ssl.SSLCertVerificationError("self-signed")
-            ),
+            wire.CertificateError("self-signed certificate"),
             False,
             False,
             FailureReason.CONNECT,
+            "TLS certificate rejected: self-signed certificate",
         ),
-        (aiohttp.ConnectionTimeoutError(), True, False, FailureReason.TIMEOUT),
-        (aiohttp.SocketTimeoutError(), True, True, FailureReason.TIMEOUT),
-        (TimeoutError(), True, True, FailureReason.TIMEOUT),
-        (aiohttp.ServerDisconnectedError(), True, True, FailureReason.CONNECT),
-        (aiohttp.ClientOSError(104, "Connection reset by peer"), True, True, FailureReason.CONNECT),
-        (aiohttp.ClientPayloadError("cut"), True, True, FailureReason.CONNECT),
-        (aiohttp.InvalidURL("x"), False, False, FailureReason.UNCONFIGURED),
+        (wire.ConnectTimeout("t"), True, False, FailureReason.TIMEOUT, "(nothing sent)"),
+        (wire.AnswerTimeout("t"), True, True, FailureReason.TIMEOUT, "no answer within 0.5s"),
+        (TimeoutError(), True, True, FailureReason.TIMEOUT, "no answer within 0.5s"),
+        (
+            wire.Disconnected("d"),
+            True,
+            True,
+            FailureReason.CONNECT,
+            "server closed the connection before answering",
+        ),
+        (
+            wire.ConnectionFailed("Connection reset by peer"),
+            True,
+            True,
+            FailureReason.CONNECT,
+            "connection failed mid-request: Connection reset by peer",
+        ),
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            True,
+            True,
+            FailureReason.CONNECT,
+            "connection failed mid-request: Connection reset by peer",
+        ),
+        (wire.CutShort("c"), True, True, FailureReason.CONNECT, "answer cut short"),
+        (
+            wire.MalformedAnswer("Invalid response status"),
+            True,
+            True,
+            FailureReason.SERVER_ERROR,
+            "malformed HTTP answer: Invalid response status",
+        ),
+        (wire.PoolClosed("closed"), True, False, FailureReason.OTHER, "channel closed"),
+        (wire.InvalidUrl("x"), False, False, FailureReason.UNCONFIGURED, "invalid url"),
+        (
+            wire.InvalidRequest("header 'Host' is set by alertd"),
+            False,
+            False,
+            FailureReason.UNCONFIGURED,
+            "invalid request: header 'Host'",
+        ),
     ],
 )
 def test_transport_classification(
-    exc: BaseException, retryable: bool, ambiguous: bool, reason: FailureReason
+    exc: BaseException, retryable: bool, ambiguous: bool, reason: FailureReason, says: str
 ) -> None:
     err = client().transport_error(WHAT, exc)
     assert (err.retryable, err.ambiguous, err.reason) == (retryable, ambiguous, reason)
+    assert says in str(err)
     assert WECOM_TOKEN not in str(err)
+
+
+@pytest.mark.parametrize("exc", [wire.ConnectTimeout("t"), wire.CertificateError("c")])
+def test_nothing_was_sent_before_the_connection_was_up(exc: wire.WireError) -> None:
+    assert not exc.sent
+    assert not client().transport_error(WHAT, exc).ambiguous
 
 
 async def test_post_after_close_is_a_retryable_error() -> None:
@@ -297,7 +332,7 @@ def test_errors_never_contain_the_token_even_when_the_provider_echoes_it(kind: s
     errors = [
         http.status_error(WHAT, response(404, echo)),
         http.error(WHAT, echo.decode(), retryable=False, reason=FailureReason.OTHER),
-        http.transport_error(WHAT, aiohttp.ClientPayloadError(echo.decode())),
+        http.transport_error(WHAT, wire.MalformedAnswer(echo.decode())),
     ]
     for err in errors:
         for token in [*TOKENS[kind], "signing-secret-1"]:
