@@ -29,6 +29,7 @@ from alertd.model import Notification
 from alertd.notify.notifier import Notifier, Sent
 from alertd.notify.outbox import AttemptResult, Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
+from alertd.state.db import writers_turn_async
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,6 @@ class Delivery:
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
         self._results: list[tuple[AttemptResult, Sent | None]] = []
-        self._flush_handle: asyncio.Handle | None = None
         # (channel, '' or the recipient) with held intents: what is held is waited for
         self._holding: set[tuple[str, str]] = set()
         self._digest_wait: dict[str, float] = {}  # channel -> when its next digest may go
@@ -119,7 +119,7 @@ class Delivery:
             self._wake.clear()
             wait: float | None = None
             try:
-                busy = self.pump()
+                busy = await self._turn()
             except Exception:  # a bad row or a locked database must not end delivery
                 log.exception("delivery: could not drive the outbox")
                 busy, wait = False, 1.0  # and not a log line per millisecond
@@ -128,6 +128,22 @@ class Delivery:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait or self._idle_wait())
+
+    async def _turn(self) -> bool:
+        """One turn of the loop, its only writer: record what finished, claim what is due.
+        Another process writing meanwhile is waited for off the loop, so sends go on."""
+        if self._results and self._in_flight:
+            await asyncio.sleep(FLUSH_DELAY)  # let more outcomes share the transaction
+        room = self._room()
+        due = self._due(room) if room > 0 and not self._stopping else []
+        if not (self._results or due or (room > 0 and self._holding)):
+            return False
+        async with writers_turn_async(self.store.conn):
+            recorded = self.flush()
+            busy = self._claim_due(due, room)
+        if not recorded:
+            await asyncio.sleep(1.0)  # a locked or full database: not a try per millisecond
+        return busy and recorded
 
     async def stop(self, drain_seconds: float) -> None:
         """Stop claiming; let sends in flight finish for up to ``drain_seconds``. Those cut
@@ -187,8 +203,17 @@ class Delivery:
         room = self._room()
         if room <= 0 or self._stopping:
             return False
+        return self._claim_due(self._due(room), room)
+
+    def _due(self, room: int) -> list[Intent]:
+        return self.store.due(self.clock.now(), min(room, self.settings.batch))
+
+    def _claim_due(self, due: list[Intent], room: int) -> bool:
+        """Claim ``due`` (read just before) in one transaction, folding held intents into
+        digests; start the sends."""
+        if not due and not self._holding:
+            return False
         now, mono = self.clock.now(), self.clock.monotonic()
-        due = self.store.due(now, min(room, self.settings.batch))
         admitted: list[Intent] = []
         held: list[tuple[Intent, str]] = []
         later: list[Intent] = []
@@ -333,9 +358,7 @@ class Delivery:
             result = AttemptResult(
                 intent, "ok", detail, "delivered", provider_id=sent.provider_id if sent else ""
             )
-        self._results.append((result, sent))
-        if self._flush_handle is None:  # one transaction for everything finishing meanwhile
-            self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+        self._results.append((result, sent))  # the loop records it (``_finished`` wakes it)
 
     def _failed(self, intent: Intent, exc: NotifyError) -> AttemptResult:
         now = self.clock.now()
@@ -372,11 +395,11 @@ class Delivery:
         return AttemptResult(intent, outcome, detail, "failed")
 
     # -- recording --------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Write every finished attempt's outcome, and any failover it causes, at once."""
-        self._flush_handle = None
+    def flush(self) -> bool:
+        """Write every finished attempt's outcome, and any failover it causes, at once.
+        Return False if the database refused (the outcomes are kept for the next try)."""
         if not self._results:
-            return
+            return True
         batch, self._results = self._results, []
         now = self.clock.now()
         try:
@@ -388,9 +411,7 @@ class Delivery:
             # again soon; until then the intents stay ``sending`` (a crash re-sends them)
             log.exception("delivery: could not record %d outcome(s); retrying", len(batch))
             self._results[:0] = batch
-            if self._flush_handle is None and not self._stopping:
-                self._flush_handle = asyncio.get_running_loop().call_later(1.0, self.flush)
-            return
+            return False
         for result, _ in batch:
             channel = result.intent.notification.channel
             self.metrics.notification_attempts.labels(channel, result.outcome).inc()
@@ -398,6 +419,7 @@ class Delivery:
                 self.metrics.notifications_sent.labels(channel).inc()
         if follow_ups:
             self.wake()
+        return True
 
     def _follow_up_alone(self, result: AttemptResult, sent: Sent | None, now: float) -> int:
         """``_follow_up`` in a savepoint: a bug in one failover cannot undo the batch."""

@@ -7,12 +7,13 @@ transaction each; ``schema_migrations`` records which ran, so an old file is upg
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from alertd.errors import StoreError
@@ -248,9 +249,11 @@ class StateConnection(sqlite3.Connection):
     starve the other for seconds. Every ``write_transaction`` therefore first takes an
     exclusive ``flock`` on a file beside the database: the kernel wakes a waiter the moment
     the holder lets go. SQLite's lock (and ``busy_timeout``) still guard every write.
+    ``turns`` counts the nested holders in this process: the lock goes at the last exit.
     """
 
     writer_lock: int | None = None
+    turns: int = 0
 
     def close(self) -> None:
         if self.writer_lock is not None:
@@ -260,16 +263,56 @@ class StateConnection(sqlite3.Connection):
 
 
 @contextmanager
-def _writers_turn(conn: sqlite3.Connection) -> Iterator[None]:
-    fd = getattr(conn, "writer_lock", None)
-    if fd is None:
+def writers_turn(conn: sqlite3.Connection) -> Iterator[None]:
+    """Hold the writers' lock (blocking until it is free) for one or more transactions."""
+    if not isinstance(conn, StateConnection) or conn.writer_lock is None:
         yield
         return
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    if conn.turns == 0:
+        fcntl.flock(conn.writer_lock, fcntl.LOCK_EX)
+    conn.turns += 1
     try:
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        _release(conn)
+
+
+@asynccontextmanager
+async def writers_turn_async(conn: sqlite3.Connection) -> AsyncIterator[None]:
+    """``writers_turn`` for an event loop: if another process holds the lock, wait for it in
+    a thread, so the loop goes on (sends, answers) meanwhile. Only one task of a loop may
+    use a connection's turns at a time."""
+    if not isinstance(conn, StateConnection) or conn.writer_lock is None:
+        yield
+        return
+    if conn.turns == 0:
+        try:
+            fcntl.flock(conn.writer_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await _flock_in_thread(conn.writer_lock)
+    conn.turns += 1
+    try:
+        yield
+    finally:
+        _release(conn)
+
+
+async def _flock_in_thread(fd: int) -> None:
+    taking = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+    try:
+        await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        # the thread takes the lock all the same: give it back as soon as it has
+        taking.add_done_callback(
+            lambda f: None if f.cancelled() or f.exception() else fcntl.flock(fd, fcntl.LOCK_UN)
+        )
+        raise
+
+
+def _release(conn: StateConnection) -> None:
+    conn.turns -= 1
+    if conn.turns == 0 and conn.writer_lock is not None:
+        fcntl.flock(conn.writer_lock, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -278,7 +321,7 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     lock now, not at the first write) ... COMMIT, rolled back on any error, also a failed
     COMMIT (busy or I/O), so the transaction is never left open. Writers take turns
     (``StateConnection``)."""
-    with _writers_turn(conn):
+    with writers_turn(conn):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield

@@ -17,7 +17,7 @@ from alertd.metrics import Metrics
 from alertd.notify import worker
 from alertd.notify.worker import counter_snapshot, hold_lock
 from alertd.notify.worker_process import DeliveryWorker
-from alertd.state.db import WRITER_LOCK_NAME, connect, write_transaction
+from alertd.state.db import WRITER_LOCK_NAME, connect, write_transaction, writers_turn_async
 
 
 class FakeProc:
@@ -105,3 +105,48 @@ def test_one_worker_per_state_directory(tmp_path: Path, monkeypatch: Any) -> Non
         return second is None, ok
 
     assert asyncio.run(both()) == (True, True)
+
+
+def test_an_async_turn_waits_off_the_loop_and_holds_across_transactions(tmp_path: Path) -> None:
+    conn = connect(tmp_path)
+    conn.execute("CREATE TABLE scratch (x INTEGER)")
+    other = os.open(tmp_path / WRITER_LOCK_NAME, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process is writing
+
+    def other_can_lock() -> bool:
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(other, fcntl.LOCK_UN)
+        return True
+
+    async def scenario() -> tuple[int, list[bool]]:
+        ticks = 0
+        seen: list[bool] = []
+
+        async def turn() -> None:
+            async with writers_turn_async(conn):
+                for _ in range(2):  # two transactions in one turn
+                    with write_transaction(conn):
+                        conn.execute("INSERT INTO scratch VALUES (1)")
+                    seen.append(other_can_lock())  # still ours between them
+
+        task = asyncio.create_task(turn())
+        for _ in range(20):  # the loop runs while the turn waits for the other writer
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not task.done()
+        fcntl.flock(other, fcntl.LOCK_UN)
+        await asyncio.wait_for(task, 5)
+        return ticks, seen
+
+    try:
+        ticks, seen = asyncio.run(scenario())
+        assert ticks == 20
+        assert seen == [False, False]
+        assert other_can_lock()  # and let go after the turn
+        assert conn.execute("SELECT COUNT(*) FROM scratch").fetchone()[0] == 2
+    finally:
+        os.close(other)
+        conn.close()
