@@ -39,4 +39,5 @@ run bench/bench_pipeline.py --n 1000,10000 --runs 3
 run bench/crash_test.py --n 2000 --kills 10 --runs 3
 run bench/bench_api.py --seconds 10 --concurrency 32
 run bench/bench_email.py
+run bench/bench_http_client.py --requests 5000 --runs 3
 exit $status

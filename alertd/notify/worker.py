@@ -7,8 +7,9 @@ intake of alerts and the intake does not delay the sends. They share only the SQ
 
     daemon --stdin--> worker    one byte per command: ``w`` new intents, ``r`` reload the
                                 config, ``q`` stop (and end of file: the daemon is gone)
-    worker --stdout--> daemon   a JSON line of its delivery counters when they changed (at
-                                most every 0.25 s), folded into the daemon's /metrics
+    worker --stdout--> daemon   ``{"ready": true}`` once it runs, then a JSON line of its
+                                delivery counters when they changed (at most every 0.25 s),
+                                folded into the daemon's /metrics
 
 Safety: one worker per state directory (``delivery.lock``, ``flock``: released by the
 kernel when the process dies, so a worker left over from a killed daemon is waited for
@@ -193,7 +194,10 @@ class Worker:
         if snapshot == self._reported and not force:
             return
         self._reported = snapshot
-        line = json.dumps({"counters": snapshot}, separators=(",", ":")) + "\n"
+        self._tell({"counters": snapshot})
+
+    def _tell(self, message: dict[str, object]) -> None:
+        line = json.dumps(message, separators=(",", ":")) + "\n"
         with contextlib.suppress(OSError):  # the daemon is gone: nobody to tell
             os.write(1, line.encode())
 
@@ -211,6 +215,7 @@ class Worker:
         os.set_blocking(0, False)
         loop.add_reader(0, self._command)
         driving = asyncio.create_task(self.delivery.run())
+        self._tell({"ready": True})  # config loaded, database open, the lock held
         reporting = asyncio.create_task(self._report_loop())
         try:
             await self._stop.wait()

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 RESTART_FIRST = 1.0  # seconds before starting a worker that died; doubles up to the max
 RESTART_MAX = 30.0
 STEADY = 60.0  # a worker that ran this long resets the restart delay
+READY_WAIT = 30.0  # seconds start() waits for the worker to say it runs
 PROFILE_ENV = "ALERTD_PROFILE_WORKER"  # a file: run the worker under cProfile, write it there
 
 
@@ -57,12 +58,18 @@ class DeliveryWorker:
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
-        self._exited = asyncio.Event()
+        self._running = asyncio.Event()  # the current worker said it runs
 
     # -- what the daemon calls ------------------------------------------------------------
     async def start(self) -> None:
+        """Start the worker and wait (bounded) until it runs: until then, what is committed
+        waits in the outbox, so the daemon says it is ready only after this."""
         await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise())
+        try:
+            await asyncio.wait_for(self._running.wait(), READY_WAIT)
+        except TimeoutError:
+            log.warning("the delivery worker is not running yet; going on without waiting")
 
     def wake(self) -> None:
         """New intents were committed."""
@@ -178,10 +185,15 @@ class DeliveryWorker:
         closes. A worker's counters start at 0, so what was seen is per worker."""
         assert proc.stdout is not None
         seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._running.clear()
         while line := await proc.stdout.readline():
             try:
-                counters = json.loads(line)["counters"]
-            except (ValueError, KeyError, TypeError):
+                message = json.loads(line)
+                if message.get("ready"):
+                    self._running.set()
+                    continue
+                counters = message["counters"]
+            except (ValueError, KeyError, TypeError, AttributeError):
                 log.warning("delivery worker: unreadable report %.80r", line)
                 continue
             for attr, labels, value in counters:
