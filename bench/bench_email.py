@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import threading
 import time
@@ -37,7 +36,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 import aiosmtplib
-from benchlib import free_port, median, pct, proc_cpu_seconds, result, table
+from benchlib import StdioPeer, median, pct, proc_cpu_seconds, result, table
 
 from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
 from alertd.notify import render
@@ -96,46 +95,6 @@ def serve(port: int) -> None:
                 break
     finally:
         controller.stop()
-
-
-@dataclass
-class Peer:
-    proc: subprocess.Popen[str]
-    port: int
-
-    def stats(self) -> tuple[int, int]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        messages, sessions = self.proc.stdout.readline().split()
-        return int(messages), int(sessions)
-
-
-def start_peer() -> Peer:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "ready":
-        proc.kill()
-        raise SystemExit("bench_email: the SMTP server did not start")
-    return Peer(proc, port)
-
-
-def stop_peer(peer: Peer) -> None:
-    assert peer.proc.stdin is not None
-    try:
-        peer.proc.stdin.write("quit\n")
-        peer.proc.stdin.close()
-        peer.proc.wait(timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        peer.proc.kill()
-        peer.proc.wait()
 
 
 # -- the client ----------------------------------------------------------------------------
@@ -223,7 +182,7 @@ async def drive(
     return len(latencies), time.perf_counter() - start, latencies
 
 
-async def one_run(peer: Peer, mode: str, ns: list[Notification], max_seconds: float) -> Run:
+async def one_run(peer: StdioPeer, mode: str, ns: list[Notification], max_seconds: float) -> Run:
     in_flight = 4 if mode.endswith("4") else 1
     before_msgs, before_sessions = peer.stats()
     server_cpu = proc_cpu_seconds(peer.proc.pid)
@@ -266,7 +225,7 @@ MODES = ["reuse", "per_message", "reuse_pool4", "per_message_c4"]
 
 async def main_async(args: argparse.Namespace) -> int:
     ns = notifications(args.messages)
-    peer = start_peer()
+    peer = StdioPeer.start(__file__, "SMTP server")
     runs: dict[str, list[Run]] = {m: [] for m in MODES}
     try:
         # warm-up: imports, template caches, the server's first session
@@ -276,7 +235,7 @@ async def main_async(args: argparse.Namespace) -> int:
             for mode in MODES:
                 runs[mode].append(await one_run(peer, mode, ns, args.max_seconds))
     finally:
-        stop_peer(peer)
+        peer.stop()
 
     rows = []
     failed = 0

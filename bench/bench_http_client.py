@@ -28,14 +28,13 @@ import argparse
 import asyncio
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
-from benchlib import free_port, median, result, table
+from benchlib import StdioPeer, median, result, table
 
 from alertd.notify.http import JSON_HEADERS, MAX_BODY, HttpClient, Response
 
@@ -91,46 +90,6 @@ async def serve_async(port: int) -> None:
         elif line == b"quit":
             break
     server.close()
-
-
-@dataclass
-class Peer:
-    proc: subprocess.Popen[str]
-    port: int
-
-    def stats(self) -> tuple[int, int]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        requests, connections = self.proc.stdout.readline().split()
-        return int(requests), int(connections)
-
-
-def start_peer() -> Peer:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "ready":
-        proc.kill()
-        raise SystemExit("bench_http_client: the HTTP server did not start")
-    return Peer(proc, port)
-
-
-def stop_peer(peer: Peer) -> None:
-    assert peer.proc.stdin is not None
-    try:
-        peer.proc.stdin.write("quit\n")
-        peer.proc.stdin.close()
-        peer.proc.wait(timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        peer.proc.kill()
-        peer.proc.wait()
 
 
 # -- the clients ---------------------------------------------------------------------------
@@ -203,7 +162,7 @@ async def drive(post: Post, body: bytes, count: int, in_flight: int) -> int:
     return sum(await asyncio.gather(*(worker() for _ in range(in_flight))))
 
 
-async def one_run(peer: Peer, mode: str, count: int) -> Run:
+async def one_run(peer: StdioPeer, mode: str, count: int) -> Run:
     url = f"http://{HOST}:{peer.port}/hook/0123456789abcdef"
     in_flight = 64 if mode.endswith("c64") else 1
     body = webhook_body()
@@ -231,14 +190,14 @@ async def one_run(peer: Peer, mode: str, count: int) -> Run:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    peer = start_peer()
+    peer = StdioPeer.start(__file__, "HTTP server")
     runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
     try:
         for _ in range(args.runs):
             for mode in MODES:
                 runs[mode].append(await one_run(peer, mode, args.requests))
     finally:
-        stop_peer(peer)
+        peer.stop()
     rows = []
     failed = False
     for mode in MODES:

@@ -11,8 +11,10 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -204,3 +206,46 @@ class Child:
                     os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait(10)
         return self.proc.returncode
+
+
+@dataclass
+class StdioPeer:
+    """A bench's server run as ``python SCRIPT --serve PORT`` in its own process (so its CPU is
+    not the bench's), driven over its stdin: ``stats`` answers one line of two counts,
+    ``quit`` stops it. It prints ``ready`` once it listens."""
+
+    proc: subprocess.Popen[str]
+    port: int
+
+    @classmethod
+    def start(cls, script: str, what: str) -> StdioPeer:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, script, "--serve", str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            proc.kill()
+            raise SystemExit(f"{Path(script).stem}: the {what} did not start")
+        return cls(proc, port)
+
+    def stats(self) -> tuple[int, int]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        first, second = self.proc.stdout.readline().split()
+        return int(first), int(second)
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
