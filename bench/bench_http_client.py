@@ -9,7 +9,7 @@ that every POST arrived. It is stopped by PID at the end.
 
 Per run (``--runs``, medians reported), in this order so drift hits every row alike:
 
-  lean          ``HttpClient.post`` (``alertd/notify/http_wire.py``): what alertd does now.
+  lean          ``HttpClient.post`` (``alertd/notify/http_pool.py``): what alertd does now.
   aiohttp       the previous ``HttpClient.post``: one ``ClientSession``, ``session.post`` with
                 the same headers, the body read up to ``MAX_BODY``, a ``Response`` built.
   lean_c64      the same with 64 POSTs in flight (the delivery runs up to 256).

@@ -1,7 +1,7 @@
 """One way to POST a notification to an HTTP provider, and to say what went wrong.
 
 Every HTTP channel (the IM robots, the generic webhook) owns one ``HttpClient``: one pool of
-kept-alive HTTP/1.1 connections (``http_wire.Pool``, a lean asyncio client: the daemon posts
+kept-alive HTTP/1.1 connections (``http_pool.Pool``, a lean asyncio client: the daemon posts
 thousands of small notifications, and aiohttp's ``ClientSession`` cost 2-3 times the CPU per
 POST), closed with the channel. A send is exactly one attempt under the channel's
 ``timeout``; redirects are not followed (a POST carrying a token should not wander to another
@@ -34,7 +34,7 @@ are answers from a server that refused the work. A timeout or reset after the re
 written is ambiguous: the provider may have it. Before that (connecting, TLS) nothing was
 sent. A kept-alive connection the server closes just as a request is written counts as a
 disconnect (ambiguous), as with aiohttp; one it closed earlier is never reused (see
-``http_wire``).
+``http_pool``).
 
 Webhook URLs embed their credential (Slack's path, DingTalk's ``access_token``, WeCom's
 ``key``, Feishu's hook token), so messages show the URL redacted (``redact_url``) and every
@@ -55,6 +55,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from yarl import URL
 
 from alertd.errors import FailureReason, NotifyError
+from alertd.notify import http_pool
 from alertd.notify import http_wire as wire
 
 MAX_BODY = 64 * 1024  # bytes of an answer read; providers answer a few hundred
@@ -180,7 +181,7 @@ class HttpClient:
             reverse=True,  # longest first, so a secret containing another is hidden whole
         )
         self._wall = wall
-        self._pool = wire.Pool(max_body=MAX_BODY)
+        self._pool = http_pool.Pool(max_body=MAX_BODY)
         self._raw_url = url
         self._target: wire.Target | None = None  # the configured URL's, parsed on first use
         self._closed = False

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from alertd.errors import FailureReason, NotifyError
+from alertd.notify import http_pool
 from alertd.notify import http_wire as wire
 from alertd.notify.http import MAX_BODY, HttpClient
 
@@ -120,8 +121,8 @@ async def peer() -> AsyncIterator[RawServer]:
 
 
 @pytest.fixture
-async def pool() -> AsyncIterator[wire.Pool]:
-    made = wire.Pool(max_body=MAX_BODY)
+async def pool() -> AsyncIterator[http_pool.Pool]:
+    made = http_pool.Pool(max_body=MAX_BODY)
     yield made
     made.close()
     await asyncio.sleep(0)
@@ -136,7 +137,7 @@ async def clients() -> AsyncIterator[list[HttpClient]]:
 
 
 async def post(
-    pool: wire.Pool, url: str, body: bytes = b"{}", seconds: float = TIMEOUT
+    pool: http_pool.Pool, url: str, body: bytes = b"{}", seconds: float = TIMEOUT
 ) -> wire.Answer:
     target = wire.Target.parse(url)
     request = wire.encode_request(target, {"Content-Type": "application/json"}, body)
@@ -163,7 +164,7 @@ async def until(check: Callable[[], bool]) -> None:
 
 
 # -- keep-alive and framing ----------------------------------------------------------------
-async def test_sequential_posts_share_one_connection(peer: RawServer, pool: wire.Pool) -> None:
+async def test_sequential_posts_share_one_connection(peer: RawServer, pool: http_pool.Pool) -> None:
     for i in range(20):
         answer = await post(pool, peer.url(), f'{{"n":{i}}}'.encode())
         assert (answer.status, answer.reason, answer.body) == (200, "OK", b"ok")
@@ -189,7 +190,7 @@ async def test_the_signed_query_reaches_the_server_unchanged(
     )
 
 
-async def test_chunked_answer(peer: RawServer, pool: wire.Pool) -> None:
+async def test_chunked_answer(peer: RawServer, pool: http_pool.Pool) -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     peer.script = [send(head + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")]
     assert (await post(pool, peer.url())).body == b"hello world"
@@ -197,7 +198,7 @@ async def test_chunked_answer(peer: RawServer, pool: wire.Pool) -> None:
     assert peer.connections == 1  # a chunked answer is read whole: the connection is reused
 
 
-async def test_answer_read_until_the_server_closes(peer: RawServer, pool: wire.Pool) -> None:
+async def test_answer_read_until_the_server_closes(peer: RawServer, pool: http_pool.Pool) -> None:
     peer.script = [
         send(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close", close=True)
     ]
@@ -208,7 +209,7 @@ async def test_answer_read_until_the_server_closes(peer: RawServer, pool: wire.P
     assert peer.connections == 2
 
 
-async def test_interim_answers_are_skipped(peer: RawServer, pool: wire.Pool) -> None:
+async def test_interim_answers_are_skipped(peer: RawServer, pool: http_pool.Pool) -> None:
     peer.script = [
         send(
             b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -224,7 +225,7 @@ async def test_interim_answers_are_skipped(peer: RawServer, pool: wire.Pool) -> 
     assert peer.connections == 1
 
 
-async def test_connection_close_is_not_reused(peer: RawServer, pool: wire.Pool) -> None:
+async def test_connection_close_is_not_reused(peer: RawServer, pool: http_pool.Pool) -> None:
     # the server says close but keeps the socket open: the client must not reuse it anyway
     peer.script = [send(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")]
     await post(pool, peer.url())
@@ -233,7 +234,7 @@ async def test_connection_close_is_not_reused(peer: RawServer, pool: wire.Pool) 
 
 
 async def test_an_answer_over_max_body_is_cut_and_its_connection_dropped(
-    peer: RawServer, pool: wire.Pool
+    peer: RawServer, pool: http_pool.Pool
 ) -> None:
     big = b"x" * (MAX_BODY * 3)
     peer.script = [send(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big))]
@@ -255,7 +256,7 @@ async def test_retry_after_is_found_whatever_its_case(
 
 
 async def test_a_pooled_connection_the_server_closed_is_not_reused(
-    peer: RawServer, pool: wire.Pool
+    peer: RawServer, pool: http_pool.Pool
 ) -> None:
     peer.script = [send(OK, close=True)]  # keep-alive by its headers, then closed while idle
     await post(pool, peer.url())
@@ -265,17 +266,19 @@ async def test_a_pooled_connection_the_server_closed_is_not_reused(
     assert peer.connections == 2
 
 
-async def test_a_storm_reuses_at_most_limit_connections(peer: RawServer, pool: wire.Pool) -> None:
+async def test_a_storm_reuses_at_most_limit_connections(
+    peer: RawServer, pool: http_pool.Pool
+) -> None:
     for _ in range(2):  # the delivery's 256 sends at once, twice
         answers = await asyncio.gather(*(post(pool, peer.url()) for _ in range(256)))
         assert {a.status for a in answers} == {200}
     assert len(peer.requests) == 512
-    assert peer.connections == wire.LIMIT  # opened once, then kept and handed over
-    assert pool.connections == wire.LIMIT
+    assert peer.connections == http_pool.LIMIT  # opened once, then kept and handed over
+    assert pool.connections == http_pool.LIMIT
 
 
 async def test_a_request_waits_for_a_connection_another_hands_over(peer: RawServer) -> None:
-    pool = wire.Pool(max_body=MAX_BODY, limit=2)
+    pool = http_pool.Pool(max_body=MAX_BODY, limit=2)
     try:
         answers = await asyncio.gather(*(post(pool, peer.url()) for _ in range(7)))
         assert [a.body for a in answers] == [b"ok"] * 7
@@ -287,7 +290,7 @@ async def test_a_request_waits_for_a_connection_another_hands_over(peer: RawServ
 
 async def test_waiting_past_the_deadline_for_a_connection_sent_nothing(peer: RawServer) -> None:
     peer.default = peer.stall
-    pool = wire.Pool(max_body=MAX_BODY, limit=1)
+    pool = http_pool.Pool(max_body=MAX_BODY, limit=1)
     try:
         first, second = await asyncio.gather(  # the second gives up while the first waits
             post(pool, peer.url(), seconds=2 * TIMEOUT),
@@ -303,7 +306,7 @@ async def test_waiting_past_the_deadline_for_a_connection_sent_nothing(peer: Raw
 
 
 async def test_idle_connections_expire(peer: RawServer) -> None:
-    pool = wire.Pool(max_body=MAX_BODY, keepalive=0.01)
+    pool = http_pool.Pool(max_body=MAX_BODY, keepalive=0.01)
     try:
         await post(pool, peer.url())
         await until(lambda: pool.connections == 0)  # closed by the pool, not the server
@@ -315,7 +318,7 @@ async def test_idle_connections_expire(peer: RawServer) -> None:
 
 
 async def test_close_drops_idle_connections_and_refuses_new_posts(
-    peer: RawServer, pool: wire.Pool
+    peer: RawServer, pool: http_pool.Pool
 ) -> None:
     await post(pool, peer.url())
     assert pool.connections == 1
@@ -370,7 +373,7 @@ async def test_a_connection_lost_after_the_request_is_ambiguous(
     assert says in str(err)
 
 
-async def test_a_cancelled_post_drops_its_connection(peer: RawServer, pool: wire.Pool) -> None:
+async def test_a_cancelled_post_drops_its_connection(peer: RawServer, pool: http_pool.Pool) -> None:
     peer.script = [peer.stall]
     task = asyncio.create_task(post(pool, peer.url()))
     await until(lambda: len(peer.requests) == 1)
@@ -464,7 +467,7 @@ async def test_https_with_a_self_signed_certificate_is_rejected(
 async def test_https_to_a_trusted_server_verifies_the_host(
     tls_peer: RawServer, certs: dict[str, Cert]
 ) -> None:
-    pool = wire.Pool(max_body=MAX_BODY, tls=certs["local"].trusted())
+    pool = http_pool.Pool(max_body=MAX_BODY, tls=certs["local"].trusted())
     try:
         for _ in range(3):
             assert (await post(pool, tls_peer.url(scheme="https"))).body == b"ok"
@@ -472,7 +475,7 @@ async def test_https_to_a_trusted_server_verifies_the_host(
     finally:
         pool.close()
         await asyncio.sleep(0)
-    wrong = wire.Pool(max_body=MAX_BODY, tls=certs["elsewhere"].trusted())
+    wrong = http_pool.Pool(max_body=MAX_BODY, tls=certs["elsewhere"].trusted())
     try:
         with pytest.raises(wire.CertificateError):  # trusted, but not for 127.0.0.1
             await post(wrong, tls_peer.url(scheme="https"))
@@ -501,7 +504,7 @@ def has_ipv6() -> bool:
 
 
 @pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback here")
-async def test_an_ipv6_literal_host(pool: wire.Pool) -> None:
+async def test_an_ipv6_literal_host(pool: http_pool.Pool) -> None:
     fake = RawServer()
     server = await asyncio.start_server(fake.handle, "::1", 0)
     port = server.sockets[0].getsockname()[1]
