@@ -114,6 +114,16 @@ class Metrics:
             ["channel", "reason"],
             registry=registry,
         )
+        self.delivery_worker_up = Gauge(
+            "alertd_delivery_worker_up",
+            "1 while the delivery worker process runs, 0 while it is down (intents wait).",
+            registry=registry,
+        )
+        self.delivery_worker_restarts = Counter(
+            "alertd_delivery_worker_restarts_total",
+            "Delivery worker processes started again after one exited unexpectedly.",
+            registry=registry,
+        )
         self.reload_success = Gauge(
             "alertd_config_last_reload_successful",
             "1 if the last config load or reload succeeded, 0 if it was rejected.",

@@ -156,6 +156,7 @@ class DeliveryWorker:
             started = loop.time()
             await self._read_reports(proc)
             code = await proc.wait()
+            self.metrics.delivery_worker_up.set(0)
             if self._stopping:
                 log.info("delivery worker stopped (exit %d)", code)
                 return
@@ -174,6 +175,7 @@ class DeliveryWorker:
                     return
                 try:
                     await self._spawn()
+                    self.metrics.delivery_worker_restarts.inc()
                     break
                 except OSError as exc:
                     log.error(
@@ -191,6 +193,7 @@ class DeliveryWorker:
                 message = json.loads(line)
                 if message.get("ready"):
                     self._running.set()
+                    self.metrics.delivery_worker_up.set(1)
                     continue
                 counters = message["counters"]
             except (ValueError, KeyError, TypeError, AttributeError):

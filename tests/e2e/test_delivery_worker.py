@@ -96,6 +96,7 @@ def test_a_dead_worker_is_replaced_and_delivers_what_waited(
     wait_for("the first alert's webhook", arrived(receiver, "before"))
     wait_for("the worker's report of it", lambda: sends(d) == 1)
 
+    assert d.metric("alertd_delivery_worker_up") == 1
     os.kill(first, signal.SIGKILL)
     wait_for("the daemon to notice", lambda: "exited unexpectedly" in d.log())
     post_alert(d, "while-down")  # committed while no worker runs, or just as one starts
@@ -105,6 +106,8 @@ def test_a_dead_worker_is_replaced_and_delivers_what_waited(
     assert d.proc.poll() is None
     # the daemon's own metrics add up what each worker reported
     wait_for("both sends counted", lambda: sends(d) == 2)
+    assert d.metric("alertd_delivery_worker_restarts_total") == 1
+    assert d.metric("alertd_delivery_worker_up") == 1
 
 
 def test_a_killed_daemons_worker_exits_too(
