@@ -21,7 +21,7 @@ from multidict import MultiMapping
 from alertd.api.errors import ApiError
 from alertd.config.channels import ChannelsFile
 from alertd.incidents.maintenance import MatcherError, compile_matcher_regex
-from alertd.incidents.routing import matching_routes
+from alertd.incidents.routing import teams_paged
 from alertd.model import Incident
 from alertd.state.incidents import INCIDENT_COLUMNS, incident_from_row
 
@@ -139,15 +139,6 @@ def _integer(query: MultiMapping[str], name: str, default: int, low: int, high: 
     return int(text)
 
 
-def incident_teams(incident: Incident, channels: ChannelsFile) -> list[str]:
-    """Return the teams that any escalation tier of ``incident``'s routes pages."""
-    teams: list[str] = []
-    for route in matching_routes(incident, channels):
-        for step in route.steps:
-            teams.extend(t for t in step.notify if t in channels.teams and t not in teams)
-    return teams
-
-
 def find_incidents(conn: sqlite3.Connection, q: IncidentQuery, channels: ChannelsFile) -> Page:
     """Return one page of the incidents ``q`` selects, newest first."""
     # "+state", "+priority": filter while walking the table newest first (and stop after a
@@ -174,7 +165,7 @@ def find_incidents(conn: sqlite3.Connection, q: IncidentQuery, channels: Channel
         incident = None
         if q.team is not None:
             incident = incident_from_row(row)
-            if q.team not in incident_teams(incident, channels):
+            if q.team not in teams_paged(incident, channels):
                 continue
         total += 1
         if len(page) > q.limit or (q.cursor is not None and row[0] >= q.cursor):

@@ -11,10 +11,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from alertd.api.queries import incident_teams
 from alertd.config.channels import ChannelsFile
 from alertd.incidents.kpi import GroupKpis, KpiReport
 from alertd.incidents.maintenance import Window, from_config, from_rows
+from alertd.incidents.routing import teams_paged
 from alertd.model import Incident
 from alertd.state.incidents import IncidentStore
 from alertd.state.maintenance import as_label_matchers, stored_windows
@@ -55,7 +55,7 @@ def incident_json(incident: Incident, channels: ChannelsFile) -> dict[str, Any]:
         "acknowledged_by": incident.acknowledged_by,
         "resolved_at": rfc3339(incident.resolved_at),
         "suppressed_by": incident.suppressed_by,
-        "teams": incident_teams(incident, channels),
+        "teams": teams_paged(incident, channels),
         "respond_by": rfc3339(incident.opened_at + target.respond_within) if target else None,
         "resolve_by": rfc3339(incident.opened_at + target.resolve_within) if target else None,
     }

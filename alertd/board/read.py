@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from alertd.config.channels import ChannelsFile, ResponseTarget
+from alertd.incidents.kpi import NO_TEAM
 from alertd.incidents.kpi_facts import team_of
 from alertd.incidents.maintenance import Window, from_config, from_rows
+from alertd.incidents.routing import teams_paged
 from alertd.model import Incident, IncidentState
 from alertd.state.incidents import (
     INCIDENT_COLUMNS,
@@ -94,9 +96,10 @@ class Listed:
     """One incident on the list."""
 
     incident: Incident
-    team: str
+    team: str  # the team paged first (the owner, as in the KPIs)
     age: str
     target: TargetStatus | None
+    teams: tuple[str, ...] = ()  # every team any tier pages (what the team filter matches)
 
     @property
     def instance(self) -> str:
@@ -133,8 +136,10 @@ class Filters:
         i = listed.incident
         if self.priority and i.priority != self.priority:
             return False
-        if self.team and listed.team != self.team:
+        if self.team == NO_TEAM and listed.teams:
             return False
+        if self.team not in ("", NO_TEAM) and self.team not in listed.teams:
+            return False  # the API's team filter means the same (routing.teams_paged)
         if not self.text:
             return True
         haystack = [f"{k}={v}".casefold() for k, v in i.labels]
@@ -173,6 +178,7 @@ def incidents(
             team_of(incident, channels),
             human_duration(now - incident.opened_at),
             target_status(incident, targets, now),
+            tuple(teams_paged(incident, channels)) if filters.team else (),
         )
         if filters.accepts(item):
             listed.append(item)

@@ -42,6 +42,16 @@ def escalation_steps(incident: Incident, config: ChannelsFile) -> list[Escalatio
     return routes[-1].steps if routes else []
 
 
+def teams_paged(incident: Incident, config: ChannelsFile) -> list[str]:
+    """Return the teams that any escalation tier of ``incident``'s routes pages, in route
+    and tier order: what "the incident's teams" means to every filter (API and board)."""
+    teams: list[str] = []
+    for route in matching_routes(incident, config):
+        for step in route.steps:
+            teams.extend(t for t in step.notify if t in config.teams and t not in teams)
+    return teams
+
+
 def route_targets(incident: Incident, config: ChannelsFile) -> list[str]:
     """Return the team and channel names paged at once, in route order."""
     targets: list[str] = []

@@ -111,12 +111,15 @@ def test_targets_count_respond_until_acked_then_resolve() -> None:
 
 
 def test_filters_parse_and_match_every_word_anywhere_in_labels_or_summary() -> None:
-    listed = Listed(incident(), "netops", "17m", None)
+    listed = Listed(incident(), "netops", "17m", None, ("netops", "managers"))
     assert Filters.parse({"q": "SW-CORE role=core"}).accepts(listed)
     assert Filters.parse({"q": "down"}).accepts(listed)  # the summary
     assert not Filters.parse({"q": "sw-core edge"}).accepts(listed)
     assert Filters.parse({"team": "netops", "priority": "P1"}).accepts(listed)
+    assert Filters.parse({"team": "managers"}).accepts(listed)  # a later tier counts too
     assert not Filters.parse({"team": "dba"}).accepts(listed)
+    assert not Filters.parse({"team": "-"}).accepts(listed)
+    assert Filters.parse({"team": "-"}).accepts(Listed(incident(), "-", "17m", None, ()))
     assert not Filters.parse({"priority": "P2"}).accepts(listed)
     odd = Filters.parse({"state": "deleted", "priority": "P9"})
     assert (odd.state, odd.priority) == ("active", "")  # unknown values are ignored
