@@ -130,7 +130,9 @@ class Target:
         auth = None
         if parts.username is not None or parts.password is not None:
             pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-            auth = "Basic " + base64.b64encode(pair.encode("latin-1")).decode("ascii")
+            # UTF-8 (RFC 7617's charset): latin-1 would raise on "€", and that error's text
+            # would carry the password
+            auth = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         return cls((scheme, host, port or default), authority, path, auth)
 
 

@@ -107,3 +107,8 @@ def test_which_failures_may_have_reached_the_server() -> None:
     assert [cls.sent for cls in maybe] == [True] * len(maybe)
     assert issubclass(wire.ConnectTimeout, TimeoutError)
     assert issubclass(wire.AnswerTimeout, TimeoutError)
+
+
+def test_user_info_beyond_latin_1_is_sent_as_utf_8_not_an_error() -> None:
+    target = wire.Target.parse("https://bot:p%E2%82%ACss@example.com/hook")
+    assert target.authorization == "Basic " + base64.b64encode("bot:p€ss".encode()).decode()
