@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -20,6 +24,8 @@ from alertd.errors import StoreError
 
 DB_NAME = "alertd.sqlite3"
 WRITER_LOCK_NAME = "alertd.sqlite3.writer-lock"
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -248,12 +254,14 @@ class StateConnection(sqlite3.Connection):
     tries, so a process that writes back to back (the daemon taking a storm of alerts) can
     starve the other for seconds. Every ``write_transaction`` therefore first takes an
     exclusive ``flock`` on a file beside the database: the kernel wakes a waiter the moment
-    the holder lets go. SQLite's lock (and ``busy_timeout``) still guard every write.
+    the holder lets go. SQLite's lock (and ``busy_timeout``) still guard every write; past
+    ``LOCK_WAIT`` a writer goes on without its turn (a frozen holder must not freeze us).
     ``turns`` counts the nested holders in this process: the lock goes at the last exit.
     """
 
     writer_lock: int | None = None
     turns: int = 0
+    locked: bool = False  # this connection holds the flock now
 
     def close(self) -> None:
         if self.writer_lock is not None:
@@ -262,34 +270,91 @@ class StateConnection(sqlite3.Connection):
         super().close()
 
 
+LOCK_WAIT = 10.0  # seconds a writer waits for its turn, as busy_timeout waits for SQLite's lock
+
+
+def _flock_waiting(fd: int) -> Future[None]:
+    """Wait for the flock in a thread of its own: a daemon thread, so a wait given up on
+    never holds up the process's exit (executor threads are joined at exit)."""
+    done: Future[None] = Future()
+
+    def wait() -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    threading.Thread(target=wait, name="alertd-writer-lock", daemon=True).start()
+    return done
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the flock if it is free (or already this file description's)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock_if_idle(conn: StateConnection, fd: int) -> None:
+    """A wait that was given up on got the lock after all: give it back, unless a turn of
+    this connection holds it meanwhile."""
+    if conn.writer_lock == fd and conn.turns == 0:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 @contextmanager
 def writers_turn(conn: sqlite3.Connection) -> Iterator[None]:
-    """Hold the writers' lock (blocking until it is free) for one or more transactions."""
+    """Hold the writers' lock for one or more transactions (waiting at most ``LOCK_WAIT``)."""
     if not isinstance(conn, StateConnection) or conn.writer_lock is None:
         yield
         return
     if conn.turns == 0:
-        fcntl.flock(conn.writer_lock, fcntl.LOCK_EX)
+        conn.locked = _take_waiting(conn, conn.writer_lock)
     conn.turns += 1
     try:
         yield
     finally:
         _release(conn)
+
+
+def _take_waiting(conn: StateConnection, fd: int) -> bool:
+    if _try_lock(fd):
+        return True
+    # a thread waits, so the wait is bounded (flock has no timeout) and still woken at once
+    waiting = _flock_waiting(fd)
+    try:
+        waiting.result(timeout=LOCK_WAIT)
+    except FutureTimeout:
+        waiting.add_done_callback(
+            lambda f: None if f.cancelled() or f.exception() else _unlock_if_idle(conn, fd)
+        )
+        log.warning(
+            "another alertd process has held the state's writer lock for %gs; "
+            "writing without waiting for it",
+            LOCK_WAIT,
+        )
+        return False
+    return True
 
 
 @asynccontextmanager
 async def writers_turn_async(conn: sqlite3.Connection) -> AsyncIterator[None]:
     """``writers_turn`` for an event loop: if another process holds the lock, wait for it in
-    a thread, so the loop goes on (sends, answers) meanwhile. Only one task of a loop may
-    use a connection's turns at a time."""
+    a thread, so the loop goes on (sends, answers) meanwhile."""
     if not isinstance(conn, StateConnection) or conn.writer_lock is None:
         yield
         return
     if conn.turns == 0:
-        try:
-            fcntl.flock(conn.writer_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            await _flock_in_thread(conn.writer_lock)
+        fd = conn.writer_lock
+        # checked again on the loop after each wait: a turn taken and ended on the loop
+        # meanwhile (same file description) may have let the lock go again
+        while not _try_lock(fd):
+            await _flock_in_thread(conn, fd)
+        conn.locked = True
     conn.turns += 1
     try:
         yield
@@ -297,21 +362,22 @@ async def writers_turn_async(conn: sqlite3.Connection) -> AsyncIterator[None]:
         _release(conn)
 
 
-async def _flock_in_thread(fd: int) -> None:
-    taking = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+async def _flock_in_thread(conn: StateConnection, fd: int) -> None:
+    taking = asyncio.wrap_future(_flock_waiting(fd))
     try:
         await asyncio.shield(taking)
     except asyncio.CancelledError:
-        # the thread takes the lock all the same: give it back as soon as it has
+        # the thread takes the lock all the same: give it back once it has it
         taking.add_done_callback(
-            lambda f: None if f.cancelled() or f.exception() else fcntl.flock(fd, fcntl.LOCK_UN)
+            lambda f: None if f.cancelled() or f.exception() else _unlock_if_idle(conn, fd)
         )
         raise
 
 
 def _release(conn: StateConnection) -> None:
     conn.turns -= 1
-    if conn.turns == 0 and conn.writer_lock is not None:
+    if conn.turns == 0 and conn.locked and conn.writer_lock is not None:
+        conn.locked = False
         fcntl.flock(conn.writer_lock, fcntl.LOCK_UN)
 
 
@@ -335,6 +401,14 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
             raise
 
 
+def _open_writer_lock(state_dir: Path) -> int | None:
+    try:
+        return os.open(state_dir / WRITER_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except PermissionError as exc:  # e.g. created by root's CLI: SQLite's own lock still guards
+        log.warning("cannot use %s (%s): writers will not take turns", WRITER_LOCK_NAME, exc)
+        return None
+
+
 def connect(state_dir: Path) -> sqlite3.Connection:
     """Open (creating if needed) the state database in ``state_dir`` and migrate it."""
     try:
@@ -345,7 +419,7 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"state database {state_dir / DB_NAME}: {exc}") from exc
     try:
-        conn.writer_lock = os.open(state_dir / WRITER_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        conn.writer_lock = _open_writer_lock(state_dir)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
