@@ -140,7 +140,8 @@ class Delivery:
             return False
         async with writers_turn_async(self.store.conn):
             recorded = self.flush()
-            busy = self._claim_due(due, room)
+            # ``stop`` may have come while this turn waited: then claim nothing more
+            busy = self._claim_due(due, room) if not self._stopping else False
         if not recorded:
             await asyncio.sleep(1.0)  # a locked or full database: not a try per millisecond
         return busy and recorded
@@ -159,7 +160,8 @@ class Delivery:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        self.flush()
+        async with writers_turn_async(self.store.conn):
+            self.flush()
 
     async def settle(self, within: float = 10.0) -> None:
         """Wait until nothing is in flight and nothing is due (tests, ``notify test``)."""
