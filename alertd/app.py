@@ -170,7 +170,7 @@ class App:
         self.links = Links(config, self.clock)
         self.outbox = OutboxStore(self.conn, prepare=self.links)
         self.delivery = DeliveryWorker(
-            self.config_dir,
+            config,
             self.state_dir,
             self.outbox,
             self.metrics,
@@ -189,7 +189,7 @@ class App:
         self.collection = CollectionScheduler(self._ingest, self.metrics, self.clock)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self._shutdown)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         self.inbound = Inbound(
             self.manager,
@@ -480,6 +480,12 @@ class App:
             )
         return False
 
+    def _shutdown(self) -> None:
+        """SIGTERM/SIGINT: systemd and a terminal signal the delivery worker too; it stops on
+        its own, and that is no crash."""
+        self.delivery.expect_stop()
+        self._stop.set()
+
     def _reload_soon(self) -> None:
         task = asyncio.create_task(self.reload())
         self._tasks.add(task)
@@ -520,7 +526,7 @@ class App:
             traps_changed = (config.traps, config.snmp) != (running.traps, running.snmp)
             self._install(built)
             self.collection.replace(built.jobs)
-            self.delivery.reload()
+            self.delivery.use(config)
             if traps_changed and not await self._restart_traps(config):
                 self.metrics.reload_success.set(0)
                 log.error("reload: the rest of the config is in use, the trap receiver is not")

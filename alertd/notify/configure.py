@@ -1,15 +1,27 @@
 """What a config means for delivery: each channel's rate limits, the retry settings, and the
 links added to a notification as it is committed. Shared by the daemon (which commits
-intents) and the delivery worker (which sends them, and commits failovers)."""
+intents) and the delivery worker (which sends them, and commits failovers).
+
+Delivery needs two of the config's files: ``channels.yaml`` and ``server.yaml``. The daemon
+hands the worker exactly what it accepted (``WorkerConfig.to_line``), never a path to
+files that may have changed since."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from enum import Enum
+from pathlib import PurePath
+from typing import Protocol
+
+from pydantic import SecretBytes, SecretStr
 
 from alertd.board.routes import incident_path
 from alertd.clock import Clock
-from alertd.config.load import Config
+from alertd.config.channels import ChannelsFile
+from alertd.config.server import ServerFile
 from alertd.model import IncidentState, Notification, Transition
 from alertd.notify.acklink import ack_url, make_ack_token
 from alertd.notify.delivery import Delivery, DeliverySettings
@@ -18,14 +30,76 @@ from alertd.notify.notifier import Notifier
 from alertd.notify.ratelimit import Window
 
 
-def configure(delivery: Delivery, config: Config, notifiers: Mapping[str, Notifier]) -> None:
+class HasDeliveryConfig(Protocol):
+    """What delivery reads of a config: the daemon's whole ``Config`` or a ``WorkerConfig``."""
+
+    @property
+    def channels(self) -> ChannelsFile: ...
+
+    @property
+    def server(self) -> ServerFile: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """The parts of an accepted config the delivery worker needs, as sent over its pipe."""
+
+    channels: ChannelsFile
+    server: ServerFile
+
+    @staticmethod
+    def to_line(config: HasDeliveryConfig) -> bytes:
+        """One JSON line for the worker's stdin (JSON escapes every newline). Secrets go as
+        they are (the worker needs them; ``model_dump_json`` would mask them): the pipe is
+        the only place they travel, nothing is written to disk."""
+        message = {
+            "config": {
+                "channels": config.channels.model_dump(mode="python"),
+                "server": config.server.model_dump(mode="python"),
+            }
+        }
+        return json.dumps(message, default=_plain, separators=(",", ":")).encode() + b"\n"
+
+    @classmethod
+    def from_message(cls, message: Mapping[str, object]) -> WorkerConfig:
+        """Read a ``to_line`` message's ``config`` (validated again, as JSON)."""
+        parts = message["config"]
+        if not isinstance(parts, dict):
+            raise ValueError("config: not an object")
+        return cls(
+            ChannelsFile.model_validate_json(json.dumps(parts["channels"])),
+            ServerFile.model_validate_json(json.dumps(parts["server"])),
+        )
+
+
+def _plain(value: object) -> object:
+    """JSON for what a python-mode model dump holds beyond JSON's own types."""
+    if isinstance(value, SecretStr | SecretBytes):
+        secret = value.get_secret_value()
+        return secret.decode() if isinstance(secret, bytes) else secret
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot send a {type(value).__name__} to the delivery worker")
+
+
+def configure(
+    delivery: Delivery, config: HasDeliveryConfig, notifiers: Mapping[str, Notifier]
+) -> None:
     """Point ``delivery`` at ``notifiers`` with the limits and settings of ``config``."""
     delivery.notifiers = notifiers
     delivery.limiter.per_channel, delivery.limiter.per_recipient = rate_limits(config)
     delivery.settings = delivery_settings(config)
 
 
-def delivery_settings(config: Config) -> DeliverySettings:
+def delivery_settings(config: HasDeliveryConfig) -> DeliverySettings:
     d = config.channels.delivery
     return DeliverySettings(
         max_age=d.max_age,
@@ -36,7 +110,9 @@ def delivery_settings(config: Config) -> DeliverySettings:
     )
 
 
-def rate_limits(config: Config) -> tuple[dict[str, tuple[Window, ...]], dict[str, float]]:
+def rate_limits(
+    config: HasDeliveryConfig,
+) -> tuple[dict[str, tuple[Window, ...]], dict[str, float]]:
     """Return each channel's token buckets: its ``rate_limits`` entry if it has one, else its
     provider's documented limits; and the per-recipient limits."""
     per_channel: dict[str, tuple[Window, ...]] = {}
@@ -65,11 +141,11 @@ class Links:
     acknowledge link to an email about an open incident, when the listener has a public URL
     (and a link secret)."""
 
-    def __init__(self, config: Config, clock: Clock) -> None:
+    def __init__(self, config: HasDeliveryConfig, clock: Clock) -> None:
         self.clock = clock
         self.use(config)
 
-    def use(self, config: Config) -> None:
+    def use(self, config: HasDeliveryConfig) -> None:
         """Follow a (re)loaded config."""
         self.config = config
         self.secret = config.server.read_link_secret()

@@ -5,11 +5,14 @@ child, sends them (``Delivery``) on the second CPU core, so a storm's sends do n
 intake of alerts and the intake does not delay the sends. They share only the SQLite state
 (WAL: each writes in short transactions and waits for the other's lock) and two pipes:
 
-    daemon --stdin--> worker    one byte per command: ``w`` new intents, ``r`` reload the
-                                config, ``q`` stop (and end of file: the daemon is gone)
-    worker --stdout--> daemon   ``{"ready": true}`` once it runs, then a JSON line of its
-                                delivery counters when they changed (at most every 0.25 s),
-                                folded into the daemon's /metrics
+    daemon --stdin--> worker    a line per command: first, and on each accepted reload, the
+                                config (``{"config": ...}``, channels and server as the daemon
+                                validated them); ``w`` new intents; ``q`` stop (and end of
+                                file: the daemon is gone)
+    worker --stdout--> daemon   ``{"ready": true}`` once it runs; ``{"reloaded": true}`` or
+                                ``{"reload_failed": why}``; a JSON line of its delivery
+                                counters when they changed (at most every 0.25 s), folded
+                                into the daemon's /metrics
 
 Safety: one worker per state directory (``delivery.lock``, ``flock``: released by the
 kernel when the process dies, so a worker left over from a killed daemon is waited for
@@ -19,14 +22,13 @@ be recorded (up to ``DRAIN_SECONDS``), and exits; no sender outlives that. SIGTE
 (sent by systemd or a terminal to the whole group) stop it the same way.
 
 Usage (started by the daemon, not by hand):
-    python -m alertd.notify.worker --config-dir DIR --state-dir DIR
+    python -m alertd.notify.worker --state-dir DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import fcntl
 import json
 import logging
@@ -34,31 +36,29 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 from prometheus_client import CollectorRegistry
 
 from alertd.clock import SystemClock
-from alertd.config.load import Config, load_config
-from alertd.errors import ConfigError
 from alertd.incidents.routing import failover_for
 from alertd.log import setup_logging
 from alertd.metrics import Metrics
 from alertd.model import Notification
-from alertd.notify.configure import Links, configure
+from alertd.notify.configure import Links, WorkerConfig, configure
 from alertd.notify.delivery import Delivery
 from alertd.notify.notifier import Notifier
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.registry import build_notifiers
 from alertd.state.db import connect
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("alertd.notify.worker")  # not "__main__" under -m
 
 DRAIN_SECONDS = 15.0  # on stop, how long sends in flight may finish
 LOCK_NAME = "delivery.lock"
 LOCK_WAIT = 60.0  # seconds to wait for a previous worker to let go of the lock
+COMMAND_LIMIT = 64 << 20  # bytes of one command line (a config with many teams)
 REPORT_EVERY = 0.25  # seconds between counter reports to the daemon (when changed)
 
 # the Metrics counters the worker moves; the daemon exports them
@@ -106,9 +106,9 @@ async def hold_lock(state_dir: Path) -> IO[bytes] | None:
 class Worker:
     """One delivery worker process's state: config, notifiers, the outbox and its driver."""
 
-    def __init__(self, config_dir: Path, state_dir: Path, config: Config) -> None:
-        self.config_dir = config_dir
+    def __init__(self, state_dir: Path, config: WorkerConfig, commands: asyncio.StreamReader):
         self.config = config
+        self.commands = commands
         self.clock = SystemClock()
         self.metrics = Metrics(CollectorRegistry())
         self.conn = connect(state_dir)
@@ -121,6 +121,7 @@ class Worker:
             failover=self._failover,
         )
         self.notifiers: dict[str, Notifier] = {}
+        self._retired: list[Notifier] = []
         self._retiring: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._reported: Snapshot = []
@@ -129,65 +130,70 @@ class Worker:
     def _failover(self, n: Notification, failed: tuple[str, ...], why: str) -> list[Notification]:
         return failover_for(n, failed, why, self.config.channels)
 
-    def _use(self, config: Config) -> None:
-        old = self.notifiers.values()
-        self.notifiers = build_notifiers(config.channels)
-        self.config = config
+    def _use(self, config: WorkerConfig) -> None:
+        """Build everything ``config`` needs first; swap only if all of it worked."""
+        notifiers = build_notifiers(config.channels)
+        old, self.notifiers, self.config = self.notifiers, notifiers, config
         self.links.use(config)
-        configure(self.delivery, config, self.notifiers)
-        self.metrics.init_channels(self.notifiers)
-        self._close_later(list(old))
+        configure(self.delivery, config, notifiers)
+        self.metrics.init_channels(notifiers)
+        self._close_later(list(old.values()))
 
-    def _close_later(self, notifiers: Iterable[Notifier]) -> None:
+    def _close_later(self, notifiers: list[Notifier]) -> None:
         """Close replaced notifiers once the sends they may have in flight are over (each is
         bounded by send_timeout): closing mid-send would make a delivered message look
         ambiguous, and it would be sent again."""
-        retired = list(notifiers)
-        if not retired:
+        if not notifiers:
             return
+        self._retired.extend(notifiers)
 
         async def close() -> None:
             await asyncio.sleep(self.delivery.settings.send_timeout + 1.0)
-            for notifier in retired:
-                await notifier.close()
+            for notifier in notifiers:
+                if notifier in self._retired:
+                    self._retired.remove(notifier)
+                    await notifier.close()
 
         task = asyncio.create_task(close())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    def reload(self) -> None:
-        """Load the config the daemon has just accepted; keep the running one if it fails
-        here (the files changed again in between)."""
+    def reload(self, message: dict[str, object]) -> None:
+        """Use the config the daemon has just accepted, and tell it how that went."""
         try:
-            config = load_config(self.config_dir)
-            self._use(config)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                log.error("delivery worker: reload rejected: %s", problem)
-            return
-        except Exception:
+            self._use(WorkerConfig.from_message(message))
+        except Exception as exc:  # keep the running config; the daemon logs and counts it
             log.exception("delivery worker: reload failed; keeping the running config")
+            self._tell({"reload_failed": f"{type(exc).__name__}: {exc}"[:500]})
             return
         log.info("delivery worker: config reloaded")
+        self._tell({"reloaded": True})
 
     # -- the pipes ------------------------------------------------------------------------
-    def _command(self) -> None:
-        try:
-            data = os.read(0, 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            log.warning("delivery worker: the daemon is gone; finishing the sends in flight")
-            self._stop.set()
-            return
-        if b"q" in data:
-            self._stop.set()
-            return
-        if b"r" in data:
-            self.reload()
-        self.delivery.wake()  # 'w', and after a reload
+    async def _read_commands(self) -> None:
+        while not self._stop.is_set():
+            try:
+                line = await self.commands.readline()
+            except (ValueError, asyncio.LimitOverrunError):  # a line over the limit
+                log.error("delivery worker: a command line too long; ignored")
+                continue
+            if not line:
+                log.warning("delivery worker: the daemon is gone; finishing the sends in flight")
+                self._stop.set()
+                return
+            command = line.strip()
+            if command == b"q":
+                self._stop.set()
+                return
+            if command.startswith(b"{"):
+                try:
+                    message = json.loads(command)
+                except ValueError:
+                    log.error("delivery worker: an unreadable command; ignored")
+                    continue
+                if isinstance(message, dict) and "config" in message:
+                    self.reload(message)
+            self.delivery.wake()  # 'w', and after a reload
 
     def _report(self, force: bool = False) -> None:
         snapshot = counter_snapshot(self.metrics)
@@ -197,9 +203,7 @@ class Worker:
         self._tell({"counters": snapshot})
 
     def _tell(self, message: dict[str, object]) -> None:
-        line = json.dumps(message, separators=(",", ":")) + "\n"
-        with contextlib.suppress(OSError):  # the daemon is gone: nobody to tell
-            os.write(1, line.encode())
+        tell(message)
 
     async def _report_loop(self) -> None:
         while True:
@@ -211,54 +215,87 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon forwards reloads
-        os.set_blocking(0, False)
-        loop.add_reader(0, self._command)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends reloads
         driving = asyncio.create_task(self.delivery.run())
-        self._tell({"ready": True})  # config loaded, database open, the lock held
+        reading = asyncio.create_task(self._read_commands())
+        self._tell({"ready": True})  # config in use, database open, the lock held
         reporting = asyncio.create_task(self._report_loop())
         try:
             await self._stop.wait()
         finally:
-            loop.remove_reader(0)
             await self.delivery.stop(DRAIN_SECONDS)
             await driving
-            reporting.cancel()
-            for task in self._retiring:
+            for task in (reading, reporting, *self._retiring):
                 task.cancel()
-            await asyncio.gather(reporting, *self._retiring, return_exceptions=True)
-            for notifier in self.notifiers.values():
+            await asyncio.gather(reading, reporting, *self._retiring, return_exceptions=True)
+            for notifier in [*self._retired, *self.notifiers.values()]:
                 await notifier.close()
             self._report(force=True)
             self.conn.close()
         return 0
 
 
-async def serve(config_dir: Path, state_dir: Path) -> int:
+def tell(message: dict[str, object]) -> None:
+    """Write one JSON line to the daemon. Reports are snapshots: one dropped because the
+    pipe is full (the daemon is busy) is made good by the next."""
+    data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+    try:
+        written = os.write(1, data)
+    except OSError:  # full (non-blocking), or the daemon is gone: nobody to tell now
+        return
+    if written < len(data):  # a line must not be cut: finish it (rare; bounded by the pipe)
+        os.set_blocking(1, True)
+        try:
+            os.write(1, data[written:])
+        except OSError:
+            pass
+        finally:
+            os.set_blocking(1, False)
+
+
+async def commands_from_stdin() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=COMMAND_LIMIT)
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def first_config(commands: asyncio.StreamReader) -> WorkerConfig | None:
+    """Wait for the config the daemon sends first; None if it is gone or unreadable."""
+    try:
+        line = await commands.readline()
+        return WorkerConfig.from_message(json.loads(line)) if line else None
+    except Exception:
+        log.exception("delivery worker: the daemon's config could not be read")
+        return None
+
+
+async def serve(state_dir: Path) -> int:
+    commands = await commands_from_stdin()
+    os.set_blocking(1, False)  # reports never stall the loop (see ``tell``)
+    config = await first_config(commands)
+    if config is None:
+        return 1
     lock = await hold_lock(state_dir)
     if lock is None:
         log.error("delivery worker: another worker holds %s", state_dir / LOCK_NAME)
         return 1
     try:
-        try:
-            config = load_config(config_dir)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                log.error("delivery worker: config: %s", problem)
-            return 1
-        return await Worker(config_dir, state_dir, config).run()
+        return await Worker(state_dir, config, commands).run()
     finally:
         lock.close()  # releases the flock
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m alertd.notify.worker")
-    ap.add_argument("--config-dir", type=Path, required=True)
     ap.add_argument("--state-dir", type=Path, required=True)
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     setup_logging(args.log_level)
-    return asyncio.run(serve(args.config_dir, args.state_dir))
+    try:
+        return asyncio.run(serve(args.state_dir))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The delivery worker process as the daemon sees it: start it, wake it, reload it, stop it,
-start it again if it dies, and fold the counters it reports into the daemon's metrics.
+"""The delivery worker process as the daemon sees it: start it, wake it, hand it each accepted
+config, stop it, start it again if it dies, and fold the counters it reports into the
+daemon's metrics.
 
 The worker itself is ``alertd.notify.worker``. What the daemon still does about delivery
 itself is commit: intents (with the incident changes that cause them) and failovers a
@@ -18,18 +19,23 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 from alertd.metrics import Metrics
+from alertd.notify.configure import HasDeliveryConfig, WorkerConfig
 from alertd.notify.delivery import Failover, commit_failover
 from alertd.notify.outbox import Intent, OutboxStore
 from alertd.notify.worker import DELIVERY_COUNTERS
 
 log = logging.getLogger(__name__)
 
+_Series = tuple[str, tuple[tuple[str, str], ...]]  # a counter's attribute and labels
+
 RESTART_FIRST = 1.0  # seconds before starting a worker that died; doubles up to the max
 RESTART_MAX = 30.0
 STEADY = 60.0  # a worker that ran this long resets the restart delay
 READY_WAIT = 30.0  # seconds start() waits for the worker to say it runs
+REPORT_LIMIT = 1 << 20  # bytes of one report line, well over one series set
 PROFILE_ENV = "ALERTD_PROFILE_WORKER"  # a file: run the worker under cProfile, write it there
 
 
@@ -38,7 +44,7 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        config_dir: Path,
+        config: HasDeliveryConfig,
         state_dir: Path,
         store: OutboxStore,
         metrics: Metrics,
@@ -47,7 +53,6 @@ class DeliveryWorker:
         log_level: str = "INFO",
         python: str = sys.executable,
     ) -> None:
-        self.config_dir = config_dir
         self.state_dir = state_dir
         self.store = store
         self.metrics = metrics
@@ -55,6 +60,7 @@ class DeliveryWorker:
         self.log_level = log_level
         self.python = python
         self.starts = 0  # how many workers were started (a restart is the second)
+        self._config_line = WorkerConfig.to_line(config)
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -73,11 +79,13 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         """New intents were committed."""
-        self._send(b"w")
+        self._send(b"w\n", coalesce=True)
 
-    def reload(self) -> None:
-        """The daemon accepted a new config: the worker loads it too."""
-        self._send(b"r")
+    def use(self, config: HasDeliveryConfig) -> None:
+        """The daemon accepted ``config``: the worker uses exactly it (and any worker started
+        later does too), whatever the files on disk say by then."""
+        self._config_line = WorkerConfig.to_line(config)
+        self._send(self._config_line)
 
     def fail_over(self, intent: Intent, recipients: tuple[str, ...], why: str, now: float) -> int:
         """Commit (in the caller's transaction) the failover of ``intent`` for ``recipients``
@@ -86,26 +94,33 @@ class DeliveryWorker:
             self.store, self.metrics, self.failover, intent, recipients, why, now
         )
 
+    def expect_stop(self) -> None:
+        """The daemon is stopping: a worker exiting now (systemd and Ctrl-C signal the whole
+        group) is not a crash, and none is started again."""
+        self._stopping = True
+
     async def stop(self, drain_seconds: float) -> None:
         """Ask the worker to stop; it lets sends in flight finish for up to
         ``drain_seconds``. Past that (plus a margin) it is killed; what it had in flight
         is sent again, as ambiguous, by the next worker."""
         self._stopping = True
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            self._send(b"q")
-            try:
-                await asyncio.wait_for(proc.wait(), drain_seconds + 5.0)
-            except TimeoutError:
-                log.error("delivery worker did not stop in time; killing it")
-                proc.kill()
-                await proc.wait()
+        waited: set[asyncio.subprocess.Process] = set()
+        # a restart may be under way: stop whichever worker is current, until none runs
+        while (proc := self._proc) is not None and proc not in waited:
+            waited.add(proc)
+            if proc.returncode is None:
+                self._send(b"q\n")
+                try:
+                    await asyncio.wait_for(proc.wait(), drain_seconds + 5.0)
+                except TimeoutError:
+                    log.error("delivery worker did not stop in time; killing it")
+                    proc.kill()
+                    await proc.wait()
         if self._supervisor is None:
             return
-        if proc is not None and proc.returncode is not None:
-            # it is reading the worker's last report, or waiting to start another: bounded
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._supervisor), 2.0)
+        # it reads the worker's last report, or waits to start another: bounded either way
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._supervisor), 2.0)
         self._supervisor.cancel()
         await asyncio.gather(self._supervisor, return_exceptions=True)
 
@@ -124,8 +139,6 @@ class DeliveryWorker:
             *profiling,
             "-m",
             "alertd.notify.worker",
-            "--config-dir",
-            str(self.config_dir),
             "--state-dir",
             str(self.state_dir),
             "--log-level",
@@ -133,17 +146,18 @@ class DeliveryWorker:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
-            limit=1 << 20,  # one report line per series set, well under this
+            limit=REPORT_LIMIT,
         )
         self.starts += 1
+        self._send(self._config_line)  # the first thing it reads
         log.info("delivery worker started (pid %d)", self._proc.pid)
 
-    def _send(self, command: bytes) -> None:
+    def _send(self, command: bytes, coalesce: bool = False) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None or proc.returncode is not None:
-            return  # no worker now: the next one looks at the outbox when it starts
-        if command == b"w" and proc.stdin.transport.get_write_buffer_size():
-            return  # a wake is already on its way
+            return  # no worker now: the next one gets the config and looks at the outbox
+        if coalesce and proc.stdin.transport.get_write_buffer_size():
+            return  # a command is already on its way: it wakes the worker too
         with contextlib.suppress(ConnectionError, RuntimeError):
             proc.stdin.write(command)
 
@@ -162,7 +176,8 @@ class DeliveryWorker:
                 return
             if loop.time() - started >= STEADY:
                 delay = RESTART_FIRST
-            log.error(
+            log.log(
+                logging.WARNING if code == 0 else logging.ERROR,
                 "delivery worker exited unexpectedly (exit %d); starting another in %gs "
                 "(notifications wait in the outbox meanwhile)",
                 code,
@@ -175,35 +190,57 @@ class DeliveryWorker:
                     return
                 try:
                     await self._spawn()
-                    self.metrics.delivery_worker_restarts.inc()
-                    break
                 except OSError as exc:
                     log.error(
                         "cannot start the delivery worker (%s); trying again in %gs", exc, delay
                     )
+                    continue
+                self.metrics.delivery_worker_restarts.inc()
+                break
 
     async def _read_reports(self, proc: asyncio.subprocess.Process) -> None:
-        """Fold each counter report into the daemon's metrics until the worker's stdout
-        closes. A worker's counters start at 0, so what was seen is per worker."""
+        """Read what the worker says until its stdout closes. A worker that says something
+        unreadable is stopped (and started again): a stuck reader would block its writes."""
         assert proc.stdout is not None
-        seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._running.clear()
-        while line := await proc.stdout.readline():
+        seen: dict[_Series, float] = {}
+        while True:
             try:
-                message = json.loads(line)
-                if message.get("ready"):
-                    self._running.set()
-                    self.metrics.delivery_worker_up.set(1)
-                    continue
-                counters = message["counters"]
-            except (ValueError, KeyError, TypeError, AttributeError):
-                log.warning("delivery worker: unreadable report %.80r", line)
+                line = await proc.stdout.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                log.error("delivery worker: a report over %d bytes; stopping it", REPORT_LIMIT)
+                proc.kill()
+                return
+            if not line:
+                return
+            try:
+                self._heard(json.loads(line), seen)
+            except Exception:  # one bad line must not end supervision
+                log.warning("delivery worker: unreadable report %.80r", line, exc_info=True)
+
+    def _heard(self, message: dict[str, object], seen: dict[_Series, float]) -> None:
+        if message.get("ready"):
+            self._running.set()
+            self.metrics.delivery_worker_up.set(1)
+        elif message.get("reloaded"):
+            log.info("delivery worker: using the new config")
+        elif "reload_failed" in message:
+            self.metrics.reload_success.set(0)
+            log.error(
+                "delivery worker could not use the new config (%s); it keeps the previous one",
+                message["reload_failed"],
+            )
+        elif isinstance(counters := message.get("counters"), list):
+            self._fold(counters, seen)
+
+    def _fold(self, counters: list[object], seen: dict[_Series, float]) -> None:
+        """A worker's counters start at 0, so what was seen is per worker."""
+        for entry in counters:
+            attr, labels, value = cast(tuple[str, dict[str, str], float], entry)
+            if attr not in DELIVERY_COUNTERS:
                 continue
-            for attr, labels, value in counters:
-                if attr not in DELIVERY_COUNTERS:
-                    continue
-                key = (attr, tuple(sorted(labels.items())))
-                delta = value - seen.get(key, 0.0)
-                seen[key] = value
-                if delta > 0:
-                    getattr(self.metrics, attr).labels(**labels).inc(delta)
+            key = (attr, tuple(sorted(labels.items())))
+            delta = value - seen.get(key, 0.0)
+            seen[key] = value
+            if delta > 0:
+                getattr(self.metrics, attr).labels(**labels).inc(delta)

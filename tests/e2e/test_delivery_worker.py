@@ -150,3 +150,34 @@ def test_a_reload_reaches_the_worker(
         assert worker_pid(d) == worker  # reloaded in place, not restarted
     finally:
         other.stop()
+
+
+def test_a_signal_to_the_whole_group_is_a_clean_stop_not_a_crash(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    write_config(tmp_path / "cfg", receiver.url)
+    d = daemon_factory(tmp_path / "cfg")
+    worker = worker_pid(d)
+    for pid in (worker, d.proc.pid):  # as systemd and Ctrl-C do: everyone at once
+        os.kill(pid, signal.SIGTERM)
+    assert d.proc.wait(30) == 0
+    assert not alive(worker)
+    assert "unexpectedly" not in d.log()
+    assert "delivery worker stopped" in d.log()
+
+
+def test_a_restarted_worker_uses_the_accepted_config_not_a_rejected_file(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, receiver.url)
+    d = daemon_factory(cfg)
+    first = worker_pid(d)
+    (cfg / "channels.yaml").write_text("channels:\n  hook: {type: webhook, url: nope}\n")
+    assert d.post("/-/reload") != 200  # rejected: the daemon keeps the last good config
+    os.kill(first, signal.SIGKILL)
+    second = worker_pid(d)
+    assert second != first
+    post_alert(d, "after-restart")
+    wait_for("the webhook from the restarted worker", arrived(receiver, "after-restart"))
+    assert d.metric("alertd_delivery_worker_up") == 1

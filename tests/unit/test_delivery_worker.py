@@ -7,16 +7,21 @@ import asyncio
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from alertd.config.channels import ChannelsFile
+from alertd.config.server import ServerFile
 from alertd.metrics import Metrics
 from alertd.notify import worker
+from alertd.notify.configure import WorkerConfig
 from alertd.notify.worker import counter_snapshot, hold_lock
 from alertd.notify.worker_process import DeliveryWorker
+from alertd.state import db
 from alertd.state.db import WRITER_LOCK_NAME, connect, write_transaction, writers_turn_async
 
 
@@ -43,7 +48,8 @@ def sent(metrics: Metrics, channel: str) -> float:
 
 def test_reports_add_up_across_workers_and_skip_garbage(tmp_path: Path) -> None:
     daemon = Metrics(CollectorRegistry())
-    handle = DeliveryWorker(tmp_path, tmp_path, None, daemon, lambda n, r, w: [])  # type: ignore[arg-type]
+    config = WorkerConfig(ChannelsFile(), ServerFile())
+    handle = DeliveryWorker(config, tmp_path, None, daemon, lambda n, r, w: [])  # type: ignore[arg-type]
     first, second = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
     first.notifications_sent.labels("mail").inc(2)
     early = report(first)
@@ -150,3 +156,99 @@ def test_an_async_turn_waits_off_the_loop_and_holds_across_transactions(tmp_path
     finally:
         os.close(other)
         conn.close()
+
+
+def test_a_writer_waits_for_its_turn_at_most_lock_wait(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(db, "LOCK_WAIT", 0.2)
+    conn = connect(tmp_path)
+    conn.execute("CREATE TABLE scratch (x INTEGER)")
+    other = os.open(tmp_path / WRITER_LOCK_NAME, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)  # a frozen process holding its turn
+    try:
+        with write_transaction(conn):  # goes on without the turn (SQLite's lock is free)
+            conn.execute("INSERT INTO scratch VALUES (1)")
+        assert conn.execute("SELECT COUNT(*) FROM scratch").fetchone()[0] == 1
+        fcntl.flock(other, fcntl.LOCK_UN)
+        # the wait given up on gets the lock late, and gives it back at once
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.01)
+        else:
+            raise AssertionError("the late lock was never given back")
+    finally:
+        os.close(other)
+        conn.close()
+
+
+def test_the_config_line_round_trips_what_the_daemon_accepted() -> None:
+    from alertd.config.load import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2])  # the repository's own
+    line = WorkerConfig.to_line(config)
+    assert line.count(b"\n") == 1  # one line on the pipe
+    assert line.endswith(b"\n")
+    back = WorkerConfig.from_message(json.loads(line))
+    assert back.channels == config.channels
+    assert back.server == config.server
+
+
+RICH_CHANNELS = """\
+channels:
+  mail: {type: email, host: smtp.example.com, port: 587, starttls: true, username: alertd,
+         password: "p@ss word", from: alertd@example.com, connections: 2}
+  sms: {type: sms, account_sid: AC0123456789abcdef0123456789abcdef, auth_token: tok-secret,
+        from: "+15017122661", max_segments: 2, api_base_url: "http://127.0.0.1:9"}
+  wecom: {type: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-123456",
+          format: markdown}
+  ding: {type: dingtalk, url: "https://oapi.dingtalk.com/robot/send?access_token=t-123456",
+         secret: SECsecret123}
+  feishu: {type: feishu, url: "https://open.feishu.cn/open-apis/bot/v2/hook/h-123456",
+           secret: fs-secret-1}
+  slack: {type: slack, url: "https://hooks.slack.com/services/T0/B0/XXXXXXXX"}
+  teams: {type: teams, url: "https://example.com/workflows/abc"}
+  hook:
+    type: webhook
+    url: "https://user:pw@example.com/hook"
+    secret: hmac-secret-1
+    headers: {X-Env: prod}
+    template: {short: "[{{ priority }}] {{ summary }} (#{{ id }})"}
+  log: {type: log, level: warning}
+teams:
+  oncall:
+    members: [{name: Wang, email: wang@example.com, phone: "+8613800000000"}]
+    channels: [mail, sms]
+routes:
+  - match: {severity: critical}
+    notify: [oncall]
+    continue: true
+  - notify: [hook]
+failover: {sms: mail}
+delivery: {max_age: 30m, max_in_flight: 64}
+rate_limits:
+  mail: {per_minute: 60, per_recipient_per_minute: 10}
+"""
+
+
+def test_every_channel_and_secret_reach_the_worker_as_accepted(tmp_path: Path) -> None:
+    from alertd.config.load import load_config
+
+    (tmp_path / "thresholds.yaml").write_text("evaluation_interval: 1s\nrules: []\n")
+    (tmp_path / "channels.yaml").write_text(RICH_CHANNELS)
+    (tmp_path / "links.key").write_text("link-secret-0123456789\n")
+    (tmp_path / "server.yaml").write_text(
+        "public_url: https://alertd.example.com\nlink_secret_file: links.key\n"
+        "tokens:\n  p: {sha256: " + "ab" * 32 + ", scopes: [ingest]}\n"
+        "ingest: {resolve_timeout: 5m, max_alerts: 100}\n"
+    )
+    config = load_config(tmp_path)
+    back = WorkerConfig.from_message(json.loads(WorkerConfig.to_line(config)))
+    assert back.channels == config.channels  # secrets included: SecretStr compares values
+    assert back.server == config.server
+    mail = back.channels.channels["mail"]
+    assert mail.password is not None  # type: ignore[union-attr]
+    assert mail.password.get_secret_value() == "p@ss word"  # type: ignore[union-attr]
+    assert back.server.read_link_secret() == config.server.read_link_secret()
