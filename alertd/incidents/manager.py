@@ -199,10 +199,14 @@ class IncidentManager:
             out.extend(notifications_for(child, Transition.OPENED, self.channels, now))
         return out
 
-    def _open(self, event: AlertEvent, level: Level, now: float) -> Incident:
-        """Open an incident for ``event``: quiet if its parent is down or a window covers it."""
+    def _open(
+        self, event: AlertEvent, level: Level, now: float, priority: str | None = None
+    ) -> Incident:
+        """Open an incident for ``event``: quiet if its parent is down or a window covers it.
+        ``priority`` is ``level``'s for the event, if the caller has it already."""
         store = self.store
-        priority = priority_of(event.labels, level, self.channels.priorities)
+        if priority is None:
+            priority = priority_of(event.labels, level, self.channels.priorities)
         labels = dict(event.labels)
         parent = labels.get("parent")
         suppressed = f"parent {parent}" if parent and parent in self._down_targets() else None
@@ -289,7 +293,7 @@ class IncidentManager:
                 else None
             )
             if recent is None:
-                return self._open(event, event.level, now), Transition.OPENED, None
+                return self._open(event, event.level, now, priority), Transition.OPENED, None
             reopened = store.reopen(recent, now)
             if reopened.level != event.level:
                 reopened = store.update_level(

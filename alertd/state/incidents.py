@@ -142,7 +142,25 @@ class IncidentStore:
             ),
         )
         assert cur.lastrowid is not None
-        return replace(draft, id=cur.lastrowid, state=IncidentState.OPEN)
+        # not dataclasses.replace: its field introspection was 7% of absorbing a storm
+        return Incident(
+            id=cur.lastrowid,
+            fingerprint=draft.fingerprint,
+            rule=draft.rule,
+            metric=draft.metric,
+            labels=draft.labels,
+            level=draft.level,
+            priority=draft.priority,
+            state=IncidentState.OPEN,
+            summary=draft.summary,
+            value=draft.value,
+            opened_at=draft.opened_at,
+            updated_at=draft.updated_at,
+            acknowledged_at=draft.acknowledged_at,
+            acknowledged_by=draft.acknowledged_by,
+            resolved_at=draft.resolved_at,
+            suppressed_by=draft.suppressed_by,
+        )
 
     def update_level(
         self,
