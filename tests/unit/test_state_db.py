@@ -205,23 +205,9 @@ def test_second_writer_waits_for_the_first_instead_of_failing(tmp_path: Path) ->
 def test_open_returns_the_draft_as_stored_every_field_kept(conn: sqlite3.Connection) -> None:
     from dataclasses import fields, replace
 
-    draft = Incident(
-        id=0,
-        fingerprint="fp-all",
-        rule="r",
-        metric="m",
-        labels=make_labels({"instance": "h1"}),
-        level=Level.MAJOR,
-        priority="P2",
-        state=IncidentState.OPEN,
-        summary="s",
-        value=1.5,
-        opened_at=T0,
-        updated_at=T0 + 1,
-        suppressed_by="parent sw1",
-    )
-    opened = IncidentStore(conn).open(draft)
+    full = replace(draft("fp-all"), value=1.5, updated_at=T0 + 1, suppressed_by="parent sw1")
+    opened = IncidentStore(conn).open(full)
     assert opened.id > 0
-    assert replace(opened, id=0) == draft
+    assert replace(opened, id=0) == full
     assert IncidentStore(conn).get(opened.id) == opened  # what a read gives back, field for field
     assert len(fields(Incident)) == 16  # a new field: keep IncidentStore.open's copy of it
