@@ -189,6 +189,19 @@ class Board:
             return self.error(request, v, 403, "Not allowed", text)
         return None
 
+    async def submitted(
+        self, request: web.Request, scope: str
+    ) -> tuple[Visitor, dict[str, str]] | web.Response:
+        """Return who posted which fields, once the form passes its CSRF checks and the
+        visitor holds ``scope``; else the response refusing it."""
+        v = self.visitor(request)
+        fields = await self.form(request, v)
+        if isinstance(fields, web.Response):
+            return fields
+        if (refused := self.gate(request, v, scope)) is not None:
+            return refused
+        return v, fields
+
     async def form(self, request: web.Request, v: Visitor) -> dict[str, str] | web.Response:
         """Return a POST's fields once the CSRF checks pass: the browser does not say it
         comes from elsewhere, and the ``csrf`` field is this session's."""
@@ -237,12 +250,9 @@ class Board:
         return self.page(request, v, "incident.html", d=found, max_text=MAX_TEXT)
 
     async def act(self, request: web.Request) -> web.StreamResponse:
-        v = self.visitor(request)
-        fields = await self.form(request, v)
-        if isinstance(fields, web.Response):
-            return fields
-        if (refused := self.gate(request, v, "respond")) is not None:
-            return refused
+        if isinstance(posted := await self.submitted(request, "respond"), web.Response):
+            return posted
+        v, fields = posted
         incident_id, action = int(request.match_info["id"]), request.match_info["action"]
         try:
             comment = text_field(fields, "comment")

@@ -44,12 +44,9 @@ def window_handlers(b: Board, kind: Kind) -> tuple[Handler, Handler, Handler]:
         return show_page(request, v)
 
     async def add(request: web.Request) -> web.StreamResponse:
-        v = b.visitor(request)
-        fields = await b.form(request, v)
-        if isinstance(fields, web.Response):
-            return fields
-        if (refused := b.gate(request, v, "admin")) is not None:
-            return refused
+        if isinstance(posted := await b.submitted(request, "admin"), web.Response):
+            return posted
+        v, fields = posted
         parsed = parse_window(fields, b.ops.wall_now())
         if isinstance(parsed, list):
             return show_page(request, v, 400, problems=parsed, values=_echo(fields))
@@ -60,12 +57,9 @@ def window_handlers(b: Board, kind: Kind) -> tuple[Handler, Handler, Handler]:
         return redirect(path)
 
     async def remove(request: web.Request) -> web.StreamResponse:
-        v = b.visitor(request)
-        fields = await b.form(request, v)
-        if isinstance(fields, web.Response):
-            return fields
-        if (refused := b.gate(request, v, "admin")) is not None:
-            return refused
+        if isinstance(posted := await b.submitted(request, "admin"), web.Response):
+            return posted
+        v, _ = posted
         window_id = int(request.match_info["id"])
         if not b.ops.remove_window(kind, window_id):
             return b.error(request, v, 404, "Not found", f"No {kind} #{window_id} in force.")
