@@ -164,10 +164,10 @@ class Worker:
             self._use(WorkerConfig.from_message(message))
         except Exception as exc:  # keep the running config; the daemon logs and counts it
             log.exception("delivery worker: reload failed; keeping the running config")
-            self._tell({"reload_failed": f"{type(exc).__name__}: {exc}"[:500]})
+            tell({"reload_failed": f"{type(exc).__name__}: {exc}"[:500]})
             return
         log.info("delivery worker: config reloaded")
-        self._tell({"reloaded": True})
+        tell({"reloaded": True})
 
     # -- the pipes ------------------------------------------------------------------------
     async def _read_commands(self) -> None:
@@ -200,10 +200,7 @@ class Worker:
         if snapshot == self._reported and not force:
             return
         self._reported = snapshot
-        self._tell({"counters": snapshot})
-
-    def _tell(self, message: dict[str, object]) -> None:
-        tell(message)
+        tell({"counters": snapshot})
 
     async def _report_loop(self) -> None:
         while True:
@@ -218,7 +215,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends reloads
         driving = asyncio.create_task(self.delivery.run())
         reading = asyncio.create_task(self._read_commands())
-        self._tell({"ready": True})  # config in use, database open, the lock held
+        tell({"ready": True})  # config in use, database open, the lock held
         reporting = asyncio.create_task(self._report_loop())
         try:
             await self._stop.wait()

@@ -59,7 +59,6 @@ class DeliveryWorker:
         self.failover = failover
         self.log_level = log_level
         self.python = python
-        self.starts = 0  # how many workers were started (a restart is the second)
         self._config_line = WorkerConfig.to_line(config)
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -124,10 +123,6 @@ class DeliveryWorker:
         self._supervisor.cancel()
         await asyncio.gather(self._supervisor, return_exceptions=True)
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
     # -- the child ------------------------------------------------------------------------
     async def _spawn(self) -> None:
         env = dict(os.environ)
@@ -148,7 +143,6 @@ class DeliveryWorker:
             env=env,
             limit=REPORT_LIMIT,
         )
-        self.starts += 1
         self._send(self._config_line)  # the first thing it reads
         log.info("delivery worker started (pid %d)", self._proc.pid)
 

@@ -299,11 +299,16 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _unlock_if_idle(conn: StateConnection, fd: int) -> None:
-    """A wait that was given up on got the lock after all: give it back, unless a turn of
-    this connection holds it meanwhile."""
-    if conn.writer_lock == fd and conn.turns == 0:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+def _give_back_once_taken(waiting: Future[None], conn: StateConnection, fd: int) -> None:
+    """A wait given up on may get the lock after all: then give it back, unless a turn of
+    this connection holds it by then."""
+
+    def taken(f: Future[None]) -> None:
+        got_it = not f.cancelled() and f.exception() is None
+        if got_it and conn.writer_lock == fd and conn.turns == 0:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    waiting.add_done_callback(taken)
 
 
 @contextmanager
@@ -329,9 +334,7 @@ def _take_waiting(conn: StateConnection, fd: int) -> bool:
     try:
         waiting.result(timeout=LOCK_WAIT)
     except FutureTimeout:
-        waiting.add_done_callback(
-            lambda f: None if f.cancelled() or f.exception() else _unlock_if_idle(conn, fd)
-        )
+        _give_back_once_taken(waiting, conn, fd)
         log.warning(
             "another alertd process has held the state's writer lock for %gs; "
             "writing without waiting for it",
@@ -363,14 +366,11 @@ async def writers_turn_async(conn: sqlite3.Connection) -> AsyncIterator[None]:
 
 
 async def _flock_in_thread(conn: StateConnection, fd: int) -> None:
-    taking = asyncio.wrap_future(_flock_waiting(fd))
+    waiting = _flock_waiting(fd)
     try:
-        await asyncio.shield(taking)
+        await asyncio.shield(asyncio.wrap_future(waiting))
     except asyncio.CancelledError:
-        # the thread takes the lock all the same: give it back once it has it
-        taking.add_done_callback(
-            lambda f: None if f.cancelled() or f.exception() else _unlock_if_idle(conn, fd)
-        )
+        _give_back_once_taken(waiting, conn, fd)  # the thread takes the lock all the same
         raise
 
 
