@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash_harness import Receiver, write_config
+from tests.crash_harness import Receiver, descendants, write_config
 from tests.e2e.conftest import Daemon, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -31,20 +31,12 @@ def receiver() -> Iterator[Receiver]:
     r.stop()
 
 
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            out += [int(c) for c in f.read().split()]
-    return out
-
-
 def worker_pid(d: Daemon) -> int:
     """The daemon's one child process: the delivery worker."""
     found: list[int] = []
 
     def started() -> bool:  # forked and exec'ed
-        found[:] = [p for p in children(d.proc.pid) if b"alertd.notify.worker" in cmdline(p)]
+        found[:] = [p for p in descendants(d.proc.pid) if b"alertd.notify.worker" in cmdline(p)]
         return len(found) == 1
 
     wait_for("the delivery worker", started)
