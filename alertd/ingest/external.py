@@ -27,12 +27,12 @@ when the mapping from labels to level changes (a new default level, for instance
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from alertd import compact_json
 from alertd.ingest.alertmanager import PostedAlert
 from alertd.ingest.severity import summary_for
 from alertd.model import AlertEvent, EventKind, Labels, Level
@@ -186,11 +186,8 @@ def _load(conn: sqlite3.Connection, fingerprints: Iterable[str]) -> dict[str, _K
     return known
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def _json(pairs: Labels) -> str:
-    return _ENCODER.encode(dict(pairs))
+    return compact_json.dumps(dict(pairs))
 
 
 def _row(alert: PostedAlert, new: _Known, now: float) -> tuple[object, ...]:
@@ -213,8 +210,8 @@ def _stored(row: Any) -> ExternalAlert:
     return ExternalAlert(
         fingerprint=str(fp),
         rule=str(rule),
-        labels=tuple(sorted(json.loads(labels).items())),
-        annotations=tuple(sorted(json.loads(annotations).items())),
+        labels=tuple(sorted(compact_json.loads(labels).items())),
+        annotations=tuple(sorted(compact_json.loads(annotations).items())),
         level=Level(level),
         starts_at=float(starts_at),
         ends_at=float(ends_at),

@@ -10,13 +10,13 @@ line on the incident's timeline, written in one transaction per batch (group com
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from alertd import compact_json
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
 from alertd.state.db import write_transaction
 
@@ -75,7 +75,7 @@ def _incident_json(i: Incident) -> dict[str, Any]:
 
 def dump_notification(n: Notification) -> str:
     """Return ``n`` as JSON: everything a send needs, frozen at commit time."""
-    return json.dumps(
+    return compact_json.dumps(
         {
             "incident": _incident_json(n.incident),
             "transition": n.transition.value,
@@ -88,15 +88,13 @@ def dump_notification(n: Notification) -> str:
             "team": n.team,
             "url": n.url,
             "ack_url": n.ack_url,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
+        }
     )
 
 
 def load_notification(text: str) -> Notification:
     """Return the notification ``dump_notification`` stored."""
-    d = json.loads(text)
+    d = compact_json.loads(text)
     i = d["incident"]
     incident = Incident(
         id=i["id"],
@@ -186,7 +184,7 @@ class OutboxStore:
                 n.transition.value,
                 n.channel,
                 n.team,
-                json.dumps(list(n.recipients)),
+                compact_json.dumps(n.recipients),
                 _message(n),
                 dump_notification(n),
                 now,
@@ -277,7 +275,7 @@ class OutboxStore:
         n = replace(intent.notification, recipients=recipients)
         self.conn.execute(
             "UPDATE outbox SET recipients = ?, payload = ? WHERE id = ?",
-            (json.dumps(list(recipients)), dump_notification(n), intent.id),
+            (compact_json.dumps(recipients), dump_notification(n), intent.id),
         )
         return replace(intent, notification=n)
 

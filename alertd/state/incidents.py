@@ -6,13 +6,13 @@ file; the partial unique index on unresolved fingerprints keeps dedup true even 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from alertd import compact_json
 from alertd.model import Incident, IncidentState, Labels, Level
 from alertd.state.db import write_transaction
 
@@ -39,7 +39,7 @@ def incident_from_row(row: Sequence[Any]) -> Incident:
         fingerprint=row[1],
         rule=row[2],
         metric=row[3],
-        labels=tuple((k, v) for k, v in json.loads(row[4])),
+        labels=tuple((k, v) for k, v in compact_json.loads(row[4])),
         level=Level(row[5]),
         priority=row[6],
         state=IncidentState(row[7]),
@@ -55,7 +55,7 @@ def incident_from_row(row: Sequence[Any]) -> Incident:
 
 
 def labels_json(labels: Labels) -> str:
-    return json.dumps([list(pair) for pair in labels])
+    return compact_json.dumps(labels)
 
 
 class IncidentStore:
@@ -243,7 +243,7 @@ class IncidentStore:
             "SELECT labels FROM incidents WHERE state != 'resolved' AND metric = ?",
             (target_up_metric,),
         )
-        return {dict(json.loads(labels)).get("instance", "") for (labels,) in rows}
+        return {dict(compact_json.loads(labels)).get("instance", "") for (labels,) in rows}
 
     def suppressed_by_window(self) -> list[Incident]:
         """Return unresolved incidents held back by a maintenance window or a silence."""
@@ -390,7 +390,7 @@ class GroupMember:
 
 
 def _member(row: Sequence[Any]) -> GroupMember:
-    labels = tuple((k, v) for k, v in json.loads(row[2]))
+    labels = tuple((k, v) for k, v in compact_json.loads(row[2]))
     return GroupMember(row[0], row[1], labels, Level(row[3]), row[4], row[5])
 
 

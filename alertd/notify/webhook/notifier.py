@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from jinja2 import TemplateError
 
+from alertd import compact_json
 from alertd.errors import FailureReason, NotifyError
 from alertd.model import IncidentState, Notification, Transition
 from alertd.notify import render
@@ -145,9 +145,7 @@ class WebhookNotifier:
             raise NotifyError(
                 f"{what}: render message: {exc}", retryable=False, reason=FailureReason.TEMPLATE
             ) from exc
-        body = json.dumps(
-            payload(notification, self.name, message), ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        body = compact_json.dumps_bytes(payload(notification, self.name, message))
         headers = dict(self._headers)
         if notification.key:
             headers["Idempotency-Key"] = notification.key
