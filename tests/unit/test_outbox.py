@@ -7,6 +7,7 @@ same team members; intents a crash caught in flight are sent again and recorded 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -388,6 +389,54 @@ async def test_intents_in_flight_at_a_crash_are_sent_again_as_ambiguous(db) -> N
     assert attempts(db, note(incidents[0], "mail").key) == ["ambiguous", "ok"]
     assert attempts(db, note(incidents[2], "mail").key) == ["ok"]
     assert "in flight when alertd stopped" in timeline(db, 1)[0]
+
+
+class Stalled(Channel):
+    """A provider that never answers the first ``stalls`` sends."""
+
+    def __init__(self, name: str, stalls: int) -> None:
+        super().__init__(name)
+        self.stalls = stalls
+
+    async def send(self, n: Notification) -> Sent | None:
+        self.attempts.append(n)
+        if len(self.attempts) <= self.stalls:
+            await asyncio.Event().wait()  # forever, until cancelled
+        self.sent.append(n)
+        return None
+
+
+async def test_a_send_past_send_timeout_is_ambiguous_and_retried_and_others_go_on(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 3)
+    robot = Stalled("robot", stalls=2)
+    settings = DeliverySettings(send_timeout=0.2, backoff=10.0)
+    d = delivery_for(db, {"robot": robot}, clock, settings=settings)
+    commit(d, [note(i, "robot") for i in incidents], clock)
+    await d.settle()
+    assert len(robot.attempts) == 3
+    assert len(robot.sent) == 1  # the third was not held up by the two stalled
+    first = note(incidents[0], "robot").key
+    assert attempts(db, first) == ["ambiguous"]
+    assert "no answer in 0.2s" in timeline(db, incidents[0].id)[-1]
+    assert d.store.counts() == {"pending": 2, "delivered": 1}
+    clock.advance(13.0)  # the retry (10 s +-20 %) answers
+    await d.settle()
+    assert attempts(db, first) == ["ambiguous", "ok"]
+    assert d.store.counts() == {"delivered": 3}
+
+
+async def test_stopping_cuts_a_stalled_send_off_without_an_outcome(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    robot = Stalled("robot", stalls=1)
+    d = delivery_for(db, {"robot": robot}, clock, settings=DeliverySettings(send_timeout=30.0))
+    commit(d, [note(incident, "robot")], clock)
+    d.pump()
+    await asyncio.sleep(0.05)
+    await d.stop(drain_seconds=0.1)
+    assert attempts(db, note(incident, "robot").key) == []  # not a timeout: cut off
+    assert d.store.counts() == {"sending": 1}  # sent again (ambiguous) on the next start
 
 
 async def test_a_channel_removed_by_a_reload_fails_its_intents(db) -> None:  # type: ignore[no-untyped-def]
