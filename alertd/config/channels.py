@@ -157,7 +157,9 @@ class DeliveryConfig(StrictModel):
     backoff: Duration = Field(default=2.0, gt=0)
     max_backoff: Duration = Field(default=300.0, gt=0)
     send_timeout: Duration = Field(default=30.0, gt=0)
-    max_in_flight: int = Field(default=256, ge=1, le=10000)
+    # sends at once, all channels together; a busy webhook gets at most its pool of 100
+    # connections (http_pool.LIMIT), so more would only queue for a connection
+    max_in_flight: int = Field(default=100, ge=1, le=10000)
 
 
 class ChannelsFile(StrictModel):

@@ -49,7 +49,7 @@ from alertd.notify.http_wire import (
     WireError,
 )
 
-LIMIT = 100  # connections per origin, as aiohttp's default; the delivery runs 256 sends at once
+LIMIT = 100  # connections per origin, as aiohttp's default (and the delivery's max_in_flight)
 KEEPALIVE = 15.0  # seconds a connection may idle (aiohttp's); servers drop theirs after 60 s
 MAX_HEAD = 64 * 1024  # bytes of status lines and headers, interim answers included
 
