@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -441,24 +442,31 @@ class Delivery:
         try:
             with self.store.transaction():
                 self.store.record([r for r, _ in batch], now)
-                follow_ups = sum(self._follow_up_alone(r, sent, now) for r, sent in batch)
+                follow_ups = sum(
+                    self._follow_up_alone(r, sent, now)
+                    for r, sent in batch
+                    if r.state == "failed" or (sent is not None and sent.refused)
+                )
         except Exception:
             # nothing was written (a locked or full database): keep the outcomes and try
             # again soon; until then the intents stay ``sending`` (a crash re-sends them)
             log.exception("delivery: could not record %d outcome(s); retrying", len(batch))
             self._results[:0] = batch
             return False
-        for result, _ in batch:
-            channel = result.intent.notification.channel
-            self.metrics.notification_attempts.labels(channel, result.outcome).inc()
-            if result.state == "delivered":
-                self.metrics.notifications_sent.labels(channel).inc()
+        # counted per (channel, outcome), not per result: a storm's batch is one channel
+        attempts = Counter((r.intent.notification.channel, r.outcome) for r, _ in batch)
+        for (channel, outcome), count in attempts.items():
+            self.metrics.notification_attempts.labels(channel, outcome).inc(count)
+        sent = Counter(r.intent.notification.channel for r, _ in batch if r.state == "delivered")
+        for channel, count in sent.items():
+            self.metrics.notifications_sent.labels(channel).inc(count)
         if follow_ups:
             self.wake()
         return True
 
     def _follow_up_alone(self, result: AttemptResult, sent: Sent | None, now: float) -> int:
-        """``_follow_up`` in a savepoint: a bug in one failover cannot undo the batch."""
+        """``_follow_up`` in a savepoint: a bug in one failover cannot undo the batch. (Only
+        for a failure or a refused recipient: a plain success has nothing to follow up.)"""
         self.store.conn.execute("SAVEPOINT follow_up")
         try:
             count = self._follow_up(result, sent, now)
