@@ -275,6 +275,9 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._ended = False  # EOF or connection lost: never reused
         self._waiter: asyncio.Future[Answer] | None = None
+        # one parser per connection: a connection is only reused after an answer was read
+        # whole, and llhttp is then back at the start of the next message
+        self._parser = httptools.HttpResponseParser(self)
         self._start(0)
 
     @property
@@ -392,7 +395,6 @@ class Connection(asyncio.Protocol):
 
     # -- the current exchange --------------------------------------------------------------
     def _start(self, max_body: int) -> None:
-        self._parser = httptools.HttpResponseParser(self)  # nothing left from the last answer
         self._max_body = max_body
         self._received = 0
         self._status = 0
