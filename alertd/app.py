@@ -41,6 +41,7 @@ from alertd.config.load import Config, load_config
 from alertd.config.server import Scope
 from alertd.errors import CollectError, ConfigError
 from alertd.evaluate.evaluator import Evaluator
+from alertd.heap import settle_after_start
 from alertd.inbound import Inbound
 from alertd.incidents.kpi import compute_kpis
 from alertd.incidents.kpi_facts import incident_facts
@@ -232,6 +233,7 @@ class App:
                 self.listen_host,
                 self.listen_port,
             )
+            settle_after_start()  # before READY: the first collection walks everything
             self._ready = True
             self.systemd.ready(self._status())
             watchdog = asyncio.create_task(self.systemd.watchdog_loop(lambda: self._ready))

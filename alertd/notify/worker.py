@@ -42,6 +42,7 @@ from typing import IO
 from prometheus_client import CollectorRegistry
 
 from alertd.clock import SystemClock
+from alertd.heap import settle_after_start
 from alertd.incidents.routing import failover_for
 from alertd.log import setup_logging
 from alertd.metrics import Metrics
@@ -215,6 +216,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon sends reloads
         driving = asyncio.create_task(self.delivery.run())
         reading = asyncio.create_task(self._read_commands())
+        settle_after_start()
         tell({"ready": True})  # config in use, database open, the lock held
         reporting = asyncio.create_task(self._report_loop())
         try:
