@@ -168,7 +168,8 @@ def test_a_restarted_worker_uses_the_accepted_config_not_a_rejected_file(
     (cfg / "channels.yaml").write_text("channels:\n  hook: {type: webhook, url: nope}\n")
     assert d.post("/-/reload") != 200  # rejected: the daemon keeps the last good config
     os.kill(first, signal.SIGKILL)
-    second = worker_pid(d)
+    wait_for("the daemon to notice", lambda: "exited unexpectedly" in d.log())
+    second = worker_pid(d)  # (right after the kill, the dying one may still be listed)
     assert second != first
     post_alert(d, "after-restart")
     wait_for("the webhook from the restarted worker", arrived(receiver, "after-restart"))
