@@ -10,6 +10,7 @@ lab), and a resolved one.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,12 +135,13 @@ class Harness:
             self.inbound.outbox.enqueue(notes, now)
 
     def incident_id(self, instance: str) -> int:
-        row = self.store.conn.execute(
-            "SELECT id FROM incidents WHERE labels LIKE ? ORDER BY id DESC LIMIT 1",
-            (f'%["instance", "{instance}"]%',),
-        ).fetchone()
-        assert row is not None, instance
-        return int(row[0])
+        # the newest incident whose labels hold the instance (read as JSON: not its spelling)
+        for incident_id, labels in self.store.conn.execute(
+            "SELECT id, labels FROM incidents ORDER BY id DESC"
+        ):
+            if ["instance", instance] in json.loads(labels):
+                return int(incident_id)
+        raise AssertionError(f"no incident for instance {instance}")
 
 
 def build(state_dir: Path, config_dir: Path, now: float = T0) -> Harness:
