@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alertd import event_loop
 from alertd.errors import AlertdError, ConfigError
 from alertd.model import Incident, IncidentState
 
@@ -191,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
         port,
         log_level=args.log_level,
     )
-    return asyncio.run(app.run())
+    return event_loop.run(app.run())
 
 
 def _notify_test(args: argparse.Namespace) -> int:

@@ -8,11 +8,22 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+import uvloop
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from alertd.notify.email.config import EmailChannelConfig
 from alertd.notify.email.notifier import EmailNotifier
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Async tests run on asyncio's loop; those marked ``both_loops`` on uvloop's too, the
+    loop the daemon and its worker run on (``alertd/event_loop.py``)."""
+    if item.get_closest_marker("both_loops") is not None:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def free_port(host: str = "127.0.0.1") -> int:

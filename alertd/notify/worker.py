@@ -41,6 +41,7 @@ from typing import IO
 
 from prometheus_client import CollectorRegistry
 
+from alertd import event_loop
 from alertd.clock import SystemClock
 from alertd.heap import settle_after_start
 from alertd.incidents.routing import failover_for
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        return asyncio.run(serve(args.state_dir))
+        return event_loop.run(serve(args.state_dir))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         return 130
 

@@ -30,7 +30,7 @@ from alertd.notify import http_pool
 from alertd.notify import http_wire as wire
 from alertd.notify.http import MAX_BODY, HttpClient
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_loops]
 
 TOKEN = "tok3n-0123456789abcdef"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

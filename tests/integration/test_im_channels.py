@@ -37,7 +37,7 @@ from alertd.notify.notifier import Notifier
 from alertd.notify.webhook.config import WebhookChannelConfig
 from alertd.notify.webhook.notifier import WebhookNotifier
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_loops]
 
 NOW = 1_755_684_000.25  # the channels' wall clock: signatures are checked exactly
 SECRET = "SECa1b2c3d4e5f6a7b8c9d0"
