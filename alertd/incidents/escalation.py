@@ -12,7 +12,7 @@ import logging
 
 from alertd.config.channels import ChannelsFile, EscalationStep
 from alertd.config.types import format_duration
-from alertd.incidents.routing import matching_routes, notifications_for
+from alertd.incidents.routing import RoutePlan, notifications_for, route_plan
 from alertd.model import Incident, IncidentState, Notification, Transition
 from alertd.state.incidents import EscalationStore, IncidentStore
 
@@ -20,10 +20,16 @@ log = logging.getLogger(__name__)
 
 
 def _policy(incident: Incident, config: ChannelsFile) -> tuple[list[EscalationStep], float | None]:
-    routes = matching_routes(incident, config)
-    if not routes:
-        return [], None
-    return routes[-1].steps, routes[-1].repeat
+    plan = route_plan(incident, config)
+    return plan.steps, plan.repeat
+
+
+def first_deadlines(plan: RoutePlan, start: float, now: float) -> tuple[float | None, float | None]:
+    """Return when an incident whose step 0 is paged at ``now`` escalates next (counted from
+    ``start``) and when it is re-paged: what ``Escalator.arm_new`` stores."""
+    steps, repeat = plan.steps, plan.repeat
+    next_step = start + steps[1].after if len(steps) > 1 else None
+    return next_step, now + repeat if repeat else None
 
 
 class Escalator:
@@ -39,10 +45,10 @@ class Escalator:
     def arm_new(self, incident: Incident, now: float, since: float | None = None) -> None:
         """Set the first deadlines of an incident whose step 0 is paged now; later steps count
         from ``since`` (default: when it opened)."""
-        steps, repeat = _policy(incident, self.channels)
+        plan = route_plan(incident, self.channels)
         start = incident.opened_at if since is None else since
-        next_step = start + steps[1].after if len(steps) > 1 else None
-        self.escalations.arm(incident.id, 0, next_step, now + repeat if repeat else None)
+        next_step, next_repeat = first_deadlines(plan, start, now)
+        self.escalations.arm(incident.id, 0, next_step, next_repeat)
 
     def run(self, now: float) -> list[Notification]:
         """Fire every escalation due at ``now``; call inside ``store.transaction()``."""

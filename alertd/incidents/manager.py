@@ -13,17 +13,18 @@ from dataclasses import replace
 
 from alertd.config.channels import ChannelsFile
 from alertd.config.types import format_duration
-from alertd.incidents.escalation import Escalator
+from alertd.incidents.escalation import Escalator, first_deadlines
 from alertd.incidents.grouping import Group, any_grouping, group_for, label_text, member_line
 from alertd.incidents.maintenance import Window, covering
-from alertd.incidents.priority import priority_of
-from alertd.incidents.routing import notifications_for
+from alertd.incidents.priority import LEVEL_NAMES, priority_of
+from alertd.incidents.routing import RoutePlan, notifications_for, route_plan
 from alertd.model import (
     TARGET_UP_METRIC,
     AlertEvent,
     EventKind,
     Incident,
     IncidentState,
+    Labels,
     Level,
     Notification,
     Transition,
@@ -32,6 +33,8 @@ from alertd.state.incidents import EscalationStore, IncidentStore
 
 log = logging.getLogger(__name__)
 VERBOSE_BATCH = 10  # up to this many events in a batch, each incident change is logged
+# what routing looks at in an incident (route_fields): incidents alike in it route alike
+_RouteKey = tuple[Labels, str, Level, str]
 
 
 def window_view(labels: dict[str, str], rule: str) -> dict[str, str]:
@@ -63,6 +66,8 @@ class IncidentManager:
         self._down: set[str] | None = None
         self._windows_now: list[Window] | None = None
         self._quiet: set[int] = set()  # grouped incidents changed in this batch, not to page
+        self._plans: dict[_RouteKey, RoutePlan] = {}  # routing decided in this batch
+        self._grouping = False  # does any route group alerts (asked once per batch)
         self._each_level = logging.INFO
 
     @property
@@ -73,6 +78,7 @@ class IncidentManager:
     def channels(self, channels: ChannelsFile) -> None:  # a reload swaps routes for both
         self._channels = channels
         self.escalator.channels = channels
+        self._route_steps = [route.steps for route in channels.routes]  # built once per config
 
     def escalate(self, now: float) -> list[Notification]:
         """Page incidents whose maintenance window or silence ended while they still fail,
@@ -143,6 +149,15 @@ class IncidentManager:
         self._down = None  # looked up at most once per batch (a storm is one batch)
         self._windows_now = None
         self._quiet = set()
+        self._plans = {}
+        self._grouping = any_grouping(self.channels)
+        # the batch's unresolved incidents in one SELECT, its timeline in one executemany
+        with self.store.batch(event.fingerprint for event in events):
+            out = self._apply_batch(events, now)
+        self._plans = {}
+        return self._with_alerts(out)
+
+    def _apply_batch(self, events: Sequence[AlertEvent], now: float) -> list[Notification]:
         out: list[Notification] = []
         changes: list[tuple[Incident, Transition, Level | None]] = []
         released: list[str] = []
@@ -165,7 +180,10 @@ class IncidentManager:
                 self._suppress(incident, f"parent {parent}", now)
                 continue
             if incident.suppressed_by is None and incident.id not in self._quiet:
-                out.extend(notifications_for(incident, transition, self.channels, now, previous))
+                targets = self._plan(incident).targets
+                out += notifications_for(
+                    incident, transition, self.channels, now, previous, targets
+                )
         for parent in released:
             out.extend(self._release_children(parent, now))
         if self._each_level != logging.INFO and changes:
@@ -175,7 +193,15 @@ class IncidentManager:
                 len(events),
                 ", ".join(f"{n} incident(s) {what}" for what, n in sorted(counts.items())),
             )
-        return self._with_alerts(out)
+        return out
+
+    def _plan(self, incident: Incident) -> RoutePlan:
+        """Route ``incident`` once per batch: arming its escalation and paging it agree."""
+        key = (incident.labels, incident.priority, incident.level, incident.rule)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = route_plan(incident, self.channels, self._route_steps)
+        return plan
 
     def _suppress(self, incident: Incident, why: str, now: float) -> None:
         self.store.set_suppressed(incident, why)
@@ -212,8 +238,9 @@ class IncidentManager:
         suppressed = f"parent {parent}" if parent and parent in self._down_targets() else None
         if suppressed is None and self._windows_now is None:
             self._windows_now = list(self.windows(now))
-        view = window_view(labels, event.rule)
-        window = None if suppressed else covering(self._windows_now or (), view, now)
+        window = None
+        if suppressed is None and self._windows_now:
+            window = covering(self._windows_now, window_view(labels, event.rule), now)
         if window is not None:
             suppressed = window.label()
         draft = Incident(
@@ -231,26 +258,30 @@ class IncidentManager:
             updated_at=now,
             suppressed_by=suppressed,
         )
-        opened = store.open(draft)
+        # escalation armed in the INSERT itself (Escalator.arm_new's deadlines, step 0)
+        next_step, next_repeat = (
+            first_deadlines(self._plan(draft), now, now) if suppressed is None else (None, None)
+        )
+        opened = store.open(draft, next_step, next_repeat)
         if event.metric == TARGET_UP_METRIC and self._down is not None:
             self._down.add(labels.get("instance", ""))
-        if suppressed is None:
-            self.escalator.arm_new(opened, now)
+        level_name = LEVEL_NAMES[level]
         store.add_timeline(
             opened.id,
             now,
             "opened",
-            f"{level.label} {priority}: {event.summary} (value {_value(event.value)})",
+            f"{level_name} {priority}: {event.summary} (value {_value(event.value)})",
         )
-        log.log(
-            self._each_level,
-            "incident #%d opened %s %s: %s%s",
-            opened.id,
-            priority,
-            level.label,
-            event.summary,
-            f" (quiet: {suppressed})" if suppressed else "",
-        )
+        if log.isEnabledFor(self._each_level):
+            log.log(
+                self._each_level,
+                "incident #%d opened %s %s: %s%s",
+                opened.id,
+                priority,
+                level_name,
+                event.summary,
+                f" (quiet: {suppressed})" if suppressed else "",
+            )
         if suppressed:
             store.add_timeline(opened.id, now, "suppressed", _why_quiet(suppressed))
         return opened
@@ -279,7 +310,7 @@ class IncidentManager:
             log.log(self._each_level, "incident #%d resolved: %s", current.id, event.summary)
             return resolved, Transition.RESOLVED, None
         assert event.level is not None
-        if current is None and any_grouping(self.channels):
+        if current is None and self._grouping:
             group = group_for(event, event.level, self.channels)
             joined = store.group_of(event.fingerprint)
             if joined is not None or group is not None:

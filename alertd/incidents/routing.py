@@ -7,10 +7,11 @@ steps say who is paged at once and who later; a plain ``notify`` is a single ste
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from alertd.config.channels import ChannelsFile, EscalationStep, Member, Route
 from alertd.evaluate.thresholds import matches
+from alertd.incidents.priority import LEVEL_NAMES
 from alertd.model import Incident, Level, Notification, Transition
 from alertd.notify.channel_types import MEMBER_ADDRESS, ONE_MESSAGE_PER_RECIPIENT
 
@@ -19,17 +20,22 @@ def route_fields(
     labels: Mapping[str, str], priority: str, level: Level, rule: str
 ) -> dict[str, str]:
     """What a route's ``match`` sees: the labels, plus priority, level and rule."""
-    return {**labels, "priority": priority, "level": level.label, "rule": rule}
+    return {**labels, "priority": priority, "level": LEVEL_NAMES[level], "rule": rule}
 
 
 def matching_routes(incident: Incident, config: ChannelsFile) -> list[Route]:
     """Return the routes ``incident`` matches: up to and including the first without
     ``continue``."""
+    return [config.routes[i] for i in _matching(incident, config)]
+
+
+def _matching(incident: Incident, config: ChannelsFile) -> list[int]:
+    """``matching_routes`` as indexes into ``config.routes``."""
     fields = route_fields(incident.label_map, incident.priority, incident.level, incident.rule)
-    found: list[Route] = []
-    for route in config.routes:
+    found: list[int] = []
+    for index, route in enumerate(config.routes):
         if matches(route.match, fields):
-            found.append(route)
+            found.append(index)
             if not route.continue_:
                 break
     return found
@@ -52,12 +58,39 @@ def teams_paged(incident: Incident, config: ChannelsFile) -> list[str]:
     return teams
 
 
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """What the routes decide for one incident: who is paged at once, and the escalation
+    policy (the last matching route's steps and re-page interval)."""
+
+    targets: tuple[str, ...]
+    steps: list[EscalationStep]
+    repeat: float | None
+
+
+def route_plan(
+    incident: Incident,
+    config: ChannelsFile,
+    route_steps: Sequence[list[EscalationStep]] | None = None,
+) -> RoutePlan:
+    """Return ``incident``'s routing: the routes are matched once for both first page and
+    escalation. ``route_steps``: each route's ``steps`` built ahead, in route order (a plain
+    ``notify`` route builds a pydantic model at each ``Route.steps``); read, never changed.
+    """
+    indexes = _matching(incident, config)
+    if not indexes:
+        return RoutePlan((), [], None)
+    targets: list[str] = []
+    steps: list[EscalationStep] = []
+    for index in indexes:
+        steps = config.routes[index].steps if route_steps is None else route_steps[index]
+        targets.extend(t for t in steps[0].notify if t not in targets)
+    return RoutePlan(tuple(targets), steps, config.routes[indexes[-1]].repeat)
+
+
 def route_targets(incident: Incident, config: ChannelsFile) -> list[str]:
     """Return the team and channel names paged at once, in route order."""
-    targets: list[str] = []
-    for route in matching_routes(incident, config):
-        targets.extend(t for t in route.steps[0].notify if t not in targets)
-    return targets
+    return list(route_plan(incident, config).targets)
 
 
 def notifications_for(
@@ -77,7 +110,9 @@ def notifications_for(
     """
     recipients: dict[str, list[str]] = {}
     teams: dict[str, list[str]] = {}
-    for target in route_targets(incident, config) if targets is None else targets:
+    if targets is None:
+        targets = route_plan(incident, config).targets
+    for target in targets:
         team = config.teams.get(target)
         if team is None:
             if target in config.channels:

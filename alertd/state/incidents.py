@@ -7,7 +7,7 @@ file; the partial unique index on unresolved fingerprints keeps dedup true even 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -58,17 +58,63 @@ def labels_json(labels: Labels) -> str:
     return compact_json.dumps(labels)
 
 
+_CHUNK = 500  # fingerprints per SELECT ... IN (...)
+_TIMELINE_INSERT = (
+    "INSERT INTO timeline (incident_id, ts, kind, actor, detail) VALUES (?, ?, ?, ?, ?)"
+)
+TimelineRow = tuple[int, float, str, str, str]
+
+
 class IncidentStore:
     """Reads and writes incidents; every change also appends to the timeline."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        # inside ``batch()``: the prefetched ``active`` answers, and timeline rows not yet written
+        self._active: dict[str, Incident | None] | None = None
+        self._timeline: list[TimelineRow] | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group several changes into one atomic write."""
         with write_transaction(self.conn):
             yield
+
+    @contextmanager
+    def batch(self, fingerprints: Iterable[str]) -> Iterator[None]:
+        """Apply a batch of changes inside the caller's transaction with fewer statements.
+
+        ``active`` answers for ``fingerprints`` from one ``SELECT ... IN (...)`` per 500,
+        and timeline entries are written with one ``executemany`` when the block ends, in the
+        order they were added (nothing inside may read the timeline). A write to an incident
+        drops its fingerprint from the answers, so a later ``active`` reads it again. If the
+        block raises, the held timeline entries are dropped with the transaction.
+        """
+        if self._timeline is not None:  # an inner batch would drop the outer one's entries
+            raise RuntimeError("IncidentStore.batch() does not nest")
+        wanted = list(dict.fromkeys(fingerprints))
+        active: dict[str, Incident | None] = dict.fromkeys(wanted)
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            rows = self.conn.execute(
+                f"SELECT {INCIDENT_COLUMNS} FROM incidents "
+                f"WHERE fingerprint IN ({', '.join('?' * len(chunk))}) AND state != 'resolved'",
+                chunk,
+            )
+            for row in rows:
+                active[row[1]] = incident_from_row(row)
+        self._active, self._timeline = active, []
+        try:
+            yield
+            if self._timeline:
+                self.conn.executemany(_TIMELINE_INSERT, self._timeline)
+        finally:
+            self._active = self._timeline = None
+
+    def _changed(self, fingerprint: str) -> None:
+        """An incident with ``fingerprint`` was written: ``active`` must read it again."""
+        if self._active is not None:
+            self._active.pop(fingerprint, None)
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, incident_id: int) -> Incident | None:
@@ -79,6 +125,8 @@ class IncidentStore:
 
     def active(self, fingerprint: str) -> Incident | None:
         """Return the unresolved incident for ``fingerprint``, if there is one."""
+        if self._active is not None and fingerprint in self._active:
+            return self._active[fingerprint]
         row = self.conn.execute(
             f"SELECT {INCIDENT_COLUMNS} FROM incidents "
             "WHERE fingerprint = ? AND state != 'resolved'",
@@ -115,17 +163,26 @@ class IncidentStore:
     def add_timeline(
         self, incident_id: int, ts: float, kind: str, detail: str, actor: str = "alertd"
     ) -> None:
-        self.conn.execute(
-            "INSERT INTO timeline (incident_id, ts, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
-            (incident_id, ts, kind, actor, detail),
-        )
+        if self._timeline is not None:
+            self._timeline.append((incident_id, ts, kind, actor, detail))
+        else:
+            self.conn.execute(_TIMELINE_INSERT, (incident_id, ts, kind, actor, detail))
 
-    def open(self, draft: Incident) -> Incident:
-        """Insert a new incident (``draft.id`` is ignored) and return it with its id."""
+    def open(
+        self,
+        draft: Incident,
+        next_escalation_at: float | None = None,
+        next_repeat_at: float | None = None,
+    ) -> Incident:
+        """Insert a new incident (``draft.id`` is ignored) and return it with its id.
+
+        The escalation deadlines of a new incident (step 0 paged) go into the same row, so
+        arming it costs no UPDATE of its own."""
+        self._changed(draft.fingerprint)
         cur = self.conn.execute(
             "INSERT INTO incidents (fingerprint, rule, metric, labels, level, priority, state, "
-            "summary, value, opened_at, updated_at, suppressed_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "summary, value, opened_at, updated_at, suppressed_by, next_escalation_at, "
+            "next_repeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 draft.fingerprint,
                 draft.rule,
@@ -139,6 +196,8 @@ class IncidentStore:
                 draft.opened_at,
                 draft.updated_at,
                 draft.suppressed_by,
+                next_escalation_at,
+                next_repeat_at,
             ),
         )
         assert cur.lastrowid is not None
@@ -171,6 +230,7 @@ class IncidentStore:
         value: float | None,
         now: float,
     ) -> Incident:
+        self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET level = ?, priority = ?, summary = ?, value = ?, updated_at = ? "
             "WHERE id = ?",
@@ -181,6 +241,7 @@ class IncidentStore:
         )
 
     def resolve(self, incident: Incident, now: float, value: float | None = None) -> Incident:
+        self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET state = 'resolved', resolved_at = ?, updated_at = ?, "
             "value = COALESCE(?, value) WHERE id = ?",
@@ -205,6 +266,7 @@ class IncidentStore:
         return incident_from_row(row) if row else None
 
     def reopen(self, incident: Incident, now: float) -> Incident:
+        self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET state = 'open', resolved_at = NULL, acknowledged_at = NULL, "
             "acknowledged_by = NULL, updated_at = ? WHERE id = ?",
@@ -228,12 +290,14 @@ class IncidentStore:
         return [incident_from_row(row) for row in rows]
 
     def unacknowledge(self, incident: Incident, now: float) -> Incident:
+        self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET state = 'open', updated_at = ? WHERE id = ?", (now, incident.id)
         )
         return replace(incident, state=IncidentState.OPEN, updated_at=now)
 
     def set_suppressed(self, incident: Incident, by: str | None) -> Incident:
+        self._changed(incident.fingerprint)
         self.conn.execute("UPDATE incidents SET suppressed_by = ? WHERE id = ?", (by, incident.id))
         return replace(incident, suppressed_by=by)
 
@@ -264,6 +328,7 @@ class IncidentStore:
         return [incident_from_row(row) for row in rows]
 
     def acknowledge(self, incident: Incident, by: str, now: float) -> Incident:
+        self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET state = 'acknowledged', acknowledged_at = ?, "
             "acknowledged_by = ?, updated_at = ? WHERE id = ?",
