@@ -68,8 +68,7 @@ from alertd.notify.sms.hooks import twilio_routes
 from alertd.notify.worker_process import DeliveryWorker
 from alertd.sdnotify import SystemdNotifier
 from alertd.server import build_web_app, start_server, tls_context
-from alertd.state.checkpoint import Checkpointer
-from alertd.state.db import DB_NAME, connect
+from alertd.state.db import connect
 from alertd.state.events import DeviceEvent, record_device_event
 from alertd.state.incidents import IncidentStore
 from alertd.state.maintenance import stored_windows
@@ -165,7 +164,6 @@ class App:
                 log.error("server.yaml: tls: cannot use the certificate or key: %s", exc)
                 return 1
         self.conn = connect(self.state_dir)
-        self.checkpointer = Checkpointer(self.state_dir / DB_NAME)
         # signs board sessions; kept in the state dir so logins survive a restart
         self._board_key = load_or_create_key(self.state_dir / "board-session.key")
         store = IncidentStore(self.conn)
@@ -219,7 +217,6 @@ class App:
         self.traps: TrapReceiver | None = None
         self.config_of_traps = config  # what the running trap receiver was built from
         await self.delivery.start()  # first re-drives the unfinished
-        self.checkpointer.start()
         try:
             async with self._reload_lock:  # no reload may race the start-up below
                 try:
@@ -255,7 +252,6 @@ class App:
             await runner.cleanup()
             self.snmp_transport.close()
             await close_engines()
-            self.checkpointer.stop()
             self.conn.close()
             log.info("alertd stopped")
         return 0

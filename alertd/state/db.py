@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from alertd.errors import StoreError
-from alertd.state.checkpoint import AUTOCHECKPOINT_PAGES
 
 DB_NAME = "alertd.sqlite3"
 WRITER_LOCK_NAME = "alertd.sqlite3.writer-lock"
@@ -425,8 +424,6 @@ def connect(state_dir: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
-        # checkpoints run in the daemon's Checkpointer thread; past this, in the commit
-        conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
         migrate(conn)
     except (sqlite3.Error, StoreError, OSError) as exc:
         conn.close()
