@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from alertd.errors import AlertdError
 from alertd.ingest.rfc3339 import parse_time
@@ -155,8 +157,20 @@ def describe_errors(errors: list[str]) -> str:
     return shown
 
 
-def _array_items(text: str, max_items: int) -> Iterator[Any]:
-    """Yield the elements of the JSON array ``text`` one by one; refuse more than max_items."""
+def _array_items(text: str, max_items: int) -> Iterable[Any]:
+    """Return the elements of the JSON array ``text``; refuse more than max_items."""
+    try:  # the common case, whole (the body's size is capped): orjson, 3x the stdlib's speed
+        items = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        items = None  # invalid, or the stdlib's extensions (NaN): the stdlib says which
+    if isinstance(items, list) and len(items) <= max_items:
+        return items
+    return _array_items_one_by_one(text, max_items)
+
+
+def _array_items_one_by_one(text: str, max_items: int) -> Iterator[Any]:
+    """Yield the elements of the JSON array ``text`` one by one, so the error says where it
+    went wrong; refuse more than max_items before reading them all."""
     pos = _skip_ws(text, 0)
     if not text.startswith("[", pos):
         raise IngestError(400, "request body must be a JSON array of alerts")
