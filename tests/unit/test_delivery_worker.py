@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,32 @@ def test_writers_take_turns_on_the_lock_file(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError), write_transaction(conn):
             raise RuntimeError("rolled back")
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and once rolled back
+    finally:
+        os.close(other)
+        conn.close()
+
+
+def test_waits_for_the_lock_reuse_their_thread(tmp_path: Path) -> None:
+    conn = connect(tmp_path)
+    other = os.open(tmp_path / WRITER_LOCK_NAME, os.O_RDWR)
+    seen: list[threading.Thread] = []  # the waiting threads (kept, so none is a new object)
+
+    def look_then_release() -> None:
+        seen.extend(t for t in threading.enumerate() if t.name == "alertd-writer-lock")
+        fcntl.flock(other, fcntl.LOCK_UN)
+
+    kept = sum(t.name == "alertd-writer-lock" for t in threading.enumerate())
+    try:
+        for i in range(5):  # each time the other writer holds the lock, so this one waits
+            fcntl.flock(other, fcntl.LOCK_EX)
+            released = threading.Timer(0.05, look_then_release)
+            released.start()
+            with write_transaction(conn):
+                conn.execute("INSERT INTO hook_replays (token, ts) VALUES (?, 0)", (str(i),))
+            released.join()
+        assert conn.execute("SELECT COUNT(*) FROM hook_replays").fetchone()[0] == 5
+        assert len(seen) >= 5  # a thread waited each time ...
+        assert len(set(seen)) <= kept + 1  # ... one kept from before, or one new for all
     finally:
         os.close(other)
         conn.close()
