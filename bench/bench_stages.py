@@ -218,21 +218,15 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(figures)
             shutil.rmtree(root)
         med = {k: median([f[k] for f in runs]) for k in runs[0]}
-        result(
-            "stages",
-            stage="ingest",
-            n=a.n,
-            cpu_us_per_alert=med["ingest_cpu_us"],
-            wall_s=med["ingest_wall_s"],
-        )
-        result(
-            "stages",
-            stage="delivery",
-            n=a.n,
-            cpu_us_per_alert=med["delivery_cpu_us"],
-            wall_s=med["delivery_wall_s"],
-            delivered=med["delivered"],
-        )
+        for stage in ("ingest", "delivery"):
+            result(
+                "stages",
+                stage=stage,
+                n=a.n,
+                cpu_us_per_alert=med[f"{stage}_cpu_us"],
+                wall_s=med[f"{stage}_wall_s"],
+                delivered=med["delivered"],
+            )
         print()
         table(
             ["stage", "N", "CPU µs/alert", "wall s"],
