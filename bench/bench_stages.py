@@ -13,7 +13,8 @@ that a busy machine moves much less:
 * **delivery**: ``Delivery`` (what the delivery worker process runs) driving those N intents
   to ``bench/webhook_sink.py`` (a process of its own, so its CPU is not counted) through the
   real ``webhook`` channel: claim, send over kept-alive connections, record outcomes and
-  timeline lines, until the outbox has nothing pending.
+  timeline lines, until the outbox has nothing pending. On the worker's event loop (uvloop;
+  ``ALERTD_EVENT_LOOP=asyncio`` for asyncio's).
 
 Each stage reports CPU µs per alert (``time.process_time``: this process, all threads) and
 wall seconds; medians over ``--runs``. ``--profile`` prints the top functions of one more
@@ -43,6 +44,7 @@ from bench_pipeline import Sink, alert
 from benchlib import median, result, table
 from prometheus_client import CollectorRegistry
 
+from alertd import event_loop
 from alertd.clock import SystemClock
 from alertd.config.load import Config, load_config
 from alertd.inbound import Inbound
@@ -179,7 +181,7 @@ def one_run(
     ingest_cpu = ingest(config, state, batches, profiles["ingest"] if profiles else None)
     ingest_wall = time.monotonic() - w0
     profile = profiles["delivery"] if profiles else None
-    cpu, wall, counts = asyncio.run(drive(config, state, profile))
+    cpu, wall, counts = event_loop.run(drive(config, state, profile))  # the worker's loop
     arrived = sink.wait(n, timeout=30.0)
     return {
         "ingest_cpu_us": ingest_cpu / n * 1e6,
