@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from alertd.clock import Clock
@@ -135,6 +136,20 @@ def build_jobs(config: Config, clock: Clock, transport: SnmpTransport | None) ->
     return jobs
 
 
+class PollExecutor(AsyncIOExecutor):  # type: ignore[misc]  # APScheduler 3 has no types
+    """APScheduler's asyncio executor, quiet about the polls its shutdown cancels.
+
+    ``shutdown()`` cancels every poll still running or not yet started, and the parent logs
+    each as "Error running job" with a traceback: a normal stop would read like a crash.
+    """
+
+    def _run_job_error(self, job_id: str, exc: BaseException, traceback: object = None) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            self._run_job_success(job_id, [])  # the instance bookkeeping, and no event
+            return
+        super()._run_job_error(job_id, exc, traceback)
+
+
 class CollectionScheduler:
     """Runs collection jobs on an ``AsyncIOScheduler`` and feeds their samples to a sink."""
 
@@ -142,8 +157,9 @@ class CollectionScheduler:
         self.sink = sink
         self.metrics = metrics
         self.clock = clock
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler = AsyncIOScheduler(timezone=UTC, executors={"default": PollExecutor()})
         self.jobs: list[CollectJob] = []
+        self.stopping = False
 
     def start(self, jobs: list[CollectJob]) -> None:
         self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
@@ -181,6 +197,11 @@ class CollectionScheduler:
             # stuck, but max_instances=1 keeps it to one and the series go UNKNOWN
             async with asyncio.timeout(job.interval):
                 samples = await job.collector.collect()
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            log.debug("collection from %s cut short by the stop", job.name)
+            return  # APScheduler would log the cancel as a job error with a traceback
         except Exception as exc:
             self.metrics.collection_errors.labels(job.name).inc()
             job.failures += 1
@@ -205,5 +226,7 @@ class CollectionScheduler:
         self.sink([*samples, Sample(UP_METRIC, job.labels, 1.0, self.clock.now())])
 
     def shutdown(self) -> None:
+        """Stop polling; polls still running are cancelled."""
+        self.stopping = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -80,3 +82,65 @@ async def test_soft_failures_keep_target_up_unknown_until_hard(setup) -> None:
         await sched.run_job(job)
         ups.append(received[-1].value)
     assert ups == [None, None, 0.0, 0.0]  # soft, soft, hard (3 in a row), still down
+
+
+class HangingCollector:
+    """A poll that only ends when cancelled (a hung mount)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def collect(self) -> list[Sample]:
+        self.started.set()
+        await asyncio.Event().wait()
+        return []
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_shutdown_cuts_a_running_poll_quietly(caplog) -> None:
+    received: list[Sample] = []
+    sched = CollectionScheduler(received.extend, Metrics(CollectorRegistry()), FakeClock())
+    collector = HangingCollector()
+    caplog.set_level(logging.DEBUG)
+    sched.start([CollectJob("host:h1", 15.0, collector, LABELS)])
+    await asyncio.wait_for(collector.started.wait(), 5)
+    sched.shutdown()
+    for _ in range(5):  # the cancel, then APScheduler's done-callback
+        await asyncio.sleep(0)
+    assert _errors(caplog) == []
+    assert "cut short by the stop" in caplog.text
+    assert received == []  # a poll that never finished reports nothing
+
+
+async def test_shutdown_before_a_submitted_poll_starts_is_no_error(caplog) -> None:
+    sched = CollectionScheduler([].extend, Metrics(CollectorRegistry()), FakeClock())
+    sched.start([])
+    job = sched.scheduler.add_job(
+        sched.run_job,
+        "interval",
+        args=[CollectJob("host:h1", 15.0, HangingCollector(), LABELS)],
+        seconds=15,
+        id="host:h1",
+        next_run_time=None,
+    )  # paused: only the submit below runs it
+    executor = sched.scheduler._lookup_executor("default")
+    caplog.set_level(logging.DEBUG)
+    executor.submit_job(job, [datetime.now(UTC)])
+    sched.shutdown()  # cancels the task before its first step
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert _errors(caplog) == []
+    assert executor._instances == {}  # the instance count was given back
+
+
+async def test_a_cancel_outside_a_stop_still_propagates() -> None:
+    sched = CollectionScheduler([].extend, Metrics(CollectorRegistry()), FakeClock())
+    collector = HangingCollector()
+    task = asyncio.create_task(sched.run_job(CollectJob("host:h1", 15.0, collector, LABELS)))
+    await collector.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
