@@ -8,7 +8,10 @@ CPU of ingesting and delivering 10,000 alerts (``bench/bench_stages.py``). Two s
 long-running CPython servers commonly use:
 
 * ``gc.freeze()`` once started: what exists then moves to a permanent generation that no
-  collection walks (the first config's objects stay in memory after a reload: a few MiB, once).
+  collection walks. The cost: frozen objects are never freed by the cyclic collector, so
+  when the first reload replaces the start-up config, its cyclic parts (notifiers, HTTP
+  pools, template environments, SNMP engines, and what they still reference) stay in
+  memory for the life of the process. Once only: later configs are not frozen.
 * a gen-0 threshold of 7,000 instead of 700: a tenth of the collections; cycles live a little
   longer, the memory they hold is the same.
 

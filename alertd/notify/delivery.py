@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -317,11 +318,17 @@ class Delivery:
 
     # -- sending ----------------------------------------------------------------------------
     def _start(self, intent: Intent) -> None:
+        task = asyncio.get_running_loop().create_task(self._attempt(intent))
+        self._in_flight[task] = math.inf  # no deadline until it runs (``_arm``)
+        task.add_done_callback(self._finished)
+
+    def _arm(self, task: asyncio.Task[None]) -> None:
+        """Start a send's clock at its first step, not at its creation: uvloop runs due
+        timers before new tasks, so a loop stalled past ``send_timeout`` right after
+        ``_start`` would have the watchdog cancel a send that never ran, and record nothing."""
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self._attempt(intent))
         deadline = loop.time() + self.settings.send_timeout
         self._in_flight[task] = deadline
-        task.add_done_callback(self._finished)
         if self._watchdog is None or deadline < self._watchdog.when():
             self._watch_at(loop, deadline)  # (a reload may have shortened send_timeout)
 
@@ -345,7 +352,9 @@ class Delivery:
             if deadline <= now and task not in self._overdue:
                 self._overdue.add(task)
                 task.cancel()
-        pending = [d for t, d in self._in_flight.items() if t not in self._overdue]
+        pending = [
+            d for t, d in self._in_flight.items() if t not in self._overdue and d != math.inf
+        ]
         if pending:
             self._watch_at(loop, min(pending))
 
@@ -353,6 +362,9 @@ class Delivery:
         n = intent.notification
         notifier = self.notifiers.get(n.channel)
         sent: Sent | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        self._arm(task)
         try:
             if notifier is None:
                 raise NotifyError(
@@ -364,19 +376,14 @@ class Delivery:
         except NotifyError as exc:
             result = self._failed(intent, exc)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task not in self._overdue:
+            if task not in self._overdue:
                 raise  # stopping: the intent stays ``sending``, and is sent again on start
             task.uncancel()
             result = self._failed(
-                intent,
-                NotifyError(
-                    f"no answer in {self.settings.send_timeout:g}s",
-                    retryable=True,
-                    ambiguous=True,
-                    reason=FailureReason.TIMEOUT,
-                ),
+                intent, _timed_out(f"no answer in {self.settings.send_timeout:g}s")
             )
+        except TimeoutError as exc:  # a channel's own timeout: the request may have gone out
+            result = self._failed(intent, _timed_out(f"timed out: {exc or 'no answer'}"))
         except Exception as exc:  # a bug in a channel must not stop delivery
             log.exception("channel %s crashed sending incident #%d", n.channel, n.incident.id)
             result = self._failed(
@@ -555,3 +562,8 @@ def failover_key(original: Notification, fallback: Notification) -> str:
 def _line(n: Notification) -> str:
     i = n.incident
     return f"#{i.id} [{i.priority}] {n.transition.value} {i.level.label}: {i.summary}"
+
+
+def _timed_out(detail: str) -> NotifyError:
+    """No answer in time: the request may have gone out, so the outcome is ambiguous."""
+    return NotifyError(detail, retryable=True, ambiguous=True, reason=FailureReason.TIMEOUT)

@@ -8,6 +8,7 @@ same team members; intents a crash caught in flight are sent again and recorded 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -437,6 +438,43 @@ async def test_stopping_cuts_a_stalled_send_off_without_an_outcome(db) -> None: 
     await d.stop(drain_seconds=0.1)
     assert attempts(db, note(incident, "robot").key) == []  # not a timeout: cut off
     assert d.store.counts() == {"sending": 1}  # sent again (ambiguous) on the next start
+
+
+@pytest.mark.both_loops
+async def test_a_send_created_just_before_the_loop_stalls_still_runs_and_records(db) -> None:  # type: ignore[no-untyped-def]
+    # uvloop runs due timers before new tasks: a deadline counted from the task's creation
+    # had the watchdog cancel B unstarted after a stall, leaving it ``sending`` for good
+    clock = FakeClock()
+    a, b = open_incidents(db, 2)
+    robot = Stalled("robot", stalls=1)
+    settings = DeliverySettings(send_timeout=0.2, backoff=100.0)
+    d = delivery_for(db, {"robot": robot}, clock, settings=settings)
+    commit(d, [note(a, "robot")], clock)
+    d.pump()
+    await asyncio.sleep(0.05)  # A stalls in flight; the watchdog waits for its deadline
+    commit(d, [note(b, "robot")], clock)
+    d.pump()  # B's task is created...
+    time.sleep(0.3)  # noqa: ASYNC251  # on purpose: the loop blocked past both deadlines
+    await d.settle()
+    assert attempts(db, note(a, "robot").key) == ["ambiguous"]
+    assert attempts(db, note(b, "robot").key) == ["ok"]
+    assert d.store.counts() == {"delivered": 1, "pending": 1}
+
+
+async def test_a_channels_own_timeout_is_ambiguous_and_retried(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+
+    def slow(n: Notification) -> Sent | None:
+        raise TimeoutError("read timed out")
+
+    mail = Channel("mail", [slow])
+    d = delivery_for(db, {"mail": mail}, clock, settings=DeliverySettings(backoff=10.0))
+    commit(d, [note(incident, "mail")], clock)
+    await d.settle()
+    assert attempts(db, note(incident, "mail").key) == ["ambiguous"]
+    assert "timed out: read timed out" in timeline(db, incident.id)[-1]
+    assert d.store.counts() == {"pending": 1}  # retried, not a permanent "internal error"
 
 
 async def test_a_channel_removed_by_a_reload_fails_its_intents(db) -> None:  # type: ignore[no-untyped-def]
