@@ -39,11 +39,14 @@ class Level(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return _LEVEL_LABELS[self]  # not name.lower(): every message renders it, often twice
 
     @classmethod
     def parse(cls, text: str) -> Level:
         return cls[text.upper()]
+
+
+_LEVEL_LABELS = {level: level.name.lower() for level in Level}
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,12 @@ def dump_notification(n: Notification) -> str:
     )
 
 
+# by stored value: a dict lookup is a third of an Enum(value) call, three per notification
+_LEVELS = {int(level): level for level in Level}
+_STATES = {state.value: state for state in IncidentState}
+_TRANSITIONS = {t.value: t for t in Transition}
+
+
 def load_notification(text: str) -> Notification:
     """Return the notification ``dump_notification`` stored."""
     d = compact_json.loads(text)
@@ -101,10 +107,10 @@ def load_notification(text: str) -> Notification:
         fingerprint=i["fingerprint"],
         rule=i["rule"],
         metric=i["metric"],
-        labels=tuple((k, v) for k, v in i["labels"]),
-        level=Level(i["level"]),
+        labels=tuple(map(tuple, i["labels"])),
+        level=_LEVELS[i["level"]],
         priority=i["priority"],
-        state=IncidentState(i["state"]),
+        state=_STATES[i["state"]],
         summary=i["summary"],
         value=i["value"],
         opened_at=i["opened_at"],
@@ -116,11 +122,11 @@ def load_notification(text: str) -> Notification:
     )
     return Notification(
         incident=incident,
-        transition=Transition(d["transition"]),
+        transition=_TRANSITIONS[d["transition"]],
         channel=d["channel"],
         recipients=tuple(d["recipients"]),
         key=d["key"],
-        previous_level=Level(d["previous_level"]) if d["previous_level"] else None,
+        previous_level=_LEVELS[d["previous_level"]] if d["previous_level"] else None,
         digest=tuple(d["digest"]),
         alerts=tuple(d["alerts"]),
         team=d["team"],
