@@ -50,6 +50,7 @@ from alertd.config.load import Config
 from alertd.config.server import Scope
 from alertd.incidents.maintenance import MatcherError, compile_matcher_regex, from_config, from_rows
 from alertd.ingest.rfc3339 import parse_time
+from alertd.state.db import connect_read_only, database_path
 from alertd.state.maintenance import (
     LabelMatcher,
     WindowRow,
@@ -374,10 +375,10 @@ SHARE_FOR = 1.0  # seconds an identical GET may reuse an answer (if nothing was 
 async def _off_loop(ops: Operations, work: Callable[[_ReadSide], str]) -> str:
     """Run a heavy read (10,000 alerts: about a second) in a thread on a read-only
     connection of its own, so the event loop keeps serving pages, ingest and sends."""
-    path = ops.conn.execute("PRAGMA database_list").fetchone()[2]
+    path = database_path(ops.conn)
 
     def run() -> str:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        conn = connect_read_only(path)
         try:
             return work(_Reader(ops, conn))
         finally:

@@ -468,6 +468,18 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     return conn
 
 
+def database_path(conn: sqlite3.Connection) -> str:
+    """Return the file ``conn`` is open on (for ``connect_read_only``)."""
+    path: str = conn.execute("PRAGMA database_list").fetchone()[2]
+    return path
+
+
+def connect_read_only(path: str) -> sqlite3.Connection:
+    """Open ``path`` read-only, for a heavy read in a thread: a connection belongs to the
+    thread that made it, and in WAL mode it reads while the loop's connection writes."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration not yet applied; return the schema version."""
     conn.execute(

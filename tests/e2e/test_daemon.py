@@ -102,7 +102,8 @@ def test_incident_opens_mails_acks_and_resolves_on_reload(
         "notifications_sent metric",
         lambda: (d.metric('alertd_notifications_sent_total{channel="mail"}') or 0) >= 1,
     )
-    assert d.metric('alertd_kpi_incidents{priority="P2"}') == 1  # KPIs exported too
+    # KPIs exported too (computed in a thread: a moment after the evaluation)
+    wait_for("kpi metric", lambda: d.metric('alertd_kpi_incidents{priority="P2"}') == 1)
     assert d.metric('alertd_kpi_team_sla_breaches{target="respond",team="oncall"}') == 0
 
     # 3. a broken thresholds.yaml on SIGHUP: the daemon keeps running the old config
