@@ -74,11 +74,13 @@ from alertd.state.events import DeviceEvent, record_device_event
 from alertd.state.incidents import IncidentStore
 from alertd.state.maintenance import stored_windows
 from alertd.state.rule_state import load_rule_state, save_rule_state
+from alertd.storm import StormWatch, put_off
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 15.0  # on shutdown, how long in-flight notifications may finish
 KPI_WINDOW = 30 * 86400.0  # the window of the alertd_kpi_* gauges
+KPI_EVERY = 60.0  # seconds between refreshes of the alertd_kpi_* gauges (and outbox purges)
 OUTBOX_RETENTION = 30 * 86400.0  # finished intents are kept this long (timelines: forever)
 
 
@@ -114,8 +116,9 @@ class App:
         self._ready = False
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._kpis_at = float("-inf")
+        self._kpis_at = self.clock.now() - KPI_EVERY  # due at the first evaluation
         self._kpis_running = False
+        self.storm = StormWatch()
         self.systemd = SystemdNotifier()
 
     # -- building -----------------------------------------------------------------------
@@ -310,6 +313,7 @@ class App:
         return None
 
     def _count_events(self, events: Sequence[AlertEvent]) -> None:
+        self.storm.count(len(events))
         # per kind, not per event: a storm's POST is 64 events of one kind
         for kind, count in Counter(event.kind for event in events).items():
             self.metrics.alert_events.labels(kind.value).inc(count)
@@ -411,12 +415,15 @@ class App:
         self.metrics.snmp_traps_dropped.labels(reason).inc()
 
     def _export_kpis(self) -> None:
-        """Refresh the outbox gauges, and the ``alertd_kpi_*`` gauges from the last 30 days,
-        once a minute. The KPIs read every incident in the window: that read runs in a
-        thread, so ingest and the API are not held up by it (10,000 incidents: ~0.1 s)."""
+        """Purge old outbox rows, refresh the outbox gauges and the ``alertd_kpi_*`` gauges
+        from the last 30 days: once a minute, put off during an alert storm (``storm.py``).
+        The KPIs read every incident in the window: that read runs in a thread, so ingest
+        and the API are not held up by it (10,000 incidents: ~0.1 s)."""
         now = self.clock.now()
-        if now - self._kpis_at < 60 or self._kpis_running:
+        if now - self._kpis_at < KPI_EVERY or self._kpis_running:
             return
+        if put_off(now - self._kpis_at - KPI_EVERY, self.storm):
+            return  # a storm: the CPU and the writer lock go to incidents and pages first
         self._kpis_at = now
         with self.outbox.transaction():
             self.outbox.purge(now - OUTBOX_RETENTION)
