@@ -51,6 +51,7 @@ from alertd.incidents.manager import IncidentManager
 from alertd.incidents.routing import failover_for
 from alertd.ingest import external
 from alertd.ingest.alertmanager import IngestLimits
+from alertd.ingest.backpressure import Backpressure
 from alertd.ingest.http import alerts_routes
 from alertd.metrics import PRIORITIES, Metrics
 from alertd.model import (
@@ -272,6 +273,14 @@ class App:
             resolve_timeout=lambda: self.config.server.ingest.resolve_timeout,
             clock=self.clock.now,
             default_level=Level.parse(ingest.default_level),
+            backpressure=Backpressure(
+                lambda cap: self.outbox.backlog(self.clock.now(), cap),
+                lambda: (
+                    self.config.server.ingest.backpressure_backlog,
+                    self.config.server.ingest.backpressure_max_wait,
+                ),
+                self._held,
+            ),
         )
         routes += am_v2_routes(
             self.operations,
@@ -311,6 +320,10 @@ class App:
             if isinstance(channel, SmsChannelConfig) and channel.configured:
                 return channel.resolve_auth_token()
         return None
+
+    def _held(self, seconds: float) -> None:
+        self.metrics.ingest_held.inc(seconds)
+        self.metrics.ingest_held_requests.inc()
 
     def _count_events(self, events: Sequence[AlertEvent]) -> None:
         self.storm.count(len(events))

@@ -72,6 +72,16 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.ingest_held = Counter(
+            "alertd_ingest_held_seconds",
+            "Time POSTs of alerts waited for the delivery backlog to shrink (backpressure).",
+            registry=registry,
+        )
+        self.ingest_held_requests = Counter(
+            "alertd_ingest_held_requests",
+            "POSTs of alerts that waited for the delivery backlog to shrink.",
+            registry=registry,
+        )
         self.incidents_open = Gauge(
             "alertd_incidents_open",
             "Unresolved incidents by priority.",

@@ -32,6 +32,10 @@ class IngestSettings(StrictModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_alerts: int = Field(default=10_000, ge=1)
     default_level: Literal["critical", "major", "minor"] = "major"  # no/unknown severity
+    # a POST waits (at most backpressure_max_wait) while more notifications than this are due
+    # and unsent: in a storm the CPU goes to sending (ingest/backpressure.py); 0 = never wait
+    backpressure_backlog: int = Field(default=500, ge=0)
+    backpressure_max_wait: Duration = Field(default=0.5, ge=0, le=5)
 
 
 class TlsSettings(StrictModel):

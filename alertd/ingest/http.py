@@ -27,6 +27,7 @@ from alertd.ingest.alertmanager import (
     describe_errors,
     parse_postable_alerts,
 )
+from alertd.ingest.backpressure import Backpressure
 from alertd.model import Level
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def alerts_routes(
     *,
     clock: Callable[[], float] = time.time,
     default_level: Level = Level.MAJOR,
+    backpressure: Backpressure | None = None,
 ) -> list[web.RouteDef]:
     """Return the route for ``POST /api/v2/alerts``.
 
@@ -54,6 +56,7 @@ def alerts_routes(
     async; an exception from it answers 503. ``authorize`` may raise ``web.HTTPUnauthorized``
     or ``web.HTTPForbidden``. ``resolve_timeout`` is read per request (it follows reloads);
     ``clock`` gives the wall time that missing ``startsAt``/``endsAt`` are computed from.
+    ``backpressure`` holds a request back, briefly, while delivery is behind.
     """
 
     async def post_alerts(request: web.Request) -> web.StreamResponse:
@@ -64,6 +67,8 @@ def alerts_routes(
         timeout = DEFAULT_RESOLVE_TIMEOUT if resolve_timeout is None else resolve_timeout()
         try:
             body = await _read_body(request, limits)
+            if backpressure is not None:
+                await backpressure.wait()
             now = clock()
             if len(body) > _THREAD_PARSE_BYTES:
                 alerts, errors = await asyncio.to_thread(

@@ -219,6 +219,15 @@ class OutboxStore:
         ).fetchall()
         return [_intent(r) for r in rows]
 
+    def backlog(self, now: float, cap: int) -> int:
+        """Return how many pending intents are due, counting no further than ``cap``."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE state IN ('pending', 'sending') "
+            "AND state = 'pending' AND next_at <= ? LIMIT ?)",
+            (now, cap),
+        ).fetchone()
+        return int(row[0])
+
     def next_due_at(self) -> float | None:
         """Return when the earliest pending intent is due, or None."""
         row = self.conn.execute(

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from alertd.ingest import external
 from alertd.ingest.alertmanager import IngestLimits, PostedAlert
+from alertd.ingest.backpressure import Backpressure
 from alertd.ingest.http import ALERTS_PATH, alerts_routes
 from alertd.model import AlertEvent, EventKind, Level
 from alertd.state.db import connect
@@ -83,6 +84,7 @@ async def serve() -> AsyncIterator[Serve]:
         limits: IngestLimits | None = None,
         authorize: Any = None,
         resolve_timeout: Any = None,
+        backpressure: Backpressure | None = None,
     ) -> str:
         app = web.Application()
         app.add_routes(
@@ -92,6 +94,7 @@ async def serve() -> AsyncIterator[Serve]:
                 authorize,
                 resolve_timeout,
                 clock=lambda: NOW,
+                backpressure=backpressure,
             )
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -415,3 +418,48 @@ async def test_end_to_end_with_the_tracker(serve: Serve, tmp_path: Path) -> None
         assert external.active(conn) == []
     finally:
         conn.close()
+
+
+async def test_a_post_waits_while_delivery_is_behind_then_is_stored(serve: Serve) -> None:
+    recorder = Recorder()
+    backlog = [900]
+    looks: list[int] = []
+    held: list[float] = []
+
+    def count(cap: int) -> int:
+        looks.append(cap)
+        backlog[0] = max(0, backlog[0] - 200)  # the worker sends meanwhile
+        return min(backlog[0], cap)
+
+    url = await serve(recorder, backpressure=Backpressure(count, lambda: (500, 5.0), held.append))
+    status, _ = await post(url, PROMETHEUS_BODY)
+    assert status == 200
+    assert [a.rule for a in recorder.alerts] == ["HostCpuHigh"]  # stored
+    assert looks == [501, 501]  # 700: over the limit; then 500: at it, so it went on
+    assert len(held) == 1
+    assert held[0] > 0
+
+
+async def test_a_backlog_that_does_not_shrink_holds_a_post_only_max_wait(serve: Serve) -> None:
+    recorder = Recorder()
+    held: list[float] = []
+    url = await serve(
+        recorder, backpressure=Backpressure(lambda cap: cap, lambda: (500, 0.05), held.append)
+    )
+    for _ in range(2):
+        status, _ = await post(url, PROMETHEUS_BODY)
+        assert status == 200
+    assert len(recorder.alerts) == 2  # stored all the same, nothing refused
+    assert len(held) == 2
+    assert all(h >= 0.05 for h in held)
+
+
+async def test_no_backlog_no_wait(serve: Serve) -> None:
+    recorder = Recorder()
+    held: list[float] = []
+    url = await serve(
+        recorder, backpressure=Backpressure(lambda cap: 3, lambda: (500, 5.0), held.append)
+    )
+    status, _ = await post(url, PROMETHEUS_BODY)
+    assert status == 200
+    assert held == []

@@ -600,3 +600,17 @@ async def test_a_channel_that_is_not_configured_says_so_on_the_timeline(db) -> N
         "opened via mail to a@example.com: sent (to the log instead: the channel is not "
         "configured (email: no host))"
     )
+
+
+def test_backlog_counts_due_pending_intents_up_to_a_cap(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    store = OutboxStore(db)
+    incidents = open_incidents(db, 5)
+    with store.transaction():
+        store.enqueue([note(i, "mail") for i in incidents], clock.now())
+    assert store.backlog(clock.now(), 100) == 5
+    assert store.backlog(clock.now(), 3) == 3  # no further than asked
+    assert store.backlog(clock.now() - 1.0, 100) == 0  # none due yet then
+    with store.transaction():
+        store.mark_sending(store.due(clock.now(), 2), clock.now())
+    assert store.backlog(clock.now(), 100) == 3  # in flight is not behind
