@@ -38,6 +38,7 @@ from alertd.collect.snmp.collector import resolve_ipv4
 from alertd.collect.snmp.transport import SnmpTransport
 from alertd.collect.snmp.traps import TrapReceiver
 from alertd.collect.snmp.v3 import close_engines
+from alertd.config.channels import ChannelsFile
 from alertd.config.load import Config, load_config
 from alertd.config.server import Scope
 from alertd.errors import CollectError, ConfigError
@@ -450,10 +451,8 @@ class App:
 
     async def _refresh_kpis(self, now: float) -> None:
         since = now - KPI_WINDOW
-        path = database_path(self.conn)
-        channels = self.config.channels
 
-        def report() -> KpiReport:
+        def report(path: str, channels: ChannelsFile) -> KpiReport:
             conn = connect_read_only(path)
             try:
                 facts = incident_facts(conn, since, channels)
@@ -461,8 +460,10 @@ class App:
                 conn.close()
             return compute_kpis(facts, channels.priorities.targets, since, now)
 
-        try:
-            self._set_kpis(await asyncio.to_thread(report))
+        try:  # all of it: a flag left set would stop the refreshes (and purges) for good
+            channels = self.config.channels
+            path = database_path(self.conn)
+            self._set_kpis(await asyncio.to_thread(report, path, channels))
         except Exception:  # the gauges keep their last values; the next minute tries again
             log.exception("KPIs could not be computed")
         finally:
@@ -494,7 +495,7 @@ class App:
             m.kpi_rule_pages.labels(noise.rule).set(noise.pages)
 
     async def _drain_tasks(self) -> None:
-        """Let a reload in progress finish (bounded)."""
+        """Let a reload or a KPI refresh in progress finish (bounded)."""
         if not self._tasks:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)

@@ -65,10 +65,10 @@ def alerts_routes(
         if request.content_type != "application/json" or request.charset not in _JSON_CHARSETS:
             return _error(415, "Content-Type must be application/json")
         timeout = DEFAULT_RESOLVE_TIMEOUT if resolve_timeout is None else resolve_timeout()
+        if backpressure is not None:
+            await backpressure.wait()  # never raises: it only ever holds a request back
         try:
             body = await _read_body(request, limits)
-            if backpressure is not None:
-                await backpressure.wait()
             now = clock()
             if len(body) > _THREAD_PARSE_BYTES:
                 alerts, errors = await asyncio.to_thread(

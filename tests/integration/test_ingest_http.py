@@ -463,3 +463,15 @@ async def test_no_backlog_no_wait(serve: Serve) -> None:
     status, _ = await post(url, PROMETHEUS_BODY)
     assert status == 200
     assert held == []
+
+
+async def test_a_backlog_that_cannot_be_read_never_costs_the_alerts(serve: Serve) -> None:
+    recorder = Recorder()
+
+    def broken(cap: int) -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    url = await serve(recorder, backpressure=Backpressure(broken, lambda: (500, 5.0)))
+    status, _ = await post(url, PROMETHEUS_BODY)
+    assert status == 200  # not a 400 that Prometheus would drop, nor a wait
+    assert [a.rule for a in recorder.alerts] == ["HostCpuHigh"]
