@@ -15,6 +15,7 @@ import contextlib
 import importlib.metadata
 import logging
 import signal
+import sqlite3
 import ssl
 import time
 from collections import Counter
@@ -71,7 +72,7 @@ from alertd.notify.sms.hooks import twilio_routes
 from alertd.notify.worker_process import DeliveryWorker
 from alertd.sdnotify import SystemdNotifier
 from alertd.server import build_web_app, start_server, tls_context
-from alertd.state.db import connect, connect_read_only, database_path
+from alertd.state.db import connect, read_in_thread
 from alertd.state.events import DeviceEvent, record_device_event
 from alertd.state.incidents import IncidentStore
 from alertd.state.maintenance import stored_windows
@@ -452,18 +453,13 @@ class App:
     async def _refresh_kpis(self, now: float) -> None:
         since = now - KPI_WINDOW
 
-        def report(path: str, channels: ChannelsFile) -> KpiReport:
-            conn = connect_read_only(path)
-            try:
-                facts = incident_facts(conn, since, channels)
-            finally:
-                conn.close()
+        def report(conn: sqlite3.Connection, channels: ChannelsFile) -> KpiReport:
+            facts = incident_facts(conn, since, channels)
             return compute_kpis(facts, channels.priorities.targets, since, now)
 
         try:  # all of it: a flag left set would stop the refreshes (and purges) for good
             channels = self.config.channels
-            path = database_path(self.conn)
-            self._set_kpis(await asyncio.to_thread(report, path, channels))
+            self._set_kpis(await read_in_thread(self.conn, lambda conn: report(conn, channels)))
         except Exception:  # the gauges keep their last values; the next minute tries again
             log.exception("KPIs could not be computed")
         finally:

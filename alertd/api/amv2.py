@@ -50,7 +50,7 @@ from alertd.config.load import Config
 from alertd.config.server import Scope
 from alertd.incidents.maintenance import MatcherError, compile_matcher_regex, from_config, from_rows
 from alertd.ingest.rfc3339 import parse_time
-from alertd.state.db import connect_read_only, database_path
+from alertd.state.db import read_in_thread
 from alertd.state.maintenance import (
     LabelMatcher,
     WindowRow,
@@ -375,16 +375,7 @@ SHARE_FOR = 1.0  # seconds an identical GET may reuse an answer (if nothing was 
 async def _off_loop(ops: Operations, work: Callable[[_ReadSide], str]) -> str:
     """Run a heavy read (10,000 alerts: about a second) in a thread on a read-only
     connection of its own, so the event loop keeps serving pages, ingest and sends."""
-    path = database_path(ops.conn)
-
-    def run() -> str:
-        conn = connect_read_only(path)
-        try:
-            return work(_Reader(ops, conn))
-        finally:
-            conn.close()
-
-    return await asyncio.to_thread(run)
+    return await read_in_thread(ops.conn, lambda conn: work(_Reader(ops, conn)))
 
 
 def _json_text(text: str) -> web.Response:

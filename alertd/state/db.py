@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alertd.errors import StoreError
 
@@ -27,6 +28,8 @@ DB_NAME = "alertd.sqlite3"
 WRITER_LOCK_NAME = "alertd.sqlite3.writer-lock"
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -468,16 +471,20 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     return conn
 
 
-def database_path(conn: sqlite3.Connection) -> str:
-    """Return the file ``conn`` is open on (for ``connect_read_only``)."""
-    path: str = conn.execute("PRAGMA database_list").fetchone()[2]
-    return path
+async def read_in_thread(conn: sqlite3.Connection, read: Callable[[sqlite3.Connection], T]) -> T:
+    """Run a heavy ``read`` in a thread, on a read-only connection of its own to ``conn``'s
+    file, so the event loop goes on meanwhile (a connection belongs to the thread that made
+    it; in WAL mode the reader does not hold up the loop's writes)."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
 
+    def run() -> T:
+        reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        try:
+            return read(reader)
+        finally:
+            reader.close()
 
-def connect_read_only(path: str) -> sqlite3.Connection:
-    """Open ``path`` read-only, for a heavy read in a thread: a connection belongs to the
-    thread that made it, and in WAL mode it reads while the loop's connection writes."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    return await asyncio.to_thread(run)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
