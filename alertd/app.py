@@ -120,8 +120,8 @@ class App:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._kpis_at = self.clock.now() - KPI_EVERY  # due at the first evaluation
-        self._kpis_running = False
-        self.storm = StormWatch()
+        self._kpi_refresh: asyncio.Task[None] | None = None
+        self.storm = StormWatch(clock=self.clock.monotonic)
         self.systemd = SystemdNotifier()
 
     # -- building -----------------------------------------------------------------------
@@ -435,7 +435,8 @@ class App:
         The KPIs read every incident in the window: that read runs in a thread, so ingest
         and the API are not held up by it (10,000 incidents: ~0.1 s)."""
         now = self.clock.now()
-        if now - self._kpis_at < KPI_EVERY or self._kpis_running:
+        refreshing = self._kpi_refresh is not None and not self._kpi_refresh.done()
+        if now - self._kpis_at < KPI_EVERY or refreshing:
             return
         if put_off(now - self._kpis_at - KPI_EVERY, self.storm):
             return  # a storm: the CPU and the writer lock go to incidents and pages first
@@ -445,8 +446,7 @@ class App:
         for state, count in self.outbox.counts().items():
             self.metrics.outbox_intents.labels(state).set(count)
         self.systemd.status(self._status())
-        self._kpis_running = True
-        task = asyncio.create_task(self._refresh_kpis(now))
+        task = self._kpi_refresh = asyncio.create_task(self._refresh_kpis(now))
         self._tasks.add(task)  # a stop waits for it
         task.add_done_callback(self._tasks.discard)
 
@@ -457,13 +457,11 @@ class App:
             facts = incident_facts(conn, since, channels)
             return compute_kpis(facts, channels.priorities.targets, since, now)
 
-        try:  # all of it: a flag left set would stop the refreshes (and purges) for good
-            channels = self.config.channels
+        channels = self.config.channels
+        try:
             self._set_kpis(await read_in_thread(self.conn, lambda conn: report(conn, channels)))
         except Exception:  # the gauges keep their last values; the next minute tries again
             log.exception("KPIs could not be computed")
-        finally:
-            self._kpis_running = False
 
     def _set_kpis(self, report: KpiReport) -> None:
         m = self.metrics
