@@ -92,6 +92,9 @@ def dump_notification(n: Notification) -> str:
     )
 
 
+# pending intents; the IN lets SQLite use the partial index outbox_due (pending or sending)
+_PENDING = "state IN ('pending', 'sending') AND state = 'pending'"
+
 # by stored value: a dict lookup is a third of an Enum(value) call, three per notification
 _LEVELS = {int(level): level for level in Level}
 _STATES = {state.value: state for state in IncidentState}
@@ -212,9 +215,8 @@ class OutboxStore:
     def due(self, now: float, limit: int) -> list[Intent]:
         """Return pending intents that are due, oldest first."""
         rows = self.conn.execute(
-            # the IN lets SQLite use the partial index outbox_due (pending or sending)
-            f"SELECT {_COLUMNS} FROM outbox WHERE state IN ('pending', 'sending') "
-            "AND state = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?",
+            f"SELECT {_COLUMNS} FROM outbox WHERE {_PENDING} AND next_at <= ? "
+            "ORDER BY next_at LIMIT ?",
             (now, limit),
         ).fetchall()
         return [_intent(r) for r in rows]
@@ -222,18 +224,15 @@ class OutboxStore:
     def backlog(self, now: float, cap: int) -> int:
         """Return how many pending intents are due, counting no further than ``cap``."""
         row = self.conn.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE state IN ('pending', 'sending') "
-            "AND state = 'pending' AND next_at <= ? LIMIT ?)",
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE {_PENDING} AND next_at <= ? "
+            "LIMIT ?)",
             (now, cap),
         ).fetchone()
         return int(row[0])
 
     def next_due_at(self) -> float | None:
         """Return when the earliest pending intent is due, or None."""
-        row = self.conn.execute(
-            "SELECT MIN(next_at) FROM outbox WHERE state IN ('pending', 'sending') "
-            "AND state = 'pending'"
-        ).fetchone()
+        row = self.conn.execute(f"SELECT MIN(next_at) FROM outbox WHERE {_PENDING}").fetchone()
         return row[0] if row else None
 
     def mark_sending(self, intents: Iterable[Intent], now: float) -> None:
