@@ -281,7 +281,7 @@ class App:
                     self.config.server.ingest.backpressure_backlog,
                     self.config.server.ingest.backpressure_max_wait,
                 ),
-                self._held,
+                self.metrics.ingest_held.observe,
             ),
         )
         routes += am_v2_routes(
@@ -322,10 +322,6 @@ class App:
             if isinstance(channel, SmsChannelConfig) and channel.configured:
                 return channel.resolve_auth_token()
         return None
-
-    def _held(self, seconds: float) -> None:
-        self.metrics.ingest_held.inc(seconds)
-        self.metrics.ingest_held_requests.inc()
 
     def _count_events(self, events: Sequence[AlertEvent]) -> None:
         self.storm.count(len(events))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 from alertd.errors import FailureReason
 from alertd.model import EventKind
@@ -72,14 +72,9 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
-        self.ingest_held = Counter(
+        self.ingest_held = Summary(
             "alertd_ingest_held_seconds",
-            "Time POSTs of alerts waited for the delivery backlog to shrink (backpressure).",
-            registry=registry,
-        )
-        self.ingest_held_requests = Counter(
-            "alertd_ingest_held_requests",
-            "POSTs of alerts that waited for the delivery backlog to shrink.",
+            "POSTs of alerts held back while the delivery backlog shrank, and how long.",
             registry=registry,
         )
         self.incidents_open = Gauge(
