@@ -267,7 +267,8 @@ def api_v1_routes(ops: Operations, authorizer: Callable[[], Authorizer]) -> list
         routes.append(
             web.get(path, handler) if e.method == "GET" else web.route(e.method, path, handler)
         )
-    routes.append(web.route("*", PREFIX + "/{tail:.*}", guard(_unknown)))
+    # [\s\S], not ".": a path may decode to a newline (%0A), and "." stops at it
+    routes.append(web.route("*", PREFIX + r"/{tail:[\s\S]*}", guard(_unknown)))
     return routes
 
 

@@ -449,6 +449,8 @@ async def test_reload(api: Api) -> None:
         ("DELETE", "/api/v1/incidents", 405, "GET, HEAD"),
         ("GET", "/api/v1/incidents/3/ack", 405, "POST"),
         ("PUT", "/api/v1/silences/1", 405, "DELETE"),
+        ("GET", "/api/v1/nothing%0A", 404, None),  # a path that decodes to a newline
+        ("DELETE", "/api/v1/silences/a%0Ab", 404, None),  # found by schemathesis
     ],
 )
 async def test_unknown_paths_and_methods_answer_json(
