@@ -157,8 +157,8 @@ class DeliveryConfig(StrictModel):
     backoff: Duration = Field(default=2.0, gt=0)
     max_backoff: Duration = Field(default=300.0, gt=0)
     send_timeout: Duration = Field(default=30.0, gt=0)
-    # sends at once, all channels together; a busy webhook gets at most its pool of 100
-    # connections (http_pool.LIMIT), so more would only queue for a connection
+    # sends at once per channel (a stalled channel holds up only its own); a busy webhook
+    # gets at most its pool of 100 connections (http_pool.LIMIT), more would only queue
     max_in_flight: int = Field(default=100, ge=1, le=10000)
 
 

@@ -4,12 +4,14 @@
                      \\--> held --digest--> one digest intent           | failed -> failover
 
 One loop claims due intents in batches (one transaction marks them ``sending`` before any
-provider is called), runs up to ``max_in_flight`` sends concurrently, and writes their
-outcomes back in one transaction per loop turn (group commit). Retryable failures come back
-with exponential backoff and jitter, not before a provider's ``Retry-After``, until the
-intent is ``max_age`` old; a permanent failure, or running out of time, fails the intent
-over to the next channel (``failover``). On start, intents caught ``sending`` by a crash
-are recorded as ambiguous and sent again: at least once, and never again once confirmed.
+provider is called), runs up to ``max_in_flight`` sends per channel concurrently, and writes
+their outcomes back in one transaction per loop turn (group commit). A channel whose sends
+all hang (a stalled provider) holds up only its own intents: the others are claimed past
+its backlog. Retryable failures come back with exponential backoff and jitter, not before a
+provider's ``Retry-After``, until the intent is ``max_age`` old; a permanent failure, or
+running out of time, fails the intent over to the next channel (``failover``). On start,
+intents caught ``sending`` by a crash are recorded as ambiguous and sent again: at least
+once, and never again once confirmed.
 """
 
 from __future__ import annotations
@@ -47,12 +49,12 @@ class DeliverySettings:
     backoff: float = 2.0  # the first retry's delay; doubles per attempt (with jitter)
     max_backoff: float = 300.0
     send_timeout: float = 30.0  # one attempt; past it the outcome is ambiguous
-    max_in_flight: int = 100
+    max_in_flight: int = 100  # per channel
     batch: int = 512
 
 
 FLUSH_DELAY = 0.002  # seconds outcomes wait to share one transaction with the next ones
-CLAIM_FRACTION = 8  # while sends are in flight, claim again once 1/8 of the room is free
+CLAIM_FRACTION = 8  # a channel with sends in flight claims again once 1/8 of its room is free
 
 
 def _no_failover(n: Notification, recipients: tuple[str, ...], why: str) -> list[Notification]:
@@ -85,6 +87,8 @@ class Delivery:
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
         # cancels the overdue, instead of an asyncio.timeout per send (a tenth of its CPU)
         self._in_flight: dict[asyncio.Task[None], float] = {}
+        self._channel_of: dict[asyncio.Task[None], str] = {}
+        self._busy: Counter[str] = Counter()  # channel -> its sends in flight
         self._overdue: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.TimerHandle | None = None
         self._results: list[tuple[AttemptResult, Sent | None]] = []
@@ -147,7 +151,7 @@ class Delivery:
         async with writers_turn_async(self.store.conn):
             recorded = self.flush()
             # ``stop`` may have come while this turn waited: then claim nothing more
-            busy = self._claim_due(due, room) if not self._stopping else False
+            busy = self._claim_due(due, self._limit(room)) if not self._stopping else False
         if not recorded:
             await asyncio.sleep(1.0)  # a locked or full database: not a try per millisecond
         return busy and recorded
@@ -187,20 +191,40 @@ class Delivery:
                 return
             await asyncio.sleep(0.01)
 
-    def _room(self) -> int:
-        """How many intents to claim now: none while sends are in flight and less than
-        1/``CLAIM_FRACTION`` of ``max_in_flight`` is free (fewer, larger claims)."""
-        room = self.settings.max_in_flight - len(self._in_flight)
-        if self._in_flight and room < self.settings.max_in_flight // CLAIM_FRACTION:
+    def _room_on(self, channel: str) -> int:
+        """How many of ``channel``'s intents to claim now: none while it has sends in flight
+        and less than 1/``CLAIM_FRACTION`` of ``max_in_flight`` free (fewer, larger claims)."""
+        most = self.settings.max_in_flight
+        busy = self._busy[channel]  # (a Counter: 0, not stored, for an idle channel)
+        room = most - busy
+        if busy and room < most // CLAIM_FRACTION:
             return 0
         return room
 
+    def _full(self) -> set[str]:
+        """The channels that may claim nothing now."""
+        return {channel for channel in self._busy if self._room_on(channel) <= 0}
+
+    def _room(self) -> int:
+        """How many intents to claim now, all channels together: as many as the roomiest
+        channel takes (a channel without sends in flight: ``max_in_flight``)."""
+        if not self._busy:
+            return self.settings.max_in_flight
+        if set(self.notifiers) - set(self._busy):
+            return self.settings.max_in_flight  # an idle channel
+        return max(self._room_on(channel) for channel in self._busy)
+
     def _idle_wait(self) -> float:
         if self._room() <= 0:
-            return 1.0  # full: a finishing send wakes the loop
+            return 1.0  # every channel is full: a finishing send wakes the loop
         now = self.clock.now()
         waits = [1.0]
-        due = self.store.next_due_at()
+        full = self._full()
+        if not full:
+            due = self.store.next_due_at()
+        else:  # a full channel's backlog is not due for us: look at the others only
+            dues = [self.store.next_due_at(c) for c in self.notifiers if c not in full]
+            due = min((d for d in dues if d is not None), default=None)
         if due is not None:
             waits.append(max(0.0, due - now))
         if self._holding:
@@ -214,14 +238,32 @@ class Delivery:
         room = self._room()
         if room <= 0 or self._stopping:
             return False
-        return self._claim_due(self._due(room), room)
+        return self._claim_due(self._due(room), self._limit(room))
 
     def _due(self, room: int) -> list[Intent]:
-        return self.store.due(self.clock.now(), min(room, self.settings.batch))
+        """What to claim now: the oldest due intents, at most each channel's room. While a
+        channel is full, the others' are read through their own index, each channel's oldest
+        first, so a stalled channel's backlog is not scanned on every turn."""
+        now, limit = self.clock.now(), self._limit(room)
+        full = self._full()
+        if not full:
+            if len(self._busy) <= 1 and len(self.notifiers) <= 1:
+                return self.store.due(now, limit)  # one channel: its room is ``room``
+            return self.store.due(now, limit, self._room_on)
+        due: list[Intent] = []
+        for channel in self.notifiers:
+            if channel not in full:
+                due += self.store.due_on(channel, now, min(self._room_on(channel), limit))
+        due.sort(key=lambda i: (i.created_at, i.id))  # the oldest first, as one query would
+        return due[:limit]
 
-    def _claim_due(self, due: list[Intent], room: int) -> bool:
-        """Claim ``due`` (read just before) in one transaction, folding held intents into
-        digests; start the sends."""
+    def _limit(self, room: int) -> int:
+        return min(room, self.settings.batch)
+
+    def _claim_due(self, due: list[Intent], limit: int) -> bool:
+        """Claim ``due`` (read just before, at most ``limit``) in one transaction, folding
+        held intents into digests; start the sends. Return True if there may be more to
+        claim right away."""
         if not due and not self._holding:
             return False
         now, mono = self.clock.now(), self.clock.monotonic()
@@ -251,7 +293,7 @@ class Delivery:
             digests = self._fold_digests(now, mono)
         for intent in [*admitted, *digests]:
             self._start(intent)
-        return len(due) == min(room, self.settings.batch) and bool(admitted or held)
+        return len(due) == limit and bool(admitted or held)
 
     def _claim(
         self,
@@ -320,6 +362,9 @@ class Delivery:
     def _start(self, intent: Intent) -> None:
         task = asyncio.get_running_loop().create_task(self._attempt(intent))
         self._in_flight[task] = math.inf  # no deadline until it runs (``_arm``)
+        channel = intent.notification.channel
+        self._channel_of[task] = channel
+        self._busy[channel] += 1
         task.add_done_callback(self._finished)
 
     def _arm(self, task: asyncio.Task[None]) -> None:
@@ -335,6 +380,10 @@ class Delivery:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
         self._overdue.discard(task)
+        channel = self._channel_of.pop(task)
+        self._busy[channel] -= 1
+        if not self._busy[channel]:
+            del self._busy[channel]
         self._wake.set()  # room for more
 
     def _watch_at(self, loop: asyncio.AbstractEventLoop, when: float) -> None:

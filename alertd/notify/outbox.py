@@ -11,6 +11,7 @@ line on the incident's timeline, written in one transaction per batch (group com
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -212,12 +213,32 @@ class OutboxStore:
         )
         return self.conn.total_changes - before
 
-    def due(self, now: float, limit: int) -> list[Intent]:
-        """Return pending intents that are due, oldest first."""
+    def due(self, now: float, limit: int, room: Callable[[str], int] | None = None) -> list[Intent]:
+        """Return pending intents that are due, oldest first, at most ``limit``; with
+        ``room``, at most ``room(channel)`` of each channel (the others are not even read)."""
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM outbox WHERE {_PENDING} AND next_at <= ? "
+            f"SELECT channel, {_COLUMNS} FROM outbox WHERE {_PENDING} AND next_at <= ? "
             "ORDER BY next_at LIMIT ?",
             (now, limit),
+        )
+        if room is None:
+            return [_intent(r[1:]) for r in rows]
+        taken: Counter[str] = Counter()
+        out = []
+        for row in rows:
+            channel = row[0]
+            if taken[channel] < room(channel):
+                taken[channel] += 1
+                out.append(_intent(row[1:]))
+        return out
+
+    def due_on(self, channel: str, now: float, limit: int) -> list[Intent]:
+        """Return ``channel``'s pending intents that are due, oldest first, at most ``limit``
+        (through its own index: other channels' backlogs are not scanned)."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE channel = ? AND {_PENDING} AND next_at <= ? "
+            "ORDER BY next_at LIMIT ?",
+            (channel, now, limit),
         ).fetchall()
         return [_intent(r) for r in rows]
 
@@ -230,9 +251,14 @@ class OutboxStore:
         ).fetchone()
         return int(row[0])
 
-    def next_due_at(self) -> float | None:
-        """Return when the earliest pending intent is due, or None."""
-        row = self.conn.execute(f"SELECT MIN(next_at) FROM outbox WHERE {_PENDING}").fetchone()
+    def next_due_at(self, channel: str | None = None) -> float | None:
+        """Return when the earliest pending intent (of ``channel``) is due, or None."""
+        if channel is None:
+            row = self.conn.execute(f"SELECT MIN(next_at) FROM outbox WHERE {_PENDING}").fetchone()
+        else:
+            row = self.conn.execute(
+                f"SELECT MIN(next_at) FROM outbox WHERE channel = ? AND {_PENDING}", (channel,)
+            ).fetchone()
         return row[0] if row else None
 
     def mark_sending(self, intents: Iterable[Intent], now: float) -> None:

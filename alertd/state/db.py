@@ -247,6 +247,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX outbox_held ON outbox(channel, held_for, id) WHERE state = 'held';
         """,
     ),
+    (
+        11,
+        """
+        -- one channel's due intents, oldest first: while a stalled channel has all the sends
+        -- it may have in flight, the others are claimed past its backlog, not behind it
+        CREATE INDEX outbox_channel_due ON outbox(channel, next_at)
+            WHERE state IN ('pending', 'sending');
+        """,
+    ),
 )
 
 

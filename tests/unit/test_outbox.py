@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -614,3 +615,83 @@ def test_backlog_counts_due_pending_intents_up_to_a_cap(db) -> None:  # type: ig
     with store.transaction():
         store.mark_sending(store.due(clock.now(), 2), clock.now())
     assert store.backlog(clock.now(), 100) == 3  # in flight is not behind
+
+
+class Counting(Channel):
+    """A provider that answers after ``delay`` seconds; counts its sends in flight, and with
+    every channel sharing ``together``, all of theirs."""
+
+    def __init__(self, name: str, delay: float, together: Counter[str]) -> None:
+        super().__init__(name)
+        self.delay = delay
+        self.together = together
+
+    async def send(self, n: Notification) -> Sent | None:
+        self.attempts.append(n)
+        t = self.together
+        t[self.name] += 1
+        t["all"] += 1
+        t[f"most {self.name}"] = max(t[f"most {self.name}"], t[self.name])
+        t["most all"] = max(t["most all"], t["all"])
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            t[self.name] -= 1
+            t["all"] -= 1
+        self.sent.append(n)
+        return None
+
+
+async def test_a_stalled_channel_holds_up_only_its_own_intents(db) -> None:  # type: ignore[no-untyped-def]
+    # every slot a channel may use is hung on a provider that never answers: the other
+    # channel's pages, committed after its backlog, still go out at once
+    clock = FakeClock()
+    incidents = open_incidents(db, 13)
+    mail = Stalled("mail", stalls=10)
+    sms = Channel("sms")
+    settings = DeliverySettings(max_in_flight=4, send_timeout=30.0)
+    d = delivery_for(db, {"mail": mail, "sms": sms}, clock, settings=settings)
+    commit(d, [note(i, "mail") for i in incidents[:10]], clock)
+    task = asyncio.create_task(d.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(mail.attempts) == 4:
+                break
+        assert len(mail.attempts) == 4  # the channel's own limit: no more than 4 hung
+        commit(d, [note(i, "sms") for i in incidents[10:]], clock)
+        d.wake()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(sms.sent) == 3:
+                break
+        assert len(sms.sent) == 3
+        assert len(mail.attempts) == 4  # and mail's backlog still waits for its own room
+        assert d.store.counts() == {"sending": 4, "pending": 6, "delivered": 3}
+    finally:
+        await d.stop(drain_seconds=0.01)
+        await task
+
+
+async def test_max_in_flight_bounds_each_channel_not_all_together(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 40)
+    together: Counter[str] = Counter()
+    mail, sms = Counting("mail", 0.02, together), Counting("sms", 0.02, together)
+    settings = DeliverySettings(max_in_flight=5)
+    d = delivery_for(db, {"mail": mail, "sms": sms}, clock, settings=settings)
+    commit(d, [note(i, "mail") for i in incidents[:20]], clock)
+    commit(d, [note(i, "sms") for i in incidents[20:]], clock)
+    task = asyncio.create_task(d.run())  # as the worker drives it (``settle`` goes in waves)
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(mail.sent) + len(sms.sent) == 40:
+                break
+    finally:
+        await d.stop(drain_seconds=1.0)
+        await task
+    assert (len(mail.sent), len(sms.sent)) == (20, 20)
+    assert (together["most mail"], together["most sms"]) == (5, 5)  # each up to its limit
+    assert together["most all"] == 10  # at the same time: not 5 for both together
+    assert d.store.counts() == {"delivered": 40}
