@@ -157,9 +157,11 @@ class DeliveryConfig(StrictModel):
     backoff: Duration = Field(default=2.0, gt=0)
     max_backoff: Duration = Field(default=300.0, gt=0)
     send_timeout: Duration = Field(default=30.0, gt=0)
-    # sends at once per channel (a stalled channel holds up only its own); a busy webhook
-    # gets at most its pool of 100 connections (http_pool.LIMIT), more would only queue
-    max_in_flight: int = Field(default=100, ge=1, le=10000)
+    # sends at once per channel (a stalled channel holds up only its own). A webhook opens
+    # at most 100 connections (http_pool.LIMIT); the sends past those wait for a free one,
+    # already claimed, so a storm's deliveries ride out the turns the daemon writes (the
+    # side-by-side with Alertmanager: 1.10-1.18x its time at 200, 1.35-1.39x at 100)
+    max_in_flight: int = Field(default=200, ge=1, le=10000)
 
 
 class ChannelsFile(StrictModel):

@@ -49,7 +49,7 @@ class DeliverySettings:
     backoff: float = 2.0  # the first retry's delay; doubles per attempt (with jitter)
     max_backoff: float = 300.0
     send_timeout: float = 30.0  # one attempt; past it the outcome is ambiguous
-    max_in_flight: int = 100  # per channel
+    max_in_flight: int = 200  # per channel (DeliveryConfig says why 200)
     batch: int = 512
 
 

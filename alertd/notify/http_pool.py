@@ -50,7 +50,7 @@ from alertd.notify.http_wire import (
     WireError,
 )
 
-LIMIT = 100  # connections per origin, as aiohttp's default (and a channel's max_in_flight)
+LIMIT = 100  # connections per origin, as aiohttp's default (more sends wait for a free one)
 KEEPALIVE = 15.0  # seconds a connection may idle (aiohttp's); servers drop theirs after 60 s
 MAX_HEAD = 64 * 1024  # bytes of status lines and headers, interim answers included
 
