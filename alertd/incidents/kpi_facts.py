@@ -4,10 +4,15 @@ Two queries whatever the number of incidents: the incidents opened in the window
 aggregate over their timelines (notification deliveries, the latest acknowledgement). The
 team is not stored; it is the first team paged at step 0 of the incident's route under the
 current ``channels.yaml``, found with the same routing code the daemon pages with.
+
+``FactsCache`` keeps the facts of incidents resolved long enough ago that they cannot change
+any more, so the daemon's refresh every minute reads only the open and recently resolved
+ones (100,000 incidents in the window: 1.9 s of CPU a refresh, most of it here, without it).
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 
 from alertd.config.channels import ChannelsFile
@@ -19,7 +24,7 @@ from alertd.state.incidents import INCIDENT_COLUMNS, incident_from_row
 _INCIDENTS = """
     SELECT {columns}, escalation_step > 0 OR resolve_escalated != 0
     FROM incidents
-    WHERE opened_at >= ?
+    WHERE opened_at >= ? AND (resolved_at IS NULL OR resolved_at >= ?)
     ORDER BY id
 """
 
@@ -28,7 +33,7 @@ _TIMELINE = """
     WITH scoped AS (
         SELECT t.id, t.incident_id, t.kind, t.actor, t.detail
         FROM timeline t JOIN incidents i ON i.id = t.incident_id
-        WHERE i.opened_at >= ?
+        WHERE i.opened_at >= ? AND (i.resolved_at IS NULL OR i.resolved_at >= ?)
     ),
     acks AS (
         SELECT incident_id, actor, detail,
@@ -61,14 +66,19 @@ def team_of(incident: Incident, channels: ChannelsFile) -> str:
 
 
 def incident_facts(
-    conn: sqlite3.Connection, since: float, channels: ChannelsFile
+    conn: sqlite3.Connection,
+    since: float,
+    channels: ChannelsFile,
+    resolved_since: float = -math.inf,
 ) -> list[IncidentFacts]:
-    """Return the facts of every incident opened at or after ``since``, oldest first."""
+    """Return the facts of every incident opened at or after ``since``, oldest first; with
+    ``resolved_since``, leave out those resolved before it."""
+    window = (since, resolved_since)
     timeline = {
-        row[0]: (int(row[1] or 0), row[2], row[3]) for row in conn.execute(_TIMELINE, (since,))
+        row[0]: (int(row[1] or 0), row[2], row[3]) for row in conn.execute(_TIMELINE, window)
     }
     facts: list[IncidentFacts] = []
-    for row in conn.execute(_INCIDENTS.format(columns=INCIDENT_COLUMNS), (since,)):
+    for row in conn.execute(_INCIDENTS.format(columns=INCIDENT_COLUMNS), window):
         incident = incident_from_row(row)
         pages, ack_actor, ack_detail = timeline.get(incident.id, (0, None, None))
         facts.append(
@@ -87,3 +97,38 @@ def incident_facts(
             )
         )
     return facts
+
+
+class FactsCache:
+    """``incident_facts`` for a refresh that comes back every minute: the facts of incidents
+    resolved more than ``settle`` seconds ago are kept, not read again.
+
+    A resolved incident changes no more, except for its pages: a resolve notification (or
+    its failover) can still be delivered while retries last, so ``settle`` should cover twice
+    the outbox's ``max_age``. One that reopens is read fresh, and a fresh fact always wins.
+    A new ``channels`` (a reload) starts over: the team comes from the routes.
+    """
+
+    def __init__(self, settle: float) -> None:
+        self.settle = settle
+        self._stable: dict[int, IncidentFacts] = {}
+        self._stable_before = -math.inf  # resolved before this: in _stable (if in the window)
+        self._channels: ChannelsFile | None = None
+
+    def facts(
+        self, conn: sqlite3.Connection, since: float, channels: ChannelsFile, now: float
+    ) -> list[IncidentFacts]:
+        """Return what ``incident_facts(conn, since, channels)`` returns, reading less."""
+        if channels is not self._channels:
+            self._stable, self._stable_before, self._channels = {}, -math.inf, channels
+        fresh = incident_facts(conn, since, channels, resolved_since=self._stable_before)
+        stable_before = now - self.settle
+        for f in fresh:
+            if f.resolved_at is not None and f.resolved_at < stable_before:
+                self._stable[f.id] = f
+            else:
+                self._stable.pop(f.id, None)  # reopened: no longer as kept
+        self._stable_before = max(self._stable_before, stable_before)
+        self._stable = {i: f for i, f in self._stable.items() if f.opened_at >= since}
+        merged = {**self._stable, **{f.id: f for f in fresh}}
+        return [merged[i] for i in sorted(merged)]

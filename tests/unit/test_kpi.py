@@ -31,7 +31,7 @@ import yaml
 from alertd.cli import main
 from alertd.config.channels import ChannelsFile, ResponseTarget
 from alertd.incidents.kpi import NO_TEAM, GroupKpis, IncidentFacts, KpiReport, compute_kpis
-from alertd.incidents.kpi_facts import ack_how, incident_facts
+from alertd.incidents.kpi_facts import FactsCache, ack_how, incident_facts
 from alertd.model import Incident, IncidentState, Level, fingerprint, make_labels
 from alertd.report import render_csv, render_json, render_table
 from alertd.state.db import connect
@@ -439,3 +439,51 @@ def test_cli_report_errors(
     (conf / "channels.yaml").write_text("teams: 3\n")
     assert main(["report", "--state-dir", str(state), "--config-dir", str(conf)]) == 1
     assert "channels.yaml" in capsys.readouterr().err
+
+
+def test_the_facts_cache_gives_what_a_full_read_gives_as_incidents_change(
+    history: sqlite3.Connection,
+) -> None:
+    cfg = config()
+    cache = FactsCache(settle=2 * HOUR)
+    store = IncidentStore(history)
+
+    def both(now: float) -> list[IncidentFacts]:
+        cached = cache.facts(history, SINCE, cfg, now)
+        assert cached == incident_facts(history, SINCE, cfg)
+        return cached
+
+    assert len(both(NOW)) == 7
+    # #1-#5 resolved long ago and are kept; now #6 resolves and a new incident opens
+    with store.transaction():
+        store.resolve(store.get(6), NOW + MIN)  # type: ignore[arg-type]
+    scripted(store, NOW + 2 * MIN, "cpu_high", "P2", "web9", "web", pages=1)
+    assert len(both(NOW + 3 * MIN)) == 8
+    # #1 reopens after it was kept: read fresh, its new state wins
+    with store.transaction():
+        store.reopen(store.get(1), NOW + 4 * MIN)  # type: ignore[arg-type]
+    facts = {f.id: f for f in both(NOW + 5 * MIN)}
+    assert facts[1].resolved_at is None
+    assert facts[1].acknowledged_at is None
+    # the window moves past #1-#2's opening: they drop out of the cached answer too
+    later = cache.facts(history, T0 + MIN, cfg, NOW + 6 * MIN)
+    assert later == incident_facts(history, T0 + MIN, cfg)
+    assert {f.id for f in later} == {3, 4, 5, 6, 7, 9}
+
+
+def test_the_facts_cache_does_not_read_a_settled_incident_again(
+    history: sqlite3.Connection,
+) -> None:
+    cfg = config()
+    cache = FactsCache(settle=2 * HOUR)
+    first = {f.id: f for f in cache.facts(history, SINCE, cfg, NOW)}
+    # behind alertd's back (no such write happens): a settled incident (#1, resolved at
+    # T0 + 1 h) and an open one (#6) change priority; only the open one is read again
+    history.execute("UPDATE incidents SET priority = 'P4' WHERE id IN (1, 6)")
+    again = {f.id: f for f in cache.facts(history, SINCE, cfg, NOW + MIN)}
+    assert again[1] == first[1]
+    assert again[1].priority == "P1"
+    assert again[6].priority == "P4"
+    # a reload (a new channels object) starts over: everything is read again
+    reloaded = {f.id: f for f in cache.facts(history, SINCE, config(), NOW + 2 * MIN)}
+    assert reloaded[1].priority == "P4"
