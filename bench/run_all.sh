@@ -37,6 +37,7 @@ run bench/bench_snmp_poll.py --runs 3
 run bench/bench_rss.py --minutes "${BENCH_RSS_MINUTES:-2}"
 run bench/bench_pipeline.py --n 1000,10000 --runs 3
 run bench/bench_stages.py --n 10000 --runs 3
+run bench/bench_kpi.py --n 10000,100000 --runs 3
 run bench/crash_test.py --n 2000 --kills 10 --runs 3
 run bench/bench_api.py --seconds 10 --concurrency 32
 run bench/bench_email.py
