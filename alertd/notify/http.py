@@ -3,8 +3,10 @@
 Every HTTP channel (the IM robots, the generic webhook) owns one ``HttpClient``: one pool of
 kept-alive HTTP/1.1 connections (``http_pool.Pool``, a lean asyncio client: the daemon posts
 thousands of small notifications, and aiohttp's ``ClientSession`` cost 2-3 times the CPU per
-POST), closed with the channel. A send is exactly one attempt under the channel's
-``timeout``; redirects are not followed (a POST carrying a token should not wander to another
+POST), closed with the channel. A send is exactly one attempt: waiting for a free
+connection and connecting within the channel's ``timeout``, then the exchange within another
+``timeout`` of its own (queueing behind slow answers does not time out a request already
+sent); redirects are not followed (a POST carrying a token should not wander to another
 host). The outcome becomes a ``NotifyError``:
 
 ======================================  =========  =========  ==============================
@@ -235,7 +237,7 @@ class HttpClient:
             target = self._configured() if url is None else wire.Target.parse(str(url))
             request = wire.encode_request(target, headers, body)
             deadline = asyncio.get_running_loop().time() + self.timeout
-            answer = await self._pool.request(target, request, deadline)
+            answer = await self._pool.request(target, request, deadline, self.timeout)
         except (wire.WireError, OSError) as exc:
             raise self.transport_error(what, exc) from None
         return Response(*answer)

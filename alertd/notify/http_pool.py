@@ -99,11 +99,17 @@ class Pool:
         """How many connections are open (idle or busy)."""
         return len(self._open)
 
-    async def request(self, target: Target, request: bytes, deadline: float) -> Answer:
+    async def request(
+        self, target: Target, request: bytes, deadline: float, exchange_for: float | None = None
+    ) -> Answer:
         """Send ``request`` (see ``encode_request``) and return the answer, whatever its status.
 
-        Raises a ``WireError`` when no answer came by ``deadline`` (the loop's clock): one
-        deadline covers waiting for a connection, connecting and the exchange.
+        Raises a ``WireError`` when no answer came in time (the loop's clock): waiting for a
+        free connection and connecting must end by ``deadline`` (``ConnectTimeout``: nothing
+        was sent); the exchange then has ``exchange_for`` seconds of its own, or what is left
+        until ``deadline`` without it. A request that queued for one of the ``limit``
+        connections behind slow answers is not timed out, once sent, for the queueing: the
+        provider would have it, and a retry would send it twice.
         """
         if self._closed:
             raise PoolClosed("closed")
@@ -111,6 +117,8 @@ class Pool:
         if origin is None:
             origin = self._origins[target.origin] = _Origin()
         conn = await self._acquire(origin, target, deadline)
+        if exchange_for is not None:
+            deadline = max(deadline, asyncio.get_running_loop().time() + exchange_for)
         try:
             return await conn.exchange(request, deadline, self._max_body)
         finally:

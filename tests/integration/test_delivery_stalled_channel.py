@@ -155,3 +155,56 @@ async def test_a_stalled_webhook_does_not_hold_up_another_channel(
         await task
         await mail.close()
         await pager.close()
+
+
+async def test_sends_queued_for_a_connection_behind_slow_answers_are_not_sent_twice(
+    db: sqlite3.Connection,
+) -> None:
+    # twice as many sends in flight as the pool has connections, each answer slower than
+    # half the timeout: the second hundred waits for a connection, then gets its own timeout
+    # for the exchange (it used to time out once sent, and its retry arrived twice)
+    received: list[str] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        body = await request.json()
+        await asyncio.sleep(0.6)
+        received.append(body["incident"]["key"])
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", slow)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    hook = WebhookNotifier(
+        "hook",
+        WebhookChannelConfig.model_validate(
+            {"type": "webhook", "url": f"http://127.0.0.1:{port}/hook", "timeout": 1.0}
+        ),
+    )
+    clock = FakeClock()
+    delivery = Delivery(
+        OutboxStore(db),
+        {"hook": hook},
+        Metrics(CollectorRegistry()),
+        clock,
+        settings=DeliverySettings(max_in_flight=200, backoff=100.0),
+    )
+    opened = incidents(db, 200)
+    notes = [Notification(i, Transition.OPENED, "hook", key=f"k{i.id}") for i in opened]
+    with delivery.store.transaction():
+        delivery.store.enqueue(notes, clock.now())
+    task = asyncio.create_task(delivery.run())
+    try:
+        await wait_for(lambda: delivery.store.counts() == {"delivered": 200}, seconds=10.0)
+    finally:
+        await delivery.stop(drain_seconds=2.0)
+        await task
+        await hook.close()
+        await runner.cleanup()
+    assert delivery.store.counts() == {"delivered": 200}
+    outcomes = dict(db.execute("SELECT outcome, COUNT(*) FROM outbox_attempts GROUP BY 1"))
+    assert outcomes == {"ok": 200}  # no ambiguous timeout, no retry
+    assert sorted(received) == sorted(n.key for n in notes)  # each exactly once
