@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,8 +54,14 @@ def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 async def serve(receiver: Receiver) -> tuple[web.AppRunner, str]:
+    return await serve_handler(receiver.handle)
+
+
+async def serve_handler(
+    handle: Callable[[web.Request], Awaitable[web.Response]],
+) -> tuple[web.AppRunner, str]:
     app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
+    app.router.add_post("/hook", handle)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -171,18 +177,9 @@ async def test_sends_queued_for_a_connection_behind_slow_answers_are_not_sent_tw
         received.append(body["incident"]["key"])
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/hook", slow)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, url = await serve_handler(slow)
     hook = WebhookNotifier(
-        "hook",
-        WebhookChannelConfig.model_validate(
-            {"type": "webhook", "url": f"http://127.0.0.1:{port}/hook", "timeout": 1.0}
-        ),
+        "hook", WebhookChannelConfig.model_validate({"type": "webhook", "url": url, "timeout": 1.0})
     )
     clock = FakeClock()
     delivery = Delivery(
