@@ -205,12 +205,16 @@ class Delivery:
         """The channels that may claim nothing now."""
         return {channel for channel in self._busy if self._room_on(channel) <= 0}
 
+    def _others(self, full: set[str]) -> list[str]:
+        """The configured channels that may claim while those in ``full`` may not."""
+        return [channel for channel in self.notifiers if channel not in full]
+
     def _room(self) -> int:
         """How many intents to claim now, all channels together: as many as the roomiest
         channel takes (a channel without sends in flight: ``max_in_flight``)."""
         if not self._busy:
             return self.settings.max_in_flight
-        if set(self.notifiers) - set(self._busy):
+        if any(channel not in self._busy for channel in self.notifiers):
             return self.settings.max_in_flight  # an idle channel
         return max(self._room_on(channel) for channel in self._busy)
 
@@ -223,7 +227,7 @@ class Delivery:
         if not full:
             due = self.store.next_due_at()
         else:  # a full channel's backlog is not due for us: look at the others only
-            dues = [self.store.next_due_at(c) for c in self.notifiers if c not in full]
+            dues = [self.store.next_due_at(channel) for channel in self._others(full)]
             due = min((d for d in dues if d is not None), default=None)
         if due is not None:
             waits.append(max(0.0, due - now))
@@ -247,14 +251,11 @@ class Delivery:
         now, limit = self.clock.now(), self._limit(room)
         full = self._full()
         if not full:
-            if len(self._busy) <= 1 and len(self.notifiers) <= 1:
-                return self.store.due(now, limit)  # one channel: its room is ``room``
             return self.store.due(now, limit, self._room_on)
         due: list[Intent] = []
-        for channel in self.notifiers:
-            if channel not in full:
-                due += self.store.due_on(channel, now, min(self._room_on(channel), limit))
-        due.sort(key=lambda i: (i.created_at, i.id))  # the oldest first, as one query would
+        for channel in self._others(full):
+            due += self.store.due_on(channel, now, min(self._room_on(channel), limit))
+        due.sort(key=lambda i: (i.created_at, i.id))  # the oldest first, across channels
         return due[:limit]
 
     def _limit(self, room: int) -> int:
