@@ -15,13 +15,13 @@ from prometheus_client import CollectorRegistry
 
 from alertd.clock import FakeClock
 from alertd.metrics import Metrics
-from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
+from alertd.model import Incident, Notification, Transition
 from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.webhook.config import WebhookChannelConfig
 from alertd.notify.webhook.notifier import WebhookNotifier
 from alertd.state.db import connect
-from alertd.state.incidents import IncidentStore
+from tests.open_incidents import open_incidents
 
 pytestmark = pytest.mark.integration
 
@@ -81,30 +81,6 @@ async def receivers() -> AsyncIterator[tuple[Receiver, str, Receiver, str]]:
     await answering_runner.cleanup()
 
 
-def incidents(db: sqlite3.Connection, count: int) -> list[Incident]:
-    store = IncidentStore(db)
-    with store.transaction():
-        return [
-            store.open(
-                Incident(
-                    0,
-                    f"f{i}",
-                    "cpu",
-                    "cpu",
-                    make_labels({"instance": f"h{i}"}),
-                    Level.CRITICAL,
-                    "P1",
-                    IncidentState.OPEN,
-                    f"cpu high on h{i}",
-                    99.0,
-                    0.0,
-                    0.0,
-                )
-            )
-            for i in range(count)
-        ]
-
-
 async def wait_for(condition: object, seconds: float = 5.0) -> None:
     assert callable(condition)
     for _ in range(int(seconds / 0.01)):
@@ -131,7 +107,7 @@ async def test_a_stalled_webhook_does_not_hold_up_another_channel(
         clock,
         settings=DeliverySettings(max_in_flight=MAX_IN_FLIGHT, send_timeout=60.0),
     )
-    opened = incidents(db, 8)
+    opened = open_incidents(db, 8)
 
     def commit(channel: str, which: list[Incident]) -> None:
         notes = [
@@ -189,7 +165,7 @@ async def test_sends_queued_for_a_connection_behind_slow_answers_are_not_sent_tw
         clock,
         settings=DeliverySettings(max_in_flight=200, backoff=100.0),
     )
-    opened = incidents(db, 200)
+    opened = open_incidents(db, 200)
     notes = [Notification(i, Transition.OPENED, "hook", key=f"k{i.id}") for i in opened]
     with delivery.store.transaction():
         delivery.store.enqueue(notes, clock.now())

@@ -21,7 +21,7 @@ from alertd.config.channels import ChannelsFile
 from alertd.errors import FailureReason, NotifyError
 from alertd.incidents.routing import failover_for, notifications_for
 from alertd.metrics import Metrics
-from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
+from alertd.model import Incident, Level, Notification, Transition
 from alertd.notify import render
 from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.notifier import Sent
@@ -29,7 +29,7 @@ from alertd.notify.outbox import OutboxStore, dump_notification, load_notificati
 from alertd.notify.ratelimit import Limiter, SlidingWindow
 from alertd.notify.registry import LogInstead
 from alertd.state.db import connect
-from alertd.state.incidents import IncidentStore
+from tests.open_incidents import open_incidents
 
 Behaviour = Callable[[Notification], Sent | None]
 
@@ -71,32 +71,6 @@ def db(tmp_path: Path):  # type: ignore[no-untyped-def]
     conn = connect(tmp_path)
     yield conn
     conn.close()
-
-
-def open_incidents(conn, count: int) -> list[Incident]:  # type: ignore[no-untyped-def]
-    store = IncidentStore(conn)
-    out = []
-    with store.transaction():
-        for i in range(count):
-            out.append(
-                store.open(
-                    Incident(
-                        0,
-                        f"f{i}",
-                        "cpu",
-                        "cpu",
-                        make_labels({"instance": f"h{i}"}),
-                        Level.MAJOR,
-                        "P2",
-                        IncidentState.OPEN,
-                        f"cpu high on h{i}",
-                        99.0,
-                        1000.0,
-                        1000.0,
-                    )
-                )
-            )
-    return out
 
 
 def note(
