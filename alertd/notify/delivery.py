@@ -55,6 +55,7 @@ class DeliverySettings:
 
 FLUSH_DELAY = 0.002  # seconds outcomes wait to share one transaction with the next ones
 CLAIM_FRACTION = 8  # a channel with sends in flight claims again once 1/8 of its room is free
+UNCONFIGURED_GRACE = 5.0  # seconds an intent for a channel unknown here is tried again
 
 
 def _no_failover(n: Notification, recipients: tuple[str, ...], why: str) -> list[Notification]:
@@ -206,8 +207,15 @@ class Delivery:
         return {channel for channel in self._busy if self._room_on(channel) <= 0}
 
     def _others(self, full: set[str]) -> list[str]:
-        """The configured channels that may claim while those in ``full`` may not."""
-        return [channel for channel in self.notifiers if channel not in full]
+        """The channels that may claim while those in ``full`` may not: the configured ones,
+        and any channel a reload removed that still has intents (they fail over, and must not
+        wait for a stalled channel to have room)."""
+        others = [channel for channel in self.notifiers if channel not in full]
+        return others + [channel for channel in self._unconfigured() if channel not in full]
+
+    def _unconfigured(self) -> list[str]:
+        """The channels with intents that are not configured (here, or any longer)."""
+        return [c for c in self.store.channels_with_intents() if c not in self.notifiers]
 
     def _room(self) -> int:
         """How many intents to claim now, all channels together: as many as the roomiest
@@ -216,7 +224,10 @@ class Delivery:
             return self.settings.max_in_flight
         if any(channel not in self._busy for channel in self.notifiers):
             return self.settings.max_in_flight  # an idle channel
-        return max(self._room_on(channel) for channel in self._busy)
+        room = max(self._room_on(channel) for channel in self._busy)
+        if room <= 0 and self._unconfigured():
+            return self.settings.max_in_flight  # intents to fail over, whatever is full
+        return room
 
     def _idle_wait(self) -> float:
         if self._room() <= 0:
@@ -417,11 +428,7 @@ class Delivery:
         self._arm(task)
         try:
             if notifier is None:
-                raise NotifyError(
-                    f"channel {n.channel} is no longer configured",
-                    retryable=False,
-                    reason=FailureReason.UNCONFIGURED,
-                )
+                raise self._not_configured(intent)
             sent = await notifier.send(n)
         except NotifyError as exc:
             result = self._failed(intent, exc)
@@ -453,6 +460,25 @@ class Delivery:
                 intent, "ok", detail, "delivered", provider_id=sent.provider_id if sent else ""
             )
         self._results.append((result, sent))  # the loop records it (``_finished`` wakes it)
+
+    def _not_configured(self, intent: Intent) -> NotifyError:
+        """The intent's channel is not configured here. Removed by a reload: it fails (over).
+        Or added by a reload that the daemon, which committed the intent, has applied and
+        this worker not yet (its config line is a moment behind): so an intent younger than
+        ``UNCONFIGURED_GRACE`` is tried again instead, and a new channel's first pages are
+        not failed over for nothing."""
+        channel = intent.notification.channel
+        if self.clock.now() - intent.created_at < UNCONFIGURED_GRACE:
+            return NotifyError(
+                f"channel {channel} is not configured (yet?)",
+                retryable=True,
+                reason=FailureReason.UNCONFIGURED,
+            )
+        return NotifyError(
+            f"channel {channel} is no longer configured",
+            retryable=False,
+            reason=FailureReason.UNCONFIGURED,
+        )
 
     def _failed(self, intent: Intent, exc: NotifyError) -> AttemptResult:
         now = self.clock.now()

@@ -242,6 +242,22 @@ class OutboxStore:
         ).fetchall()
         return [_intent(r) for r in rows]
 
+    def channels_with_intents(self) -> list[str]:
+        """Return each channel with intents pending or in flight, in name order: one seek per
+        channel through ``outbox_channel_due``, however long a channel's backlog is."""
+        out: list[str] = []
+        after = ""
+        while True:
+            row = self.conn.execute(
+                "SELECT channel FROM outbox WHERE channel > ? "
+                "AND state IN ('pending', 'sending') ORDER BY channel LIMIT 1",
+                (after,),
+            ).fetchone()
+            if row is None:
+                return out
+            after = row[0]
+            out.append(after)
+
     def backlog(self, now: float, cap: int) -> int:
         """Return how many pending intents are due, counting no further than ``cap``."""
         row = self.conn.execute(

@@ -23,9 +23,14 @@ from alertd.incidents.routing import failover_for, notifications_for
 from alertd.metrics import Metrics
 from alertd.model import Incident, Level, Notification, Transition
 from alertd.notify import render
-from alertd.notify.delivery import Delivery, DeliverySettings
+from alertd.notify.delivery import UNCONFIGURED_GRACE, Delivery, DeliverySettings
 from alertd.notify.notifier import Sent
-from alertd.notify.outbox import OutboxStore, dump_notification, load_notification
+from alertd.notify.outbox import (
+    AttemptResult,
+    OutboxStore,
+    dump_notification,
+    load_notification,
+)
 from alertd.notify.ratelimit import Limiter, SlidingWindow
 from alertd.notify.registry import LogInstead
 from alertd.state.db import connect
@@ -457,9 +462,86 @@ async def test_a_channel_removed_by_a_reload_fails_its_intents(db) -> None:  # t
     (incident,) = open_incidents(db, 1)
     d = delivery_for(db, {}, clock)
     commit(d, [note(incident, "gone")], clock)
+    clock.advance(UNCONFIGURED_GRACE)  # committed before the reload that removed it
     await d.settle()
     assert d.store.counts() == {"failed": 1}
     assert "no longer configured" in timeline(db, incident.id)[-1]
+
+
+async def test_a_page_for_a_channel_this_worker_does_not_know_yet_waits_for_it(db) -> None:  # type: ignore[no-untyped-def]
+    # a reload adds a channel: the daemon applies it and commits a page for it a moment
+    # before this worker reads the new config: the page is tried again, not failed over
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    d = delivery_for(db, {}, clock, settings=DeliverySettings(backoff=1.0))
+    commit(d, [note(incident, "new")], clock)
+    await d.settle()
+    key = note(incident, "new").key
+    assert attempts(db, key) == ["retryable"]
+    assert "channel new is not configured (yet?)" in timeline(db, incident.id)[-1]
+    new = Channel("new")
+    d.notifiers = {"new": new}  # the worker's reload
+    clock.advance(1.5)
+    await d.settle()
+    assert attempts(db, key) == ["retryable", "ok"]
+    assert len(new.sent) == 1
+    assert d.store.counts() == {"delivered": 1}
+
+
+async def test_a_removed_channels_intents_fail_over_while_another_channel_is_full(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 4)
+    mail = Stalled("mail", stalls=10)
+    settings = DeliverySettings(max_in_flight=2, send_timeout=30.0)
+    d = delivery_for(db, {"mail": mail}, clock, settings=settings)
+    commit(d, [note(i, "mail") for i in incidents[:3]], clock)
+    commit(d, [note(incidents[3], "gone")], clock)  # a reload removed "gone"
+    clock.advance(UNCONFIGURED_GRACE)
+    task = asyncio.create_task(d.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if d.store.counts().get("failed"):
+                break
+        assert len(mail.attempts) == 2  # mail is full, its third intent waits for room
+        assert d.store.counts() == {"sending": 2, "pending": 1, "failed": 1}
+        assert "no longer configured" in timeline(db, incidents[3].id)[-1]
+    finally:
+        await d.stop(drain_seconds=0.01)
+        await task
+
+
+def test_channels_with_intents_lists_each_channel_with_work_left_once(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    store = OutboxStore(db)
+    incidents = open_incidents(db, 6)
+    channels = ["sms", "mail", "sms", "chat", "mail", "mail"]
+    with store.transaction():
+        store.enqueue([note(i, c) for i, c in zip(incidents, channels, strict=True)], clock.now())
+    assert store.channels_with_intents() == ["chat", "mail", "sms"]
+    with store.transaction():
+        (chat,) = store.due_on("chat", clock.now(), 10)
+        store.mark_sending([chat], clock.now())
+    assert store.channels_with_intents() == ["chat", "mail", "sms"]  # in flight: not done
+    with store.transaction():
+        store.record([AttemptResult(chat, "ok", "sent", "delivered")], clock.now())
+    assert store.channels_with_intents() == ["mail", "sms"]
+
+
+def test_due_reads_at_most_each_channels_room_and_due_on_one_channel(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    store = OutboxStore(db)
+    incidents = open_incidents(db, 5)
+    channels = ["mail", "sms", "mail", "sms", "mail"]
+    with store.transaction():
+        store.enqueue([note(i, c) for i, c in zip(incidents, channels, strict=True)], clock.now())
+    room = {"mail": 1, "sms": 5}
+    due = store.due(clock.now(), 10, room.__getitem__)
+    assert [i.notification.channel for i in due] == ["mail", "sms", "sms"]
+    assert [i.notification.incident.id for i in store.due_on("mail", clock.now(), 2)] == [1, 3]
+    assert store.due_on("sms", clock.now() - 1.0, 10) == []  # none due yet then
+    assert store.next_due_at("sms") == clock.now()
+    assert store.next_due_at("chat") is None
 
 
 async def test_a_crashing_channel_is_a_permanent_failure_not_a_dead_worker(db) -> None:  # type: ignore[no-untyped-def]
