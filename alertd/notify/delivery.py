@@ -30,7 +30,7 @@ from alertd.clock import Clock
 from alertd.errors import FailureReason, NotifyError
 from alertd.metrics import Metrics
 from alertd.model import Notification
-from alertd.notify.notifier import Notifier, Sent
+from alertd.notify.notifier import Notifier, Sent, known_unsent
 from alertd.notify.outbox import AttemptResult, Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
 from alertd.state.db import writers_turn_async
@@ -159,7 +159,9 @@ class Delivery:
 
     async def stop(self, drain_seconds: float) -> None:
         """Stop claiming; let sends in flight finish for up to ``drain_seconds``. Those cut
-        off stay ``sending`` and are sent again (ambiguous) on the next start."""
+        off stay ``sending`` and are sent again (ambiguous) on the next start, except those
+        known to have written nothing yet (waiting for a connection): they are pending again,
+        with a "not sent" attempt, and go out plainly on the next start."""
         self._stopping = True
         self._wake.set()
         tasks = list(self._in_flight)
@@ -433,12 +435,11 @@ class Delivery:
         except NotifyError as exc:
             result = self._failed(intent, exc)
         except asyncio.CancelledError:
-            if task not in self._overdue:
-                raise  # stopping: the intent stays ``sending``, and is sent again on start
+            overdue = task in self._overdue
+            if not overdue and not (self._stopping and known_unsent()):
+                raise  # stopping mid-send: the intent stays ``sending``, sent again on start
             task.uncancel()
-            result = self._failed(
-                intent, _timed_out(f"no answer in {self.settings.send_timeout:g}s")
-            )
+            result = self._cut_off(intent, overdue)
         except TimeoutError as exc:  # a channel's own timeout: the request may have gone out
             result = self._failed(intent, _timed_out(f"timed out: {exc or 'no answer'}"))
         except Exception as exc:  # a bug in a channel must not stop delivery
@@ -460,6 +461,20 @@ class Delivery:
                 intent, "ok", detail, "delivered", provider_id=sent.provider_id if sent else ""
             )
         self._results.append((result, sent))  # the loop records it (``_finished`` wakes it)
+
+    def _cut_off(self, intent: Intent, overdue: bool) -> AttemptResult:
+        """The outcome of a send cancelled past ``send_timeout`` (``overdue``), or by a stop
+        before it wrote anything (it goes out plainly on the next start)."""
+        if not overdue:
+            why = "not sent: alertd stopped while it waited for a connection"
+            return AttemptResult(intent, "retryable", why, "pending", next_at=self.clock.now())
+        timeout = f"{self.settings.send_timeout:g}s"
+        if known_unsent():  # waited all that time for a connection: nothing went out
+            why = f"not sent in {timeout}: no connection was free"
+            return self._failed(
+                intent, NotifyError(why, retryable=True, reason=FailureReason.TIMEOUT)
+            )
+        return self._failed(intent, _timed_out(f"no answer in {timeout}"))
 
     def _not_configured(self, intent: Intent) -> NotifyError:
         """The intent's channel is not configured here. Removed by a reload: it fails (over).

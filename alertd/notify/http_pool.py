@@ -12,7 +12,8 @@ vocabulary (redaction, classification); this module only moves bytes and says, w
   ``keepalive`` seconds and reused newest first.
 * One deadline covers an attempt: waiting for a connection, connecting (TCP and TLS) and the
   exchange. A timeout or failure before the request is written is known unsent (``sent`` is
-  false).
+  false); so is a request cancelled meanwhile (``notifier.known_unsent``: a delivery stopping
+  does not count it ambiguous).
 * Answers: ``Content-Length``, chunked, or read until the server closes (HTTP/1.0, no
   length); 1xx interim answers are skipped; at most ``max_body`` bytes of body are kept, and
   a connection whose answer was not read whole, or that says ``Connection: close``, is closed.
@@ -49,6 +50,7 @@ from alertd.notify.http_wire import (
     Target,
     WireError,
 )
+from alertd.notify.notifier import nothing_written_yet
 
 LIMIT = 100  # connections per origin, as aiohttp's default (more sends wait for a free one)
 KEEPALIVE = 15.0  # seconds a connection may idle (aiohttp's); servers drop theirs after 60 s
@@ -116,7 +118,9 @@ class Pool:
         origin = self._origins.get(target.origin)
         if origin is None:
             origin = self._origins[target.origin] = _Origin()
+        nothing_written_yet(True)  # cut off while waiting for a connection: known unsent
         conn = await self._acquire(origin, target, deadline)
+        nothing_written_yet(False)  # (no await between here and the write)
         if exchange_for is not None:
             deadline = max(deadline, asyncio.get_running_loop().time() + exchange_for)
         try:

@@ -9,6 +9,7 @@ next; a channel never retries on its own.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +25,23 @@ class Sent:
     # starting with its code) pairs; the outbox retries a 4xx one alone and fails a 5xx over
     refused: tuple[tuple[str, str], ...] = ()
     note: str = ""  # said after "sent" on the timeline, e.g. that it went to the log instead
+
+
+# Whether the current send (its own task) has written nothing to the provider yet: a channel
+# that can tell sets it (the HTTP pool, while a request waits for a free connection), so a
+# send cut off then is known unsent, not ambiguous. Unset: the channel cannot tell.
+_UNSENT: ContextVar[bool] = ContextVar("alertd_send_unsent", default=False)
+
+
+def nothing_written_yet(unsent: bool) -> None:
+    """Say whether the current send has written nothing yet (set True before waiting for a
+    connection, False just before the request is written; left as it is on a failure)."""
+    _UNSENT.set(unsent)
+
+
+def known_unsent() -> bool:
+    """Whether the current send is known to have written nothing to the provider."""
+    return _UNSENT.get()
 
 
 class Notifier(Protocol):

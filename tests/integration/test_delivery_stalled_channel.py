@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from alertd.clock import FakeClock
 from alertd.metrics import Metrics
 from alertd.model import Incident, Notification, Transition
+from alertd.notify import http_pool
 from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.webhook.config import WebhookChannelConfig
@@ -181,3 +182,37 @@ async def test_sends_queued_for_a_connection_behind_slow_answers_are_not_sent_tw
     outcomes = dict(db.execute("SELECT outcome, COUNT(*) FROM outbox_attempts GROUP BY 1"))
     assert outcomes == {"ok": 200}  # no ambiguous timeout, no retry
     assert sorted(received) == sorted(n.key for n in notes)  # each exactly once
+
+
+async def test_stopping_tells_sends_written_from_sends_still_waiting_for_a_connection(
+    db: sqlite3.Connection, receivers: tuple[Receiver, str, Receiver, str]
+) -> None:
+    # the pool opens at most LIMIT connections: with LIMIT + 3 sends in flight to a receiver
+    # that never answers, 3 wait for a connection and are cut off by the stop unsent
+    stalled, stalled_url, _, _ = receivers
+    hook = WebhookNotifier(
+        "hook", WebhookChannelConfig.model_validate({"type": "webhook", "url": stalled_url})
+    )
+    clock = FakeClock()
+    total = http_pool.LIMIT + 3
+    settings = DeliverySettings(max_in_flight=total, send_timeout=60.0)
+    delivery = Delivery(
+        OutboxStore(db), {"hook": hook}, Metrics(CollectorRegistry()), clock, settings=settings
+    )
+    opened = open_incidents(db, total)
+    notes = [Notification(i, Transition.OPENED, "hook", key=f"k{i.id}") for i in opened]
+    with delivery.store.transaction():
+        delivery.store.enqueue(notes, clock.now())
+    task = asyncio.create_task(delivery.run())
+    try:
+        await wait_for(lambda: stalled.waiting == http_pool.LIMIT)
+        assert stalled.waiting == http_pool.LIMIT
+    finally:
+        await delivery.stop(drain_seconds=0.2)
+        await task
+        await hook.close()
+    assert delivery.store.counts() == {"sending": http_pool.LIMIT, "pending": 3}
+    outcomes = dict(db.execute("SELECT outcome, COUNT(*) FROM outbox_attempts GROUP BY 1"))
+    assert outcomes == {"retryable": 3}  # the written ones have no outcome: they may be in
+    again = Delivery(OutboxStore(db), {}, Metrics(CollectorRegistry()), clock)
+    assert again.recover() == http_pool.LIMIT  # only those are sent again as ambiguous

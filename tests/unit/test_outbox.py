@@ -24,7 +24,7 @@ from alertd.metrics import Metrics
 from alertd.model import Incident, Level, Notification, Transition
 from alertd.notify import render
 from alertd.notify.delivery import UNCONFIGURED_GRACE, Delivery, DeliverySettings
-from alertd.notify.notifier import Sent
+from alertd.notify.notifier import Sent, nothing_written_yet
 from alertd.notify.outbox import (
     AttemptResult,
     OutboxStore,
@@ -418,6 +418,58 @@ async def test_stopping_cuts_a_stalled_send_off_without_an_outcome(db) -> None: 
     await d.stop(drain_seconds=0.1)
     assert attempts(db, note(incident, "robot").key) == []  # not a timeout: cut off
     assert d.store.counts() == {"sending": 1}  # sent again (ambiguous) on the next start
+
+
+class Queued(Channel):
+    """A provider whose sends never get a connection (``written``: get one, write, and never
+    hear back), saying so as the HTTP pool does."""
+
+    def __init__(self, name: str, written: bool) -> None:
+        super().__init__(name)
+        self.written = written
+
+    async def send(self, n: Notification) -> Sent | None:
+        self.attempts.append(n)
+        nothing_written_yet(True)
+        if self.written:
+            nothing_written_yet(False)
+        await asyncio.Event().wait()  # forever, until cancelled
+        return None
+
+
+async def test_a_send_stopped_before_it_wrote_anything_is_pending_not_ambiguous(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    written, queued = open_incidents(db, 2)
+    hook, chat = Queued("hook", written=True), Queued("chat", written=False)
+    d = delivery_for(db, {"hook": hook, "chat": chat}, clock)
+    commit(d, [note(written, "hook"), note(queued, "chat")], clock)
+    d.pump()
+    await asyncio.sleep(0.05)
+    await d.stop(drain_seconds=0.05)
+    assert attempts(db, note(written, "hook").key) == []  # may have arrived: stays sending
+    assert attempts(db, note(queued, "chat").key) == ["retryable"]
+    assert (
+        "not sent: alertd stopped while it waited for a connection" in timeline(db, queued.id)[-1]
+    )
+    assert d.store.counts() == {"sending": 1, "pending": 1}
+    again = delivery_for(db, {"hook": Channel("hook"), "chat": Channel("chat")}, clock)
+    assert again.recover() == 1  # only the written one is sent again as ambiguous
+    await again.settle()
+    assert attempts(db, note(written, "hook").key) == ["ambiguous", "ok"]
+    assert attempts(db, note(queued, "chat").key) == ["retryable", "ok"]
+
+
+async def test_a_send_that_never_got_a_connection_in_send_timeout_is_not_ambiguous(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    chat = Queued("chat", written=False)
+    settings = DeliverySettings(send_timeout=0.1, backoff=100.0)
+    d = delivery_for(db, {"chat": chat}, clock, settings=settings)
+    commit(d, [note(incident, "chat")], clock)
+    await d.settle()
+    assert attempts(db, note(incident, "chat").key) == ["retryable"]
+    assert "not sent in 0.1s: no connection was free" in timeline(db, incident.id)[-1]
+    assert d.store.counts() == {"pending": 1}
 
 
 @pytest.mark.both_loops
