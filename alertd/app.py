@@ -73,7 +73,7 @@ from alertd.notify.sms.hooks import twilio_routes
 from alertd.notify.worker_process import DeliveryWorker
 from alertd.sdnotify import SystemdNotifier
 from alertd.server import build_web_app, start_server, tls_context
-from alertd.state.db import connect, read_in_thread
+from alertd.state.db import connect, observe_write_turns, read_in_thread
 from alertd.state.events import DeviceEvent, record_device_event
 from alertd.state.incidents import IncidentStore
 from alertd.state.maintenance import stored_windows
@@ -174,6 +174,7 @@ class App:
                 log.error("server.yaml: tls: cannot use the certificate or key: %s", exc)
                 return 1
         self.conn = connect(self.state_dir)
+        observe_write_turns(self.conn, self.metrics.write_turns_of("daemon"))
         # signs board sessions; kept in the state dir so logins survive a restart
         self._board_key = load_or_create_key(self.state_dir / "board-session.key")
         store = IncidentStore(self.conn)

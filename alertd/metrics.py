@@ -5,7 +5,7 @@ No import-time registration: tests build a fresh ``CollectorRegistry`` each time
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
@@ -119,6 +119,29 @@ class Metrics:
             ["channel", "reason"],
             registry=registry,
         )
+        # the two processes writing the state database take turns (state/db.py): how long
+        # each waited for the other, and held the lock (its write transactions), in seconds
+        self.state_lock_waited = Counter(
+            "alertd_state_write_lock_wait_seconds_total",
+            "Seconds spent waiting for the state database's writer lock, by process "
+            "(daemon, delivery).",
+            ["process"],
+            registry=registry,
+        )
+        self.state_lock_held = Counter(
+            "alertd_state_write_lock_held_seconds_total",
+            "Seconds the state database's writer lock was held (write transactions), by "
+            "process (daemon, delivery).",
+            ["process"],
+            registry=registry,
+        )
+        self.state_write_turns = Counter(
+            "alertd_state_write_turns_total",
+            "Turns holding the state database's writer lock (one or more write "
+            "transactions each), by process (daemon, delivery).",
+            ["process"],
+            registry=registry,
+        )
         self.delivery_worker_up = Gauge(
             "alertd_delivery_worker_up",
             "1 while the delivery worker process runs, 0 while it is down (intents wait).",
@@ -204,6 +227,19 @@ class Metrics:
             self.notifications_held.labels(name)
             for reason in FailureReason:
                 self.notifications_failed.labels(name, reason.value)
+
+    def write_turns_of(self, process: str) -> Callable[[float, float], None]:
+        """Return what counts one process's turns with the writer lock (``on_turn``)."""
+        waited = self.state_lock_waited.labels(process)
+        held = self.state_lock_held.labels(process)
+        turns = self.state_write_turns.labels(process)
+
+        def count(waited_s: float, held_s: float) -> None:
+            waited.inc(waited_s)
+            held.inc(held_s)
+            turns.inc()
+
+        return count
 
     def init_collectors(self, names: Iterable[str]) -> None:
         for name in names:

@@ -19,7 +19,9 @@ POST in flight, wait until all N notifications arrived (bounded), and report pus
 until the last arrival, per-alert latency POST start -> arrival (p50/p90/p99/max),
 notifications/s, the server's CPU seconds (/proc/PID/stat, from before the push to the last
 arrival; ``cpu_s`` counts its child processes too, ``cpu_main_s`` the main process alone)
-and peak RSS (VmHWM). Then the idle pipeline: one alert at a time, each waited for,
+and peak RSS (VmHWM); for alertd also how long its daemon and its delivery worker each held
+and waited for the state database's writer lock (``lock_held_daemon_s`` ..., from its
+``/metrics``). Then the idle pipeline: one alert at a time, each waited for,
 ``--single`` times, into a fresh server. Medians over the runs are printed as::
 
     RESULT pipeline system=alertmanager|alertd n=... total_s=... p50_ms=... p99_ms=... ...
@@ -235,6 +237,31 @@ def wait_all(sink: Sink, n: int, timeout: float) -> int:
     return got
 
 
+LOCK_SERIES = {  # alertd's /metrics: its two processes' turns writing the state database
+    "alertd_state_write_lock_held_seconds_total": "lock_held",
+    "alertd_state_write_lock_wait_seconds_total": "lock_wait",
+}
+REPORT_LAG_S = 0.5  # the worker reports its counters to the daemon every 0.25 s
+
+
+def lock_figures(port: int) -> dict[str, float]:
+    """Return alertd's writer-lock counters: ``lock_held_daemon_s``, ``lock_wait_delivery_s``
+    and so on (seconds each process held or waited for the lock, since it started)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition('{process="')
+        if name in LOCK_SERIES:
+            process, _, value = rest.partition('"} ')
+            out[f"{LOCK_SERIES[name]}_{process}_s"] = float(value)
+    return out
+
+
 def storm(
     name: str, start: Starter, n: int, tag: str, a: argparse.Namespace, sink: Sink, work: Path
 ) -> dict[str, float]:
@@ -249,6 +276,7 @@ def storm(
             time.process_time(),
         )
         c_main0 = proc_cpu_seconds(server.child.pid)  # alertd: the daemon without its worker
+        locks0 = lock_figures(server.port) if name == "alertd" else {}
         t_start = time.monotonic()
         instances = [f"{tag}-host{i:06d}" for i in range(n)]
         sent, push_s = asyncio.run(push(server.port, instances, a.batch))
@@ -259,6 +287,11 @@ def storm(
         c_self = time.process_time() - c_self0
         hwm = server.child.hwm_kib() or 0
         rss_after = server.child.rss_kib() or 0
+        if locks0:
+            time.sleep(REPORT_LAG_S)  # the worker's last turns reach the daemon's metrics
+            locks = {k: v - locks0.get(k, 0.0) for k, v in lock_figures(server.port).items()}
+        else:
+            locks = {}
     finally:
         code = server.child.stop()
     alerts, requests = sink.dump()
@@ -292,6 +325,7 @@ def storm(
         "pusher_cpu_s": c_self,
         "exit_code": float(code if code is not None else -1),
         "complete": float(got >= n),
+        **locks,
     }
 
 
@@ -405,6 +439,14 @@ def main(argv: list[str] | None = None) -> int:
                         f"sink cpu {r['sink_cpu_s']:.2f}s",
                         flush=True,
                     )
+                    if "lock_held_daemon_s" in r:
+                        print(
+                            f"#   the state's writer lock: held {r['lock_held_daemon_s']:.2f}s by "
+                            f"the daemon (waited {r['lock_wait_daemon_s']:.2f}s), "
+                            f"{r['lock_held_delivery_s']:.2f}s by the delivery worker "
+                            f"(waited {r['lock_wait_delivery_s']:.2f}s)",
+                            flush=True,
+                        )
                     if not r["complete"]:
                         status = 1
         if a.single:
@@ -469,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             sink_util=med["sink_util"],
             total_s_min=min(r["total_s"] for r in runs),
             total_s_max=max(r["total_s"] for r in runs),
+            **{k: med[k] for k in sorted(med) if k.startswith("lock_")},
         )
         summary.append([name, n, *(med[f] for f in FIELDS), med["hwm_mib"], med["sink_cpu_s"]])
     for n in sizes:

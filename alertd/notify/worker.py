@@ -53,7 +53,7 @@ from alertd.notify.delivery import Delivery
 from alertd.notify.notifier import Notifier
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.registry import build_notifiers
-from alertd.state.db import connect
+from alertd.state.db import connect, observe_write_turns
 
 log = logging.getLogger("alertd.notify.worker")  # not "__main__" under -m
 
@@ -63,13 +63,17 @@ LOCK_WAIT = 60.0  # seconds to wait for a previous worker to let go of the lock
 COMMAND_LIMIT = 64 << 20  # bytes of one command line (a config with many teams)
 REPORT_EVERY = 0.25  # seconds between counter reports to the daemon (when changed)
 
-# the Metrics counters the worker moves; the daemon exports them
+# the Metrics counters the worker moves (and its turns writing the state); the daemon
+# exports them
 DELIVERY_COUNTERS = (
     "notifications_sent",
     "notifications_held",
     "notification_attempts",
     "notification_failovers",
     "notifications_failed",
+    "state_lock_waited",
+    "state_lock_held",
+    "state_write_turns",
 )
 
 Snapshot = list[tuple[str, dict[str, str], float]]
@@ -114,6 +118,7 @@ class Worker:
         self.clock = SystemClock()
         self.metrics = Metrics(CollectorRegistry())
         self.conn = connect(state_dir)
+        observe_write_turns(self.conn, self.metrics.write_turns_of("delivery"))
         self.links = Links(config, self.clock)
         self.delivery = Delivery(
             OutboxStore(self.conn, prepare=self.links),

@@ -270,11 +270,15 @@ class StateConnection(sqlite3.Connection):
     the holder lets go. SQLite's lock (and ``busy_timeout``) still guard every write; past
     ``LOCK_WAIT`` a writer goes on without its turn (a frozen holder must not freeze us).
     ``turns`` counts the nested holders in this process: the lock goes at the last exit.
+    ``on_turn``, if set, hears of each turn: the seconds it waited for the lock, and held it.
     """
 
     writer_lock: int | None = None
     turns: int = 0
     locked: bool = False  # this connection holds the flock now
+    on_turn: Callable[[float, float], None] | None = None
+    _waited: float = 0.0  # of the turn under way: how long it waited, and since when it holds
+    _taken_at: float = 0.0
 
     def close(self) -> None:
         if self.writer_lock is not None:
@@ -365,7 +369,9 @@ def writers_turn(conn: sqlite3.Connection) -> Iterator[None]:
         yield
         return
     if conn.turns == 0:
+        start = time.monotonic()
         conn.locked = _take_waiting(conn, conn.writer_lock)
+        _taken(conn, start)
     conn.turns += 1
     try:
         yield
@@ -400,11 +406,13 @@ async def writers_turn_async(conn: sqlite3.Connection) -> AsyncIterator[None]:
         return
     if conn.turns == 0:
         fd = conn.writer_lock
+        start = time.monotonic()
         # checked again on the loop after each wait: a turn taken and ended on the loop
         # meanwhile (same file description) may have let the lock go again
         while not _try_lock(fd):
             await _flock_in_thread(conn, fd)
         conn.locked = True
+        _taken(conn, start)
     conn.turns += 1
     try:
         yield
@@ -421,11 +429,28 @@ async def _flock_in_thread(conn: StateConnection, fd: int) -> None:
         raise
 
 
+def observe_write_turns(conn: sqlite3.Connection, on_turn: Callable[[float, float], None]) -> None:
+    """Have ``on_turn`` hear of each of ``conn``'s turns with the writer lock: the seconds
+    it waited for the lock, and held it (metrics)."""
+    if isinstance(conn, StateConnection):
+        conn.on_turn = on_turn
+
+
+def _taken(conn: StateConnection, start: float) -> None:
+    """A turn may write from now on (waiting for it started at ``start``)."""
+    conn._taken_at = time.monotonic()
+    conn._waited = conn._taken_at - start
+
+
 def _release(conn: StateConnection) -> None:
     conn.turns -= 1
-    if conn.turns == 0 and conn.locked and conn.writer_lock is not None:
+    if conn.turns:
+        return
+    if conn.locked and conn.writer_lock is not None:
         conn.locked = False
         fcntl.flock(conn.writer_lock, fcntl.LOCK_UN)
+    if conn.on_turn is not None:
+        conn.on_turn(conn._waited, time.monotonic() - conn._taken_at)
 
 
 @contextmanager

@@ -100,6 +100,11 @@ def test_a_dead_worker_is_replaced_and_delivers_what_waited(
     wait_for("both sends counted", lambda: sends(d) == 2)
     assert d.metric("alertd_delivery_worker_restarts_total") == 1
     assert d.metric("alertd_delivery_worker_up") == 1
+    # both processes wrote the state, each in its turns with the writer lock (claims and
+    # outcomes: at least two turns of the workers together)
+    assert (d.metric('alertd_state_write_turns_total{process="daemon"}') or 0) >= 2
+    assert (d.metric('alertd_state_write_turns_total{process="delivery"}') or 0) >= 2
+    assert (d.metric('alertd_state_write_lock_held_seconds_total{process="delivery"}') or 0) > 0
 
 
 def test_a_killed_daemons_worker_exits_too(

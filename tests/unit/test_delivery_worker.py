@@ -97,6 +97,68 @@ def test_writers_take_turns_on_the_lock_file(tmp_path: Path) -> None:
         conn.close()
 
 
+def turns_of(metrics: Metrics, process: str) -> tuple[float, float, float]:
+    """(seconds waited, seconds held, turns) as exported for ``process``."""
+    labels = {"process": process}
+    get = metrics.registry.get_sample_value
+    return (
+        get("alertd_state_write_lock_wait_seconds_total", labels) or 0.0,
+        get("alertd_state_write_lock_held_seconds_total", labels) or 0.0,
+        get("alertd_state_write_turns_total", labels) or 0.0,
+    )
+
+
+def test_each_turn_with_the_writer_lock_is_counted_with_its_wait_and_hold(
+    tmp_path: Path,
+) -> None:
+    metrics = Metrics(CollectorRegistry())
+    conn = connect(tmp_path)
+    db.observe_write_turns(conn, metrics.write_turns_of("daemon"))
+    conn.execute("CREATE TABLE scratch (x INTEGER)")
+    other = os.open(tmp_path / WRITER_LOCK_NAME, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process is writing
+    released_at: list[float] = []
+
+    def other_commits() -> None:
+        time.sleep(0.1)
+        released_at.append(time.monotonic())
+        fcntl.flock(other, fcntl.LOCK_UN)
+
+    try:
+        threading.Thread(target=other_commits).start()
+        start = time.monotonic()
+        with db.writers_turn(conn):  # one turn, two transactions
+            for _ in range(2):
+                with write_transaction(conn):
+                    conn.execute("INSERT INTO scratch VALUES (1)")
+            time.sleep(0.05)
+        waited, held, turns = turns_of(metrics, "daemon")
+        assert turns == 1
+        assert waited >= released_at[0] - start  # it could not write before the other let go
+        assert held >= 0.05
+        with write_transaction(conn):  # the lock is free now: a turn of its own, no wait
+            conn.execute("INSERT INTO scratch VALUES (2)")
+        assert turns_of(metrics, "daemon")[2] == 2
+        assert turns_of(metrics, "delivery") == (0.0, 0.0, 0.0)
+    finally:
+        os.close(other)
+        conn.close()
+
+
+def test_the_workers_turns_reach_the_daemons_metrics(tmp_path: Path) -> None:
+    daemon = Metrics(CollectorRegistry())
+    config = WorkerConfig(ChannelsFile(), ServerFile())
+    handle = DeliveryWorker(config, tmp_path, None, daemon, lambda n, r, w: [])  # type: ignore[arg-type]
+    worker_metrics = Metrics(CollectorRegistry())
+    worker_metrics.write_turns_of("delivery")(0.25, 0.5)
+
+    async def fold() -> None:
+        await handle._read_reports(FakeProc([report(worker_metrics)]))  # type: ignore[arg-type]
+
+    asyncio.run(fold())
+    assert turns_of(daemon, "delivery") == (0.25, 0.5, 1.0)
+
+
 def test_waits_for_the_lock_reuse_their_thread(tmp_path: Path) -> None:
     conn = connect(tmp_path)
     other = os.open(tmp_path / WRITER_LOCK_NAME, os.O_RDWR)
