@@ -236,8 +236,7 @@ class HttpClient:
         try:
             target = self._configured() if url is None else wire.Target.parse(str(url))
             request = wire.encode_request(target, headers, body)
-            deadline = asyncio.get_running_loop().time() + self.timeout
-            answer = await self._pool.request(target, request, deadline, self.timeout)
+            answer = await self._pool.request(target, request, self.timeout)
         except (wire.WireError, OSError) as exc:
             raise self.transport_error(what, exc) from None
         return Response(*answer)

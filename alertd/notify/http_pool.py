@@ -10,10 +10,10 @@ vocabulary (redaction, classification); this module only moves bytes and says, w
   a storm reuses them all instead of opening and closing hundreds. A request finding none
   free waits for one that another request hands over. Idle connections are kept alive for
   ``keepalive`` seconds and reused newest first.
-* One deadline covers an attempt: waiting for a connection, connecting (TCP and TLS) and the
-  exchange. A timeout or failure before the request is written is known unsent (``sent`` is
-  false); so is a request cancelled meanwhile (``notifier.known_unsent``: a delivery stopping
-  does not count it ambiguous).
+* An attempt has its timeout to get a connection (waiting for a free one, connecting: TCP and
+  TLS), then as long again for the exchange. A timeout or failure before the request is
+  written is known unsent (``sent`` is false); so is a request cancelled meanwhile
+  (``notifier.known_unsent``: a delivery stopping does not count it ambiguous).
 * Answers: ``Content-Length``, chunked, or read until the server closes (HTTP/1.0, no
   length); 1xx interim answers are skipped; at most ``max_body`` bytes of body are kept, and
   a connection whose answer was not read whole, or that says ``Connection: close``, is closed.
@@ -101,28 +101,25 @@ class Pool:
         """How many connections are open (idle or busy)."""
         return len(self._open)
 
-    async def request(
-        self, target: Target, request: bytes, deadline: float, exchange_for: float | None = None
-    ) -> Answer:
+    async def request(self, target: Target, request: bytes, seconds: float) -> Answer:
         """Send ``request`` (see ``encode_request``) and return the answer, whatever its status.
 
-        Raises a ``WireError`` when no answer came in time (the loop's clock): waiting for a
-        free connection and connecting must end by ``deadline`` (``ConnectTimeout``: nothing
-        was sent); the exchange then has ``exchange_for`` seconds of its own, or what is left
-        until ``deadline`` without it. A request that queued for one of the ``limit``
-        connections behind slow answers is not timed out, once sent, for the queueing: the
-        provider would have it, and a retry would send it twice.
+        Raises a ``WireError`` when no answer came in time: waiting for a free connection and
+        connecting must end within ``seconds`` (``ConnectTimeout``: nothing was sent); the
+        exchange then has ``seconds`` of its own. A request that queued for one
+        of the ``limit`` connections behind slow answers is not timed out, once sent, for
+        the queueing: the provider would have it, and a retry would send it twice.
         """
         if self._closed:
             raise PoolClosed("closed")
         origin = self._origins.get(target.origin)
         if origin is None:
             origin = self._origins[target.origin] = _Origin()
+        loop = asyncio.get_running_loop()
         nothing_written_yet(True)  # cut off while waiting for a connection: known unsent
-        conn = await self._acquire(origin, target, deadline)
+        conn = await self._acquire(origin, target, loop.time() + seconds)
         nothing_written_yet(False)  # (no await between here and the write)
-        if exchange_for is not None:
-            deadline = max(deadline, asyncio.get_running_loop().time() + exchange_for)
+        deadline = loop.time() + seconds
         try:
             return await conn.exchange(request, deadline, self._max_body)
         finally:

@@ -141,8 +141,7 @@ async def post(
 ) -> wire.Answer:
     target = wire.Target.parse(url)
     request = wire.encode_request(target, {"Content-Type": "application/json"}, body)
-    deadline = asyncio.get_running_loop().time() + seconds
-    return await pool.request(target, request, deadline)
+    return await pool.request(target, request, seconds)
 
 
 async def failed(clients: list[HttpClient], url: str) -> NotifyError:
