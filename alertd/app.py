@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
-import math
 import signal
 import sqlite3
 import ssl
@@ -122,7 +121,7 @@ class App:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._kpis_at = self.clock.now() - KPI_EVERY  # due at the first evaluation
         self._kpi_refresh: asyncio.Task[None] | None = None
-        self._kpi_facts = FactsCache(settle=math.inf)  # set from the config at each refresh
+        self._kpi_facts = FactsCache()
         self.storm = StormWatch(clock=self.clock.monotonic)
         self.systemd = SystemdNotifier()
 
@@ -458,7 +457,6 @@ class App:
             return compute_kpis(facts, channels.priorities.targets, since, now)
 
         channels = self.config.channels
-        self._kpi_facts.settle = _settle(channels)
         try:
             self._set_kpis(await read_in_thread(self.conn, lambda conn: report(conn, channels)))
         except Exception:  # the gauges keep their last values; the next minute tries again
@@ -575,12 +573,6 @@ class App:
                 return False
             log.info("config reloaded: %s", config.summary())
             return True
-
-
-def _settle(channels: ChannelsFile) -> float:
-    """How long after its resolve an incident's KPI facts may still change: its resolve
-    notification and then a failover's may each retry for ``max_age``."""
-    return 2 * channels.delivery.max_age + 600.0
 
 
 def _version() -> str:

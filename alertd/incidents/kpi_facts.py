@@ -99,17 +99,29 @@ def incident_facts(
     return facts
 
 
+SETTLE_MARGIN = 600.0  # seconds past the retries: a send in flight, a late provider status
+
+
+def settle_time(channels: ChannelsFile) -> float:
+    """How long after its resolve an incident's KPI facts may still change: its resolve
+    notification and then a failover's may each retry for ``delivery.max_age``."""
+    return 2 * channels.delivery.max_age + SETTLE_MARGIN
+
+
 class FactsCache:
     """``incident_facts`` for a refresh that comes back every minute: the facts of incidents
     resolved more than ``settle`` seconds ago are kept, not read again.
 
     A resolved incident changes no more, except for its pages: a resolve notification (or
-    its failover) can still be delivered while retries last, so ``settle`` should cover twice
-    the outbox's ``max_age``. One that reopens is read fresh, and a fresh fact always wins.
-    A new ``channels`` (a reload) starts over: the team comes from the routes.
+    its failover) can still be delivered while retries last, so ``settle`` covers twice the
+    outbox's ``max_age`` (``settle_time``, the default). One that reopens is read fresh, and
+    a fresh fact always wins. A new ``channels`` (a reload) starts over: the team comes from
+    the routes.
     """
 
-    def __init__(self, settle: float) -> None:
+    def __init__(self, settle: float | None = None) -> None:
+        """Keep facts ``settle`` seconds after a resolve; ``None``: ``settle_time`` of the
+        channels of each refresh."""
         self.settle = settle
         self._stable: dict[int, IncidentFacts] = {}
         self._stable_before = -math.inf  # resolved before this: in _stable (if in the window)
@@ -122,7 +134,7 @@ class FactsCache:
         if channels is not self._channels:
             self._stable, self._stable_before, self._channels = {}, -math.inf, channels
         fresh = incident_facts(conn, since, channels, resolved_since=self._stable_before)
-        stable_before = now - self.settle
+        stable_before = now - (settle_time(channels) if self.settle is None else self.settle)
         for f in fresh:
             if f.resolved_at is not None and f.resolved_at < stable_before:
                 self._stable[f.id] = f

@@ -69,8 +69,8 @@ CHANNELS: dict[str, Any] = {
 }
 
 
-def config() -> ChannelsFile:
-    return ChannelsFile.model_validate(CHANNELS)
+def config(max_age: str = "1h") -> ChannelsFile:
+    return ChannelsFile.model_validate({**CHANNELS, "delivery": {"max_age": max_age}})
 
 
 def scripted(
@@ -487,3 +487,17 @@ def test_the_facts_cache_does_not_read_a_settled_incident_again(
     # a reload (a new channels object) starts over: everything is read again
     reloaded = {f.id: f for f in cache.facts(history, SINCE, config(), NOW + 2 * MIN)}
     assert reloaded[1].priority == "P4"
+
+
+@pytest.mark.parametrize(("max_age", "read_again"), [("1h", False), ("12h", True)])
+def test_by_default_a_resolve_settles_after_twice_the_outboxs_max_age(
+    history: sqlite3.Connection, max_age: str, read_again: bool
+) -> None:
+    # #1 resolved at T0 + 1 h, 23 h before NOW: settled when retries last 1 h (2 h 10 min),
+    # not when they last 12 h (24 h 10 min): its resolve may still be paged
+    cfg = config(max_age)
+    cache = FactsCache()
+    cache.facts(history, SINCE, cfg, NOW)
+    history.execute("UPDATE incidents SET priority = 'P4' WHERE id = 1")  # behind its back
+    again = {f.id: f for f in cache.facts(history, SINCE, cfg, NOW + MIN)}
+    assert (again[1].priority == "P4") is read_again
