@@ -30,7 +30,7 @@ from alertd.clock import Clock
 from alertd.errors import FailureReason, NotifyError
 from alertd.metrics import Metrics
 from alertd.model import Notification
-from alertd.notify.notifier import Notifier, Sent, known_unsent
+from alertd.notify.notifier import Notifier, Sent, known_unsent, nothing_written_yet
 from alertd.notify.outbox import AttemptResult, Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
 from alertd.state.db import writers_turn_async
@@ -56,6 +56,7 @@ class DeliverySettings:
 FLUSH_DELAY = 0.002  # seconds outcomes wait to share one transaction with the next ones
 CLAIM_FRACTION = 8  # a channel with sends in flight claims again once 1/8 of its room is free
 UNCONFIGURED_GRACE = 5.0  # seconds an intent for a channel unknown here is tried again
+UNCONFIGURED_RETRY = 0.5  # seconds between those tries: the worker's reload is that close
 
 
 def _no_failover(n: Notification, recipients: tuple[str, ...], why: str) -> list[Notification]:
@@ -428,9 +429,13 @@ class Delivery:
         task = asyncio.current_task()
         assert task is not None
         self._arm(task)
+        nothing_written_yet(False)  # not what the task that started this one last heard
+        if notifier is None and self._young(intent):
+            self._results.append((self._not_configured_yet(intent), None))
+            return
         try:
             if notifier is None:
-                raise self._not_configured(intent)
+                raise self._no_longer_configured(intent)
             sent = await notifier.send(n)
         except NotifyError as exc:
             result = self._failed(intent, exc)
@@ -466,31 +471,36 @@ class Delivery:
         """The outcome of a send cancelled past ``send_timeout`` (``overdue``), or by a stop
         before it wrote anything (it goes out plainly on the next start)."""
         if not overdue:
-            why = "not sent: alertd stopped while it waited for a connection"
+            why = "not sent: alertd stopped before it was written"
             return AttemptResult(intent, "retryable", why, "pending", next_at=self.clock.now())
         timeout = f"{self.settings.send_timeout:g}s"
-        if known_unsent():  # waited all that time for a connection: nothing went out
-            why = f"not sent in {timeout}: no connection was free"
+        if known_unsent():  # all that time before a byte of it went out (e.g. no connection)
+            why = f"not sent in {timeout}: never written (waiting for a connection or the server)"
             return self._failed(
                 intent, NotifyError(why, retryable=True, reason=FailureReason.TIMEOUT)
             )
         return self._failed(intent, _timed_out(f"no answer in {timeout}"))
 
-    def _not_configured(self, intent: Intent) -> NotifyError:
-        """The intent's channel is not configured here. Removed by a reload: it fails (over).
-        Or added by a reload that the daemon, which committed the intent, has applied and
-        this worker not yet (its config line is a moment behind): so an intent younger than
-        ``UNCONFIGURED_GRACE`` is tried again instead, and a new channel's first pages are
-        not failed over for nothing."""
+    def _young(self, intent: Intent) -> bool:
+        """An intent for a channel not configured here is either for a channel that a reload
+        removed (it fails over), or for one that a reload added, which the daemon, which
+        committed it, has applied and this worker not yet (its config arrives a moment
+        later). An intent younger than ``UNCONFIGURED_GRACE`` is taken for the second."""
+        return self.clock.now() - intent.created_at < UNCONFIGURED_GRACE
+
+    def _not_configured_yet(self, intent: Intent) -> AttemptResult:
+        """Try again in ``UNCONFIGURED_RETRY``: not a failure (nothing was sent, no backoff,
+        no failure counted); the timeline says so once, at the first try."""
         channel = intent.notification.channel
-        if self.clock.now() - intent.created_at < UNCONFIGURED_GRACE:
-            return NotifyError(
-                f"channel {channel} is not configured (yet?)",
-                retryable=True,
-                reason=FailureReason.UNCONFIGURED,
-            )
+        why = f"not sent yet: channel {channel} is not configured here yet; trying again"
+        log.debug("incident #%d: %s", intent.notification.incident.id, why)
+        next_at = self.clock.now() + UNCONFIGURED_RETRY
+        quiet = intent.attempts > 0
+        return AttemptResult(intent, "retryable", why, "pending", next_at=next_at, quiet=quiet)
+
+    def _no_longer_configured(self, intent: Intent) -> NotifyError:
         return NotifyError(
-            f"channel {channel} is no longer configured",
+            f"channel {intent.notification.channel} is no longer configured",
             retryable=False,
             reason=FailureReason.UNCONFIGURED,
         )

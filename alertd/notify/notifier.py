@@ -28,14 +28,15 @@ class Sent:
 
 
 # Whether the current send (its own task) has written nothing to the provider yet: a channel
-# that can tell sets it (the HTTP pool, while a request waits for a free connection), so a
-# send cut off then is known unsent, not ambiguous. Unset: the channel cannot tell.
+# that can tell sets it (the HTTP pool while a request waits for a free connection; email
+# until DATA), so a send cut off then is known unsent, not ambiguous. Unset: it cannot tell.
 _UNSENT: ContextVar[bool] = ContextVar("alertd_send_unsent", default=False)
 
 
 def nothing_written_yet(unsent: bool) -> None:
     """Say whether the current send has written nothing yet (set True before waiting for a
-    connection, False just before the request is written; left as it is on a failure)."""
+    connection, False just before the request (or the mail's DATA) is written; left as it
+    is on a failure)."""
     _UNSENT.set(unsent)
 
 

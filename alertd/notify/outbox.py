@@ -50,6 +50,7 @@ class AttemptResult:
     state: Literal["pending", "delivered", "failed"]
     next_at: float | None = None  # when a pending intent is due again
     provider_id: str = ""
+    quiet: bool = False  # recorded as an attempt, not on the timeline (it said so already)
 
 
 # -- (de)serialising a notification as committed ---------------------------------------------
@@ -371,7 +372,8 @@ class OutboxStore:
     # -- attempts ---------------------------------------------------------------------------
     def record(self, results: Sequence[AttemptResult], now: float) -> None:
         """Record attempt outcomes (within the caller's transaction): the intents' new
-        state, one attempt row each, and one timeline line per incident told."""
+        state, one attempt row each, and one timeline line per incident told (none for a
+        ``quiet`` one)."""
         self.conn.executemany(
             "UPDATE outbox SET state = ?, next_at = COALESCE(?, next_at), updated_at = ?, "
             "provider_id = COALESCE(NULLIF(?, ''), provider_id), "
@@ -387,6 +389,8 @@ class OutboxStore:
         )
         timeline: list[tuple[int, float, str, str, str]] = []
         for r in results:
+            if r.quiet:
+                continue
             n = r.intent.notification
             line = f"{n.transition.value} via {n.channel} to {_who(n)}: {r.detail}"
             if n.digest:

@@ -23,7 +23,12 @@ from alertd.incidents.routing import failover_for, notifications_for
 from alertd.metrics import Metrics
 from alertd.model import Incident, Level, Notification, Transition
 from alertd.notify import render
-from alertd.notify.delivery import UNCONFIGURED_GRACE, Delivery, DeliverySettings
+from alertd.notify.delivery import (
+    UNCONFIGURED_GRACE,
+    UNCONFIGURED_RETRY,
+    Delivery,
+    DeliverySettings,
+)
 from alertd.notify.notifier import Sent, nothing_written_yet
 from alertd.notify.outbox import (
     AttemptResult,
@@ -448,15 +453,30 @@ async def test_a_send_stopped_before_it_wrote_anything_is_pending_not_ambiguous(
     await d.stop(drain_seconds=0.05)
     assert attempts(db, note(written, "hook").key) == []  # may have arrived: stays sending
     assert attempts(db, note(queued, "chat").key) == ["retryable"]
-    assert (
-        "not sent: alertd stopped while it waited for a connection" in timeline(db, queued.id)[-1]
-    )
+    assert "not sent: alertd stopped before it was written" in timeline(db, queued.id)[-1]
     assert d.store.counts() == {"sending": 1, "pending": 1}
     again = delivery_for(db, {"hook": Channel("hook"), "chat": Channel("chat")}, clock)
     assert again.recover() == 1  # only the written one is sent again as ambiguous
     await again.settle()
     assert attempts(db, note(written, "hook").key) == ["ambiguous", "ok"]
     assert attempts(db, note(queued, "chat").key) == ["retryable", "ok"]
+
+
+async def test_a_send_does_not_inherit_not_written_yet_from_the_task_that_started_it(db) -> None:  # type: ignore[no-untyped-def]
+    # tasks copy their creator's context: a send started by a task that had waited for a
+    # connection itself must not count as surely unsent when a stop cuts it short
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail = Stalled("mail", stalls=1)  # writes, then never hears back; never sets the flag
+    d = delivery_for(db, {"mail": mail}, clock)
+    commit(d, [note(incident, "mail")], clock)
+    nothing_written_yet(True)  # this (the starting) task's own context
+    d.pump()
+    await asyncio.sleep(0.05)
+    await d.stop(drain_seconds=0.05)
+    assert len(mail.attempts) == 1
+    assert attempts(db, note(incident, "mail").key) == []  # may have arrived: stays sending
+    assert d.store.counts() == {"sending": 1}
 
 
 async def test_a_send_that_never_got_a_connection_in_send_timeout_is_not_ambiguous(db) -> None:  # type: ignore[no-untyped-def]
@@ -468,7 +488,7 @@ async def test_a_send_that_never_got_a_connection_in_send_timeout_is_not_ambiguo
     commit(d, [note(incident, "chat")], clock)
     await d.settle()
     assert attempts(db, note(incident, "chat").key) == ["retryable"]
-    assert "not sent in 0.1s: no connection was free" in timeline(db, incident.id)[-1]
+    assert "not sent in 0.1s: never written" in timeline(db, incident.id)[-1]
     assert d.store.counts() == {"pending": 1}
 
 
@@ -522,22 +542,51 @@ async def test_a_channel_removed_by_a_reload_fails_its_intents(db) -> None:  # t
 
 async def test_a_page_for_a_channel_this_worker_does_not_know_yet_waits_for_it(db) -> None:  # type: ignore[no-untyped-def]
     # a reload adds a channel: the daemon applies it and commits a page for it a moment
-    # before this worker reads the new config: the page is tried again, not failed over
+    # before this worker reads the new config: the page is tried again soon, not failed
+    # over, not backed off (backoff 30s here), and not counted as a failure
     clock = FakeClock()
     (incident,) = open_incidents(db, 1)
-    d = delivery_for(db, {}, clock, settings=DeliverySettings(backoff=1.0))
+    d = delivery_for(db, {}, clock, settings=DeliverySettings(backoff=30.0))
     commit(d, [note(incident, "new")], clock)
     await d.settle()
+    clock.advance(UNCONFIGURED_RETRY)
+    await d.settle()  # still unknown: tried again, quietly
     key = note(incident, "new").key
-    assert attempts(db, key) == ["retryable"]
-    assert "channel new is not configured (yet?)" in timeline(db, incident.id)[-1]
+    assert attempts(db, key) == ["retryable", "retryable"]
+    lines = [line for line in timeline(db, incident.id) if "via new" in line]
+    assert len(lines) == 1
+    assert "channel new is not configured here yet" in lines[0]
+    assert d.store.next_due_at() == clock.now() + UNCONFIGURED_RETRY
+    failed = d.metrics.registry.get_sample_value(
+        "alertd_notifications_failed_total", {"channel": "new", "reason": "unconfigured"}
+    )
+    assert failed is None  # nothing failed: it was not sent yet
     new = Channel("new")
     d.notifiers = {"new": new}  # the worker's reload
-    clock.advance(1.5)
+    clock.advance(UNCONFIGURED_RETRY)
     await d.settle()
-    assert attempts(db, key) == ["retryable", "ok"]
+    assert attempts(db, key) == ["retryable", "retryable", "ok"]
     assert len(new.sent) == 1
     assert d.store.counts() == {"delivered": 1}
+
+
+async def test_a_page_for_a_removed_channel_fails_over_at_the_first_try_after_the_grace(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    d = delivery_for(db, {}, clock, settings=DeliverySettings(backoff=30.0))
+    commit(d, [note(incident, "gone")], clock)
+    tries = 0
+    while d.store.counts() != {"failed": 1} and tries < 100:
+        await d.settle()
+        clock.advance(UNCONFIGURED_RETRY)
+        tries += 1
+    key = note(incident, "gone").key
+    outcomes = attempts(db, key)
+    assert outcomes[-1] == "permanent"
+    assert outcomes[:-1] == ["retryable"] * int(UNCONFIGURED_GRACE / UNCONFIGURED_RETRY)
+    lines = [line for line in timeline(db, incident.id) if "via gone" in line]
+    assert len(lines) == 2  # the first try and the failure, not every try in between
+    assert "no longer configured" in lines[-1]
 
 
 async def test_a_removed_channels_intents_fail_over_while_another_channel_is_full(db) -> None:  # type: ignore[no-untyped-def]

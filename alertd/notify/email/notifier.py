@@ -13,7 +13,9 @@ retryable; 5xx replies, auth, address and template problems are not. A timeout o
 once DATA has begun is also ``ambiguous``: the server may have queued the message, so a retry
 can duplicate it (with the same Message-ID). This includes the wait for the 354 before the
 content goes out, which aiosmtplib does not tell apart; erring that way costs a spurious
-"maybe delivered" mark, never a lost one.
+"maybe delivered" mark, never a lost one. Before DATA nothing of the message has been
+written (``nothing_written_yet``): a send stopped or timed out by the outbox while it waited
+for a session, the greeting, or MAIL/RCPT is tried again plainly, not marked ambiguous.
 
 Recipients (the contract with the outbox): all refused -> ``NotifyError`` (retryable if any
 refusal was a 4xx). Some refused, the rest accepted -> the message goes out and
@@ -47,7 +49,7 @@ from alertd.errors import FailureReason, NotifyError
 from alertd.model import Incident, Notification, Transition
 from alertd.notify import render
 from alertd.notify.email.config import EmailChannelConfig, address_spec, check_address
-from alertd.notify.notifier import Sent
+from alertd.notify.notifier import Sent, nothing_written_yet
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ class EmailNotifier:
         rcpts = list(envelope)
 
         where = f"{what} to {self._server}"
+        nothing_written_yet(True)  # until DATA: a stop or a timeout before it sent nothing
         session = await self._free.get()
         session.busy = True
         if session.idle is not None:
@@ -253,6 +256,7 @@ class EmailNotifier:
         if len(refused) == len(rcpts):
             raise aiosmtplib.SMTPRecipientsRefused(refused)
         progress.step = _DATA
+        nothing_written_yet(False)  # from here the server may take the message
         await client.data(message.as_bytes(policy=_POLICY_UTF8 if utf8 else _POLICY))
         return refused
 
