@@ -20,9 +20,11 @@ until the last arrival, per-alert latency POST start -> arrival (p50/p90/p99/max
 notifications/s, the server's CPU seconds (/proc/PID/stat, from before the push to the last
 arrival; ``cpu_s`` counts its child processes too, ``cpu_main_s`` the main process alone)
 and peak RSS (VmHWM); for alertd also how long its daemon and its delivery worker each held
-and waited for the state database's writer lock (``lock_held_daemon_s`` ..., from its
-``/metrics``). Then the idle pipeline: one alert at a time, each waited for,
-``--single`` times, into a fresh server. Medians over the runs are printed as::
+and waited for the state database's writer lock, in how many turns (``lock_held_daemon_s``,
+``turns_delivery`` ..., from its ``/metrics``) and how many POSTs its backpressure held
+back, for how long (``held_posts``, ``held_s``). Then the idle pipeline: one alert at a
+time, each waited for, ``--single`` times, into a fresh server. Medians over the runs are
+printed as::
 
     RESULT pipeline system=alertmanager|alertd n=... total_s=... p50_ms=... p99_ms=... ...
     RESULT pipeline_idle system=... count=50 p50_ms=... p99_ms=...
@@ -240,13 +242,20 @@ def wait_all(sink: Sink, n: int, timeout: float) -> int:
 LOCK_SERIES = {  # alertd's /metrics: its two processes' turns writing the state database
     "alertd_state_write_lock_held_seconds_total": "lock_held",
     "alertd_state_write_lock_wait_seconds_total": "lock_wait",
+    "alertd_state_write_turns_total": "turns",
+}
+HELD_SERIES = {  # alertd's /metrics: POSTs held back by ingest backpressure, and for how long
+    "alertd_ingest_held_seconds_count": "held_posts",
+    "alertd_ingest_held_seconds_sum": "held_s",
 }
 REPORT_LAG_S = 0.5  # the worker reports its counters to the daemon every 0.25 s
 
 
-def lock_figures(port: int) -> dict[str, float]:
+def daemon_counters(port: int) -> dict[str, float]:
     """Return alertd's writer-lock counters: ``lock_held_daemon_s``, ``lock_wait_delivery_s``
-    and so on (seconds each process held or waited for the lock, since it started)."""
+    and so on (seconds each process held or waited for the lock, since it started, and
+    ``turns_daemon``/``turns_delivery``: in how many turns), and
+    ``held_posts``/``held_s`` (POSTs held back by backpressure and their seconds held)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("GET", "/metrics")
@@ -258,7 +267,11 @@ def lock_figures(port: int) -> dict[str, float]:
         name, _, rest = line.partition('{process="')
         if name in LOCK_SERIES:
             process, _, value = rest.partition('"} ')
-            out[f"{LOCK_SERIES[name]}_{process}_s"] = float(value)
+            unit = "" if LOCK_SERIES[name] == "turns" else "_s"
+            out[f"{LOCK_SERIES[name]}_{process}{unit}"] = float(value)
+        name, _, value = line.partition(" ")
+        if name in HELD_SERIES:
+            out[HELD_SERIES[name]] = float(value)
     return out
 
 
@@ -276,7 +289,7 @@ def storm(
             time.process_time(),
         )
         c_main0 = proc_cpu_seconds(server.child.pid)  # alertd: the daemon without its worker
-        locks0 = lock_figures(server.port) if name == "alertd" else {}
+        locks0 = daemon_counters(server.port) if name == "alertd" else {}
         t_start = time.monotonic()
         instances = [f"{tag}-host{i:06d}" for i in range(n)]
         sent, push_s = asyncio.run(push(server.port, instances, a.batch))
@@ -289,7 +302,7 @@ def storm(
         rss_after = server.child.rss_kib() or 0
         if locks0:
             time.sleep(REPORT_LAG_S)  # the worker's last turns reach the daemon's metrics
-            locks = {k: v - locks0.get(k, 0.0) for k, v in lock_figures(server.port).items()}
+            locks = {k: v - locks0.get(k, 0.0) for k, v in daemon_counters(server.port).items()}
         else:
             locks = {}
     finally:
@@ -441,10 +454,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     if "lock_held_daemon_s" in r:
                         print(
-                            f"#   the state's writer lock: held {r['lock_held_daemon_s']:.2f}s by "
-                            f"the daemon (waited {r['lock_wait_daemon_s']:.2f}s), "
-                            f"{r['lock_held_delivery_s']:.2f}s by the delivery worker "
-                            f"(waited {r['lock_wait_delivery_s']:.2f}s)",
+                            f"#   the state's writer lock: held {r['lock_held_daemon_s']:.2f}s in "
+                            f"{r.get('turns_daemon', 0):.0f} turns by the daemon (waited "
+                            f"{r['lock_wait_daemon_s']:.2f}s), {r['lock_held_delivery_s']:.2f}s "
+                            f"in {r.get('turns_delivery', 0):.0f} turns by the delivery worker "
+                            f"(waited {r['lock_wait_delivery_s']:.2f}s); "
+                            f"{r.get('held_posts', 0):.0f} POSTs held back by backpressure, "
+                            f"{r.get('held_s', 0):.2f}s in all",
                             flush=True,
                         )
                     if not r["complete"]:
