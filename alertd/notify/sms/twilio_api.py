@@ -8,7 +8,9 @@ handed to the library as ``http_client``:
 
 * one attempt: no retries (the outbox retries), one ``asyncio.timeout`` over the whole exchange;
 * it records whether the request reached the wire (aiohttp's ``on_request_headers_sent``
-  trace), so a timeout or reset afterwards is reported as "maybe sent";
+  trace), so a timeout or reset afterwards is reported as "maybe sent", and tells the outbox
+  until then that nothing was written (``nothing_written_yet``): a stop while it waits for a
+  connection or the TLS handshake leaves nothing "maybe sent";
 * a non-2xx reply becomes ``TwilioApiError`` with the status, Twilio's error ``code`` and the
   ``Retry-After`` header, which the library's own exception drops;
 * it logs nothing (the library's HTTP client logs request headers and bodies at INFO).
@@ -34,6 +36,8 @@ import aiohttp
 from twilio.base.exceptions import TwilioException  # type: ignore[import-untyped,unused-ignore]
 from twilio.http.response import Response  # type: ignore[import-untyped,unused-ignore]
 from twilio.rest import Client  # type: ignore[import-untyped,unused-ignore]
+
+from alertd.notify.notifier import nothing_written_yet
 
 _ERROR_TEXT_MAX = 300
 
@@ -85,6 +89,7 @@ async def _on_headers_sent(
     attempt = ctx.trace_request_ctx
     if isinstance(attempt, _Attempt):
         attempt.sent = True
+        nothing_written_yet(False)  # (run in the sending task: aiohttp awaits its traces)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -149,6 +154,7 @@ class _Transport:
     ) -> Any:
         """Send one request; return the library's ``Response`` for a 2xx, raise otherwise."""
         attempt = _Attempt()
+        nothing_written_yet(True)  # until the headers go out (``_on_headers_sent``)
         session = self._get_session()
         headers = dict(headers or {})
         if auth is not None:
