@@ -143,29 +143,6 @@ def smtp_hanging_at(at: str, server: Hanging) -> Handler:
     return handle
 
 
-async def test_mails_stopped_before_data_were_not_sent_and_are_not_ambiguous(
-    db: sqlite3.Connection,
-) -> None:
-    server = Hanging()
-    async with serve(smtp_hanging_at("greeting", server)) as port:
-        delivery = await stop_mid_send(db, "mail", email_channel(port), server.reached)
-    # one mail waited for the greeting, two for the channel's one session: none was written
-    assert delivery.store.counts() == {"pending": SENDS}
-    assert outcomes(db) == {"retryable": SENDS}
-    assert sent_again(db) == 0
-
-
-async def test_a_mail_stopped_during_data_may_have_arrived_and_stays_in_flight(
-    db: sqlite3.Connection,
-) -> None:
-    server = Hanging()
-    async with serve(smtp_hanging_at("data", server)) as port:
-        delivery = await stop_mid_send(db, "mail", email_channel(port), server.reached)
-    assert delivery.store.counts() == {"sending": 1, "pending": SENDS - 1}
-    assert outcomes(db) == {"retryable": SENDS - 1}
-    assert sent_again(db) == 1  # the one whose content went out
-
-
 # -- SMS ------------------------------------------------------------------------------------
 def sms_channel(base_url: str) -> SmsNotifier:
     config = SmsChannelConfig.model_validate(
@@ -214,25 +191,68 @@ def answers_nothing(server: Hanging) -> Handler:
     return handle
 
 
-async def test_texts_stopped_in_the_tls_handshake_were_not_sent_and_are_not_ambiguous(
-    db: sqlite3.Connection,
-) -> None:
-    server = Hanging(connections=SENDS)  # a connection each: none got past the handshake
-    async with serve(silent(server)) as port:
-        channel = sms_channel(f"https://127.0.0.1:{port}")
-        delivery = await stop_mid_send(db, "sms", channel, server.reached)
-    assert delivery.store.counts() == {"pending": SENDS}
-    assert outcomes(db) == {"retryable": SENDS}
-    assert sent_again(db) == 0
+CASES = [
+    # (channel, its factory, the server's handler, connections to wait for at the server,
+    #  outbox after the stop, attempts recorded, sent again as ambiguous by the next start)
+    pytest.param(
+        "mail",
+        email_channel,
+        lambda server: smtp_hanging_at("greeting", server),
+        1,
+        {"pending": SENDS},  # one waited for the greeting, two for the one session
+        {"retryable": SENDS},
+        0,
+        id="email-before-data",
+    ),
+    pytest.param(
+        "mail",
+        email_channel,
+        lambda server: smtp_hanging_at("data", server),
+        1,
+        {"sending": 1, "pending": SENDS - 1},  # the first one's content went out
+        {"retryable": SENDS - 1},
+        1,
+        id="email-during-data",
+    ),
+    pytest.param(
+        "sms",
+        lambda port: sms_channel(f"https://127.0.0.1:{port}"),
+        silent,
+        SENDS,  # a connection each, none past the TLS handshake
+        {"pending": SENDS},
+        {"retryable": SENDS},
+        0,
+        id="sms-in-tls-handshake",
+    ),
+    pytest.param(
+        "sms",
+        lambda port: sms_channel(f"http://127.0.0.1:{port}"),
+        answers_nothing,
+        SENDS,
+        {"sending": SENDS},  # "Twilio" has each one: it may be out
+        {},
+        SENDS,
+        id="sms-awaiting-twilio",
+    ),
+]
 
 
-async def test_texts_stopped_while_twilio_had_them_stay_in_flight(
+@pytest.mark.parametrize(
+    ("channel", "make_channel", "handler", "connections", "counts", "recorded", "again"), CASES
+)
+async def test_a_stop_leaves_unwritten_sends_pending_and_written_ones_in_flight(
     db: sqlite3.Connection,
+    channel: str,
+    make_channel: Callable[[int], Notifier],
+    handler: Callable[[Hanging], Handler],
+    connections: int,
+    counts: dict[str, int],
+    recorded: dict[str, int],
+    again: int,
 ) -> None:
-    server = Hanging(connections=SENDS)
-    async with serve(answers_nothing(server)) as port:
-        channel = sms_channel(f"http://127.0.0.1:{port}")
-        delivery = await stop_mid_send(db, "sms", channel, server.reached)
-    assert delivery.store.counts() == {"sending": SENDS}  # "Twilio" has each: may be out
-    assert outcomes(db) == {}
-    assert sent_again(db) == SENDS
+    server = Hanging(connections)
+    async with serve(handler(server)) as port:
+        delivery = await stop_mid_send(db, channel, make_channel(port), server.reached)
+    assert delivery.store.counts() == counts
+    assert outcomes(db) == recorded
+    assert sent_again(db) == again
