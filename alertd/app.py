@@ -383,7 +383,7 @@ class App:
             notifications = self.manager.apply(events, now)
             notifications += self.manager.escalate(now)
             # the intents commit with the incident changes that caused them, before any send
-            self.outbox.enqueue(notifications, now)
+            self.outbox.enqueue(notifications, now, supersede=True)
         self._count_events(events)
         if notifications:
             self.delivery.wake()

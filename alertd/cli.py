@@ -467,7 +467,7 @@ def _resolve_and_queue(
         queued = 0
         if resolved is not None and channels is not None and incident.suppressed_by is None:
             notes = notifications_for(resolved, Transition.RESOLVED, channels, now)
-            queued = OutboxStore(store.conn).enqueue(notes, now)
+            queued = OutboxStore(store.conn).enqueue(notes, now, supersede=True)
     return text + (f"; {queued} notification(s) queued" if queued else "")
 
 

@@ -63,7 +63,7 @@ class Inbound:
         with store.transaction():
             events = external.receive(store.conn, alerts, now)
             notifications = self.manager.apply(events, now)
-            self.outbox.enqueue(notifications, now)
+            self.outbox.enqueue(notifications, now, supersede=True)
         self.applied(events)
         if notifications:
             self.delivery.wake()
@@ -107,7 +107,7 @@ class Inbound:
                 if paged
                 else []
             )
-            self.outbox.enqueue(notes, now)
+            self.outbox.enqueue(notes, now, supersede=True)
         if notes:
             self.delivery.wake()
         return Outcome("ok", text)

@@ -287,7 +287,11 @@ class Delivery:
         later: list[Intent] = []
         digests: list[Intent] = []
         with self.store.transaction():
+            # read before this turn had the lock: the daemon may have superseded some since
+            pending = self.store.still_pending([i.id for i in due])
             for intent in due:
+                if intent.id not in pending:
+                    continue
                 n = intent.notification
                 if n.digest:  # a digest waits for room; it is never folded again
                     go = self.limiter.admit(n.channel, n.recipients, mono)
@@ -549,11 +553,12 @@ class Delivery:
         now = self.clock.now()
         try:
             with self.store.transaction():
-                self.store.record([r for r, _ in batch], now)
+                superseded = self.store.record([r for r, _ in batch], now)
                 follow_ups = sum(
                     self._follow_up_alone(r, sent, now)
                     for r, sent in batch
-                    if r.state == "failed" or (sent is not None and sent.refused)
+                    if (r.state == "failed" or (sent is not None and sent.refused))
+                    and r.intent.id not in superseded  # newer news replaces it: no failover
                 )
         except Exception:
             # nothing was written (a locked or full database): keep the outcomes and try

@@ -6,6 +6,12 @@ intent moves ``pending -> sending -> delivered | failed`` (``sending`` again aft
 with an ``ambiguous`` attempt recorded), or ``pending -> held -> digested`` when a rate limit
 folds it into a digest intent. Each attempt's outcome is a row in ``outbox_attempts`` and a
 line on the incident's timeline, written in one transaction per batch (group commit).
+
+Newer news wins: when an incident change commits a notification (``enqueue(...,
+supersede=True)``), the incident's older intents for the same channel and team that have
+not gone out yet become ``superseded`` and are never sent: a provider that was down while an
+incident opened and resolved gets "resolved", not a stale "opened" after it. One in flight
+then is let finish; if it fails, it is not tried again (nor failed over).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from alertd.model import Incident, IncidentState, Level, Notification, Transitio
 from alertd.state.db import write_transaction
 
 Outcome = Literal["ok", "retryable", "permanent", "ambiguous"]
-FINAL_STATES = ("delivered", "failed", "digested")
+FINAL_STATES = ("delivered", "failed", "digested", "superseded")
+# transitions that cannot follow an earlier notification of the same incident (a new one)
+# or are not about the incident (a test message): they supersede nothing
+_NOTHING_BEFORE = (Transition.OPENED, Transition.TEST)
 
 _COLUMNS = "id, key, state, attempts, created_at, team, failover_of, payload, provider_status"
 
@@ -47,7 +56,7 @@ class AttemptResult:
     intent: Intent
     outcome: Outcome
     detail: str  # for the attempt row and the timeline
-    state: Literal["pending", "delivered", "failed"]
+    state: Literal["pending", "delivered", "failed", "superseded"]
     next_at: float | None = None  # when a pending intent is due again
     provider_id: str = ""
     quiet: bool = False  # recorded as an attempt, not on the timeline (it said so already)
@@ -182,12 +191,19 @@ class OutboxStore:
         now: float,
         failover_of: int | None = None,
         due_at: float | None = None,
+        supersede: bool = False,
     ) -> int:
         """Commit (within the caller's transaction) one intent per notification, due at once
         or at ``due_at``; an intent whose idempotency key is already stored is not added
-        twice. Return how many were added."""
+        twice. Return how many were added. ``supersede``: the notifications are news of an
+        incident change, which supersede what is still unsent of the incident's older ones
+        (module docstring); not for copies of one (failover, digests, split recipients)."""
         if self.prepare is not None:
             notifications = [self.prepare(n) for n in notifications]
+        if supersede:
+            for n in notifications:
+                if n.transition not in _NOTHING_BEFORE and not n.digest:
+                    self._supersede(n, now)
         rows = [
             (
                 n.key,
@@ -278,6 +294,16 @@ class OutboxStore:
             ).fetchone()
         return row[0] if row else None
 
+    def still_pending(self, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` are still pending (an incident change may supersede them)."""
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"SELECT id FROM outbox WHERE id IN ({marks}) AND state = 'pending'", ids
+        )
+        return {row[0] for row in rows}
+
     def mark_sending(self, intents: Iterable[Intent], now: float) -> None:
         """Record that an attempt of each intent starts now (committed before the call, so a
         crash mid-send is known as ambiguous on restart)."""
@@ -327,6 +353,37 @@ class OutboxStore:
         )
         return {(r[0], r[1]) for r in rows}
 
+    def _supersede(self, newer: Notification, now: float) -> None:
+        """Mark the incident's unsent intents for ``newer``'s channel and team superseded:
+        one waiting (pending, held) gets a timeline line now; one in flight finishes as it
+        may (``record``)."""
+        what = newer.transition.value
+        where = (newer.incident.id, newer.channel, newer.team, newer.key)
+        same = "incident_id = ? AND channel = ? AND team = ? AND key != ?"
+        waiting = self.conn.execute(
+            "UPDATE outbox SET state = 'superseded', updated_at = ?, last_error = ? "
+            f"WHERE {same} AND state IN ('pending', 'held') RETURNING transition, recipients",
+            (now, f"superseded by the {what} notification", *where),
+        ).fetchall()
+        self.conn.execute(
+            f"UPDATE outbox SET state = 'superseded' WHERE {same} AND state = 'sending'", where
+        )
+        self.conn.executemany(
+            "INSERT INTO timeline (incident_id, ts, kind, detail, actor) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    newer.incident.id,
+                    now,
+                    "notification",
+                    f"{transition} via {newer.channel} to "
+                    f"{', '.join(compact_json.loads(recipients)) or '-'}: "
+                    f"not sent: superseded by the {what} notification",
+                    newer.channel,
+                )
+                for transition, recipients in waiting
+            ],
+        )
+
     def narrow(self, intent: Intent, recipients: tuple[str, ...]) -> Intent:
         """Keep only ``recipients`` on an intent (the rest were split off)."""
         n = replace(intent.notification, recipients=recipients)
@@ -370,10 +427,34 @@ class OutboxStore:
         return [(r[0], r[1]) for r in rows]
 
     # -- attempts ---------------------------------------------------------------------------
-    def record(self, results: Sequence[AttemptResult], now: float) -> None:
+    def record(self, results: Sequence[AttemptResult], now: float) -> set[int]:
         """Record attempt outcomes (within the caller's transaction): the intents' new
         state, one attempt row each, and one timeline line per incident told (none for a
-        ``quiet`` one)."""
+        ``quiet`` one). Return the ids of intents superseded while in flight that did not
+        go out: they stay ``superseded`` (not retried, not failed over)."""
+        unsent = [r.intent.id for r in results if r.state != "delivered"]
+        superseded: set[int] = set()
+        if unsent:
+            marks = ",".join("?" * len(unsent))
+            superseded = {
+                row[0]
+                for row in self.conn.execute(
+                    f"SELECT id FROM outbox WHERE id IN ({marks}) AND state = 'superseded'",
+                    unsent,
+                )
+            }
+        if superseded:
+            results = [
+                replace(
+                    r,
+                    state="superseded",
+                    next_at=None,
+                    detail=f"{r.detail}; not tried again: a newer notification superseded it",
+                )
+                if r.intent.id in superseded
+                else r
+                for r in results
+            ]
         self.conn.executemany(
             "UPDATE outbox SET state = ?, next_at = COALESCE(?, next_at), updated_at = ?, "
             "provider_id = COALESCE(NULLIF(?, ''), provider_id), "
@@ -411,6 +492,7 @@ class OutboxStore:
             "INSERT INTO timeline (incident_id, ts, kind, detail, actor) VALUES (?, ?, ?, ?, ?)",
             timeline,
         )
+        return superseded
 
     def recover(self, now: float) -> list[Intent]:
         """After a restart: every intent caught ``sending`` was in flight when alertd stopped.
@@ -453,7 +535,7 @@ class OutboxStore:
         incidents' timelines); return how many."""
         old = (
             "SELECT id FROM outbox "
-            "WHERE state IN ('delivered', 'failed', 'digested') AND updated_at < ?"
+            "WHERE state IN ('delivered', 'failed', 'digested', 'superseded') AND updated_at < ?"
         )
         self.conn.execute(f"DELETE FROM outbox_attempts WHERE outbox_id IN ({old})", (before,))
         self.conn.execute(

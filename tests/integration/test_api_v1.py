@@ -229,9 +229,16 @@ async def test_ack_resolve_comment_record_the_token_name(api: Api) -> None:
         ("acknowledged", "responder", "acknowledged via api: on it"),
         ("comment", "admin", "fibre cut"),
         ("resolved", "responder", "resolved by hand via api"),
+        # nothing delivers here: the unsent "opened" page is old news now
+        (
+            "notification",
+            "log",
+            "opened via log to -: not sent: superseded by the resolved notification",
+        ),
     ]
     # the resolve notifies like any resolve does: its intent is in the outbox
-    assert [d["transition"] for d in detail["deliveries"]] == ["opened", "resolved"]
+    deliveries = [(d["transition"], d["state"]) for d in detail["deliveries"]]
+    assert deliveries == [("opened", "superseded"), ("resolved", "pending")]
     assert api.h.store.get(1).state is IncidentState.RESOLVED  # type: ignore[union-attr]
 
 
