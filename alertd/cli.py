@@ -23,11 +23,27 @@ from alertd.errors import AlertdError, ConfigError
 from alertd.model import Incident, IncidentState
 
 if TYPE_CHECKING:
+    from alertd.config.channels import ChannelsFile
     from alertd.state.incidents import IncidentStore
 
 
 def _default_state_dir() -> Path:
     return Path(os.environ.get("ALERTD_STATE_DIR", "state"))
+
+
+def _default_config_dir() -> Path:
+    return Path(os.environ.get("ALERTD_CONFIG_DIR", "."))
+
+
+def _state_dir_option() -> argparse.ArgumentParser:
+    """``--state-dir`` for an action's own parser too, so it may follow the action
+    (``alertd incidents list --state-dir DIR`` as well as ``incidents --state-dir DIR list``);
+    given there, it wins; not given, it leaves the group's value alone (SUPPRESS)."""
+    option = argparse.ArgumentParser(add_help=False)
+    option.add_argument(
+        "--state-dir", type=Path, default=argparse.SUPPRESS, help="default: $ALERTD_STATE_DIR"
+    )
+    return option
 
 
 def _who() -> str:
@@ -50,6 +66,7 @@ def _when(ts: float | None) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alertd", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+    state_dir = _state_dir_option()
 
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config-dir", type=Path, default=Path("."))
@@ -81,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         window = sub.add_parser(kind, help=text)
         window.add_argument("--state-dir", type=Path, default=None)
         wsub = window.add_subparsers(dest="action", required=True)
-        add = wsub.add_parser("add")
+        add = wsub.add_parser("add", parents=[state_dir])
         add.add_argument(
             "--match",
             action="append",
@@ -95,9 +112,9 @@ def _parser() -> argparse.ArgumentParser:
         length.add_argument("--until", default=None, help="ISO 8601 time")
         add.add_argument("--reason", required=True, help="e.g. the change ticket, CHG-1234")
         add.add_argument("--owner", default=None, help="who (default: your user name)")
-        lst = wsub.add_parser("list")
+        lst = wsub.add_parser("list", parents=[state_dir])
         lst.add_argument("--all", action="store_true", help="include expired and removed")
-        rm = wsub.add_parser("remove")
+        rm = wsub.add_parser("remove", parents=[state_dir])
         rm.add_argument("id", type=int)
 
     events = sub.add_parser("events", help="device events: restarts, unmapped SNMP traps")
@@ -108,17 +125,17 @@ def _parser() -> argparse.ArgumentParser:
     inc = sub.add_parser("incidents", help="list, show, acknowledge or resolve incidents")
     inc.add_argument("--state-dir", type=Path, default=None)
     isub = inc.add_subparsers(dest="action", required=True)
-    lst = isub.add_parser("list")
+    lst = isub.add_parser("list", parents=[state_dir])
     lst.add_argument(
         "--state", choices=["active", "open", "acknowledged", "resolved", "all"], default="active"
     )
     lst.add_argument("--json", action="store_true")
     lst.add_argument("--limit", type=int, default=200)
-    show = isub.add_parser("show")
+    show = isub.add_parser("show", parents=[state_dir])
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
     for name in ("ack", "resolve", "comment"):
-        cmd = isub.add_parser(name)
+        cmd = isub.add_parser(name, parents=[state_dir])
         cmd.add_argument("id", type=int)
         if name == "comment":
             cmd.add_argument("text")
@@ -127,7 +144,14 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--by", default=None, help="who (default: your user name)")
         if name == "resolve":
             cmd.add_argument(
-                "--config-dir", type=Path, default=Path("."), help="routes for the notification"
+                "--config-dir",
+                type=Path,
+                default=None,
+                help="the daemon's config, whose routes say who is told "
+                "(default: $ALERTD_CONFIG_DIR or .)",
+            )
+            cmd.add_argument(
+                "--no-notify", action="store_true", help="resolve without telling anyone"
             )
 
     notify = sub.add_parser("notify", help="try a notification channel")
@@ -371,6 +395,7 @@ def _incident_dict(incident: Incident) -> dict[str, object]:
 
 
 def _incidents(args: argparse.Namespace) -> int:
+    from alertd.config.load import load_config
     from alertd.incidents.actions import acknowledge, add_comment
     from alertd.state.db import connect
     from alertd.state.incidents import IncidentStore
@@ -430,7 +455,20 @@ def _incidents(args: argparse.Namespace) -> int:
     if args.action == "ack":
         result = acknowledge(store, incident, who, args.comment, now, how="cli")
     elif args.action == "resolve":
-        result = _resolve_and_queue(store, incident, who, args.comment, now, args.config_dir)
+        channels = None
+        if not args.no_notify:
+            config_dir = args.config_dir or _default_config_dir()
+            try:
+                channels = load_config(config_dir).channels
+            except ConfigError as exc:
+                print(f"alertd: not resolved: {config_dir}: {exc}", file=sys.stderr)
+                print(
+                    "alertd: the config says who is told of a resolve: pass the daemon's "
+                    "--config-dir, or --no-notify to tell nobody",
+                    file=sys.stderr,
+                )
+                return 1
+        result = _resolve_and_queue(store, incident, who, args.comment, now, channels)
     else:
         result = add_comment(store, incident, who, args.text, now)
     print(result)
@@ -443,25 +481,19 @@ def _resolve_and_queue(
     who: str,
     comment: str | None,
     now: float,
-    config_dir: Path,
+    channels: ChannelsFile | None,
 ) -> str:
-    """Resolve by hand and queue the "resolved" notifications in the same transaction: the
-    daemon's delivery picks them up from the outbox (within a second while it runs)."""
-    from alertd.config.load import load_config
+    """Resolve by hand and queue the "resolved" notifications that ``channels`` routes in the
+    same transaction: the daemon's delivery picks them up from the outbox (within a second
+    while it runs). ``channels`` None (``--no-notify``): nobody is told, and the timeline says
+    so."""
     from alertd.incidents.actions import resolve_within
     from alertd.incidents.routing import notifications_for
     from alertd.model import Transition
     from alertd.notify.outbox import OutboxStore
 
-    try:
-        channels = load_config(config_dir).channels
-    except ConfigError as exc:
-        channels = None
-        print(
-            f"alertd: {config_dir}: config not loaded ({len(exc.problems)} problem(s)): "
-            "nobody is notified of this resolve",
-            file=sys.stderr,
-        )
+    if channels is None:
+        comment = f"{comment}; nobody notified" if comment else "nobody notified"
     with store.transaction():
         text, resolved = resolve_within(store, incident, who, comment, now, "cli")
         queued = 0

@@ -1,0 +1,99 @@
+"""``alertd incidents``: where ``--state-dir`` may go, and a resolve by hand that would notify
+nobody only when asked to (``--no-notify``), never because its config did not load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alertd.cli import main
+from alertd.state.db import connect
+from tests.open_incidents import open_incidents
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    state_dir = tmp_path / "state"
+    conn = connect(state_dir)
+    open_incidents(conn, 1)
+    conn.close()
+    return state_dir
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "thresholds.yaml").write_text("evaluation_interval: 10s\nrules: []\n")
+    (config_dir / "channels.yaml").write_text(
+        "channels:\n  log: {type: log}\nroutes:\n  - notify: [log]\n"
+    )
+    return config_dir
+
+
+def rows(state_dir: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = connect(state_dir)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["incidents", "--state-dir", "{state}", "list"],
+        ["incidents", "list", "--state-dir", "{state}"],
+        ["incidents", "show", "1", "--state-dir", "{state}"],
+    ],
+)
+def test_state_dir_goes_before_or_after_the_action(
+    state: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([a.format(state=state) for a in argv]) == 0
+    assert "cpu high on h0" in capsys.readouterr().out
+
+
+def test_a_resolve_whose_config_does_not_load_is_refused_and_changes_nothing(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    argv = ["incidents", "resolve", "1", "--state-dir", str(state), "--config-dir", str(empty)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "not resolved" in err
+    assert "--no-notify" in err
+    assert rows(state, "SELECT state FROM incidents") == [("open",)]
+    assert rows(state, "SELECT COUNT(*) FROM outbox") == [(0,)]
+
+
+def test_a_resolve_with_no_notify_says_so_on_the_timeline(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["incidents", "resolve", "1", "--state-dir", str(state), "--no-notify", "--by", "dave"]
+    assert main(argv) == 0
+    assert rows(state, "SELECT state FROM incidents") == [("resolved",)]
+    (line,) = rows(state, "SELECT detail FROM timeline WHERE kind = 'resolved'")
+    assert "nobody notified" in str(line[0])
+    assert rows(state, "SELECT COUNT(*) FROM outbox") == [(0,)]
+
+
+def test_a_resolve_queues_what_the_config_routes(
+    state: Path, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["incidents", "resolve", "1", "--state-dir", str(state), "--config-dir", str(config)]
+    assert main(argv) == 0
+    assert "1 notification(s) queued" in capsys.readouterr().out
+    assert rows(state, "SELECT transition, channel, state FROM outbox") == [
+        ("resolved", "log", "pending")
+    ]
+
+
+def test_the_config_dir_of_a_resolve_defaults_to_alertd_config_dir(
+    state: Path, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERTD_CONFIG_DIR", str(config))
+    assert main(["incidents", "resolve", "1", "--state-dir", str(state)]) == 0
+    assert rows(state, "SELECT channel FROM outbox") == [("log",)]
