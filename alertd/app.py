@@ -117,6 +117,7 @@ class App:
         self.metrics = Metrics(CollectorRegistry())
         self._stop = asyncio.Event()
         self._ready = False
+        self.reload_problems: list[str] = []  # why the last reload was rejected (file:line)
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._kpis_at = self.clock.now() - KPI_EVERY  # due at the first evaluation
@@ -210,6 +211,7 @@ class App:
             self.clock.now,
             self._count_events,
             self.reload,
+            lambda: self.reload_problems,
         )
         self.operations: Operations = self.inbound  # what the HTTP surfaces may do
         runner = await start_server(
@@ -219,6 +221,8 @@ class App:
                 lambda: self._ready,
                 self._routes(config),
                 authorize_reload=lambda request: self._require(request, "admin"),
+                reload_problems=lambda: self.reload_problems,
+                stopping=self._stop.is_set,
             ),
             self.listen_host,
             self.listen_port,
@@ -557,11 +561,14 @@ class App:
                     log.error("reload rejected: %s", problem)
                 log.error("reload rejected: keeping the running config")
                 self.metrics.reload_success.set(0)
+                self.reload_problems = [str(problem) for problem in exc.problems]
                 return False
-            except Exception:
+            except Exception as exc:
                 log.exception("reload failed while building; keeping the running config")
                 self.metrics.reload_success.set(0)
+                self.reload_problems = [f"building the new config failed: {exc!r}"]
                 return False
+            self.reload_problems = []
             running = self.config_of_traps
             traps_changed = (config.traps, config.snmp) != (running.traps, running.snmp)
             self._install(built)
@@ -570,6 +577,7 @@ class App:
             if traps_changed and not await self._restart_traps(config):
                 self.metrics.reload_success.set(0)
                 log.error("reload: the rest of the config is in use, the trap receiver is not")
+                self.reload_problems = ["the new trap receiver settings failed (see the log)"]
                 return False
             log.info("config reloaded: %s", config.summary())
             return True

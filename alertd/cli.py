@@ -201,6 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlertdError as exc:
         print(f"alertd: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (``alertd incidents list | head``): nothing more to say, and
+        # Python's own flush at exit must not fail on the closed pipe either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -518,7 +523,8 @@ def _print_table(incidents: Sequence[Incident]) -> None:
 def _print_incident(i: Incident) -> None:
     print(f"incident #{i.id}  {i.priority} {i.level.label}  {i.state.value}")
     print(f"  summary:   {i.summary}")
-    print(f"  rule:      {i.rule} ({i.metric}), value {i.value}")
+    value = "unknown" if i.value is None else f"{i.value:g}"
+    print(f"  rule:      {i.rule} ({i.metric}), value {value}")
     print(f"  labels:    {', '.join(f'{k}={v}' for k, v in i.labels)}")
     print(f"  opened:    {_when(i.opened_at)}")
     if i.acknowledged_at:

@@ -53,6 +53,7 @@ class Inbound:
     now: Callable[[], float]
     applied: Callable[[Sequence[AlertEvent]], None]  # counts events, refreshes gauges
     reloader: Callable[[], Awaitable[bool]]
+    reload_problems: Callable[[], Sequence[str]] = lambda: ()
 
     # -- Prometheus ------------------------------------------------------------------------
     def receive_alerts(self, alerts: list[PostedAlert]) -> None:
@@ -146,6 +147,9 @@ class Inbound:
 
     async def reload(self) -> bool:
         return await self.reloader()
+
+    def reload_rejected_for(self) -> Sequence[str]:
+        return self.reload_problems()
 
     def member_by_phone(self, phone: str) -> str | None:
         """Return the name of the team member with this phone number, if any."""

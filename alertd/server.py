@@ -22,9 +22,12 @@ def build_web_app(
     ready: ReadyCheck,
     routes: Sequence[web.RouteDef] = (),
     authorize_reload: Callable[[web.Request], None] | None = None,
+    reload_problems: Callable[[], Sequence[str]] = lambda: (),
+    stopping: ReadyCheck = lambda: False,
 ) -> web.Application:
     """Return the aiohttp application serving alertd's operational endpoints, plus
-    ``routes`` (alert ingest, provider webhooks, acknowledge links)."""
+    ``routes`` (alert ingest, provider webhooks, acknowledge links). ``reload_problems``
+    says why the last reload was rejected; ``stopping``, that not ready means stopping."""
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -36,14 +39,17 @@ def build_web_app(
     async def is_ready(_: web.Request) -> web.Response:
         if ready():
             return web.Response(text="OK\n")
-        return web.Response(status=503, text="starting\n")
+        return web.Response(status=503, text="stopping\n" if stopping() else "starting\n")
 
     async def do_reload(request: web.Request) -> web.Response:
         if authorize_reload is not None:
             authorize_reload(request)  # raises 401/403 once tokens are configured
         if await reload():
             return web.Response(text="config reloaded\n")
-        return web.Response(status=500, text="config rejected; still running the previous one\n")
+        why = "".join(f"{problem}\n" for problem in reload_problems())
+        return web.Response(
+            status=500, text=f"config rejected; still running the previous one\n{why}"
+        )
 
     app = web.Application(client_max_size=64 * 1024)
     app.router.add_get("/metrics", metrics)

@@ -5,6 +5,7 @@ they land on the timeline and commit their notifications with them."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -56,3 +57,7 @@ class Operations(Protocol):
     def remove_window(self, kind: Literal["maintenance", "silence"], window_id: int) -> bool: ...
 
     async def reload(self) -> bool: ...
+
+    def reload_rejected_for(self) -> Sequence[str]:
+        """Why the last reload was rejected (file:line:col: key: message), if it was."""
+        ...

@@ -235,9 +235,13 @@ def api_v1_routes(ops: Operations, authorizer: Callable[[], Authorizer]) -> list
 
     async def reload(_: web.Request, __: Caller) -> web.StreamResponse:
         if not await ops.reload():
+            problems = list(ops.reload_rejected_for())
+            why = "; ".join(problems[:5]) + (
+                f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            )
             raise ApiError(
                 409,
-                "config rejected; still running the previous one (see the log)",
+                f"config rejected; still running the previous one: {why or 'see the log'}",
                 code="config_rejected",
             )
         return _json({"reloaded": True})

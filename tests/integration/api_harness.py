@@ -100,6 +100,7 @@ class Harness:
     clock: FakeClock
     reloads: list[bool] = field(default_factory=list)
     reload_result: bool = True
+    reload_problems: tuple[str, ...] = ()  # why a rejected reload was rejected
 
     @property
     def store(self) -> IncidentStore:
@@ -163,7 +164,14 @@ def build(state_dir: Path, config_dir: Path, now: float = T0) -> Harness:
         return h.reload_result
 
     inbound = Inbound(
-        manager, outbox, delivery, lambda: config, clock.now, lambda events: None, reloader
+        manager,
+        outbox,
+        delivery,
+        lambda: config,
+        clock.now,
+        lambda events: None,
+        reloader,
+        lambda: holder[0].reload_problems,
     )
     harness = Harness(config, inbound, clock)
     holder.append(harness)

@@ -441,8 +441,10 @@ async def test_reload(api: Api) -> None:
     status, body = await api.call("POST", "/api/v1/reload", "admin")
     assert (status, body) == (200, {"reloaded": True})
     api.h.reload_result = False
+    api.h.reload_problems = ("channels.yaml:9:63: channels.hook.retires: unknown key",)
     status, body = await api.call("POST", "/api/v1/reload", "admin")
     assert (status, body["code"]) == (409, "config_rejected")
+    assert "channels.yaml:9:63: channels.hook.retires: unknown key" in body["message"]
     assert api.h.reloads == [True, False]
 
 

@@ -3,6 +3,8 @@ nobody only when asked to (``--no-notify``), never because its config did not lo
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,33 @@ def test_the_config_dir_of_a_resolve_defaults_to_alertd_config_dir(
     monkeypatch.setenv("ALERTD_CONFIG_DIR", str(config))
     assert main(["incidents", "resolve", "1", "--state-dir", str(state)]) == 0
     assert rows(state, "SELECT channel FROM outbox") == [("log",)]
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path: Path) -> None:
+    # ``alertd incidents list | head -1``: more rows than a pipe holds, and the reader leaves
+    state_dir = tmp_path / "many"
+    conn = connect(state_dir)
+    open_incidents(conn, 3000)
+    conn.close()
+    argv = ["incidents", "list", "--state", "all", "--limit", "3000", "--state-dir", str(state_dir)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "alertd", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        assert b"SUMMARY" in proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0
+    assert b"Traceback" not in err
+
+
+def test_show_says_unknown_for_an_incident_without_a_value(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conn = connect(state)
+    conn.execute("UPDATE incidents SET value = NULL")
+    conn.commit()
+    conn.close()
+    assert main(["incidents", "show", "1", "--state-dir", str(state)]) == 0
+    assert "value unknown" in capsys.readouterr().out
