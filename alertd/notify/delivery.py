@@ -521,7 +521,13 @@ class Delivery:
             delay *= random.uniform(0.8, 1.2)
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
-            log.warning("notification via %s failed, retrying in %.0fs: %s", channel, delay, exc)
+            log.warning(
+                "notification for incident #%d via %s failed, retrying in %.0fs: %s",
+                intent.notification.incident.id,
+                channel,
+                delay,
+                exc,
+            )
             return AttemptResult(
                 intent,
                 outcome,

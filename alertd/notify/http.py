@@ -99,9 +99,11 @@ def redact_url(url: str, keep_path: int | None = None) -> str:
 
 
 def url_secrets(url: str, keep_path: int | None = None) -> list[str]:
-    """Return the parts of ``url`` that ``redact_url`` hides, raw and percent-decoded."""
+    """Return the parts of ``url`` that ``redact_url`` hides, raw and percent-decoded. Not
+    the URL itself: scrubbed part by part, it reads as ``redact_url`` shows it (a URL with
+    nothing secret in it stays readable in errors)."""
     parts = urlsplit(url)
-    pieces = [url, parts.query, parts.password or "", parts.username or ""]
+    pieces = [parts.query, parts.password or "", parts.username or ""]
     segments = parts.path.split("/")[1:] if parts.path else []
     if keep_path is not None:
         pieces += segments[keep_path:]

@@ -341,6 +341,19 @@ def test_errors_never_contain_the_token_even_when_the_provider_echoes_it(kind: s
     assert TOKENS[kind][0] not in repr(http)
 
 
+def test_errors_show_a_url_with_nothing_secret_in_it_as_it_is() -> None:
+    # which endpoint failed is what the reader needs; the URL was all "<secret>" before
+    plain = HttpClient("http://127.0.0.1:9312/err", timeout=1, keep_path=1)
+    err = plain.status_error(WHAT, response(500))
+    assert "POST http://127.0.0.1:9312/err" in str(err)
+    tokened = HttpClient("http://127.0.0.1:9312/hooks/abc123token", timeout=1, keep_path=1)
+    err = tokened.status_error(
+        WHAT, response(500, b"bad hook http://127.0.0.1:9312/hooks/abc123token")
+    )
+    assert "POST http://127.0.0.1:9312/hooks/<secret>" in str(err)
+    assert "abc123token" not in str(err)
+
+
 @pytest.mark.parametrize("kind", ["wecom", "webhook"])
 async def test_a_failing_template_is_a_permanent_template_error(kind: str) -> None:
     data = {"type": kind, "url": URLS["wecom"][0], "template": {"short": "{{ no_such_var }}"}}

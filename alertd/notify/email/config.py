@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from alertd.config.types import Duration
 from alertd.notify.render import MessageTemplates
 from alertd.notify.secret_file import read_secret_file
 
@@ -55,7 +56,7 @@ class EmailChannelConfig(BaseModel):
     password_file: Path | None = None
     from_: str = Field(alias="from")
     to: list[str] = Field(default_factory=list)
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Duration = Field(default=10.0, gt=0)
     validate_certs: bool = True
     cafile: Path | None = None
     subject_prefix: str = ""
@@ -64,7 +65,7 @@ class EmailChannelConfig(BaseModel):
     # SMTP sessions kept open and reused; sends beyond that many wait for a free one
     connections: int = Field(default=1, ge=1, le=16)
     # seconds an unused session stays open before it is closed with QUIT
-    idle_timeout: float = Field(default=30.0, gt=0)
+    idle_timeout: Duration = Field(default=30.0, gt=0)
 
     @field_validator("from_")
     @classmethod

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from alertd.config.types import Duration
 from alertd.notify.render import MessageTemplates
 from alertd.notify.secret_file import read_secret_file
 
@@ -48,7 +49,7 @@ class SmsChannelConfig(BaseModel):
     api_base_url: str = TWILIO_API
     # where Twilio posts delivery status: usually the daemon's public URL + /hooks/twilio/status
     status_callback_url: str | None = None
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Duration = Field(default=10.0, gt=0)
     # 10 segments of 153 GSM-7 characters stay within Twilio's 1600-character body limit
     max_segments: int = Field(default=3, ge=1, le=10)
     template: MessageTemplates | None = None
