@@ -48,6 +48,7 @@ def test_a_test_message_arrives_and_the_command_says_so(
     (message,) = smtp_server.messages
     assert message.rcpt_tos == ("wang@example.com",)
     assert b"Test message from alertd via mail" in message.content
+    assert b"Subject: [P4] TEST #0 minor" in message.content  # no real incident's number
 
 
 def test_to_overrides_the_team(
