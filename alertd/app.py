@@ -566,7 +566,9 @@ class App:
             except Exception as exc:
                 log.exception("reload failed while building; keeping the running config")
                 self.metrics.reload_success.set(0)
-                self.reload_problems = [f"building the new config failed: {exc!r}"]
+                self.reload_problems = [
+                    f"building the new config failed ({type(exc).__name__}; see the log)"
+                ]
                 return False
             self.reload_problems = []
             running = self.config_of_traps

@@ -186,11 +186,15 @@ class Inbound:
             detail = f"{n.transition.value} via {n.channel}: provider says {status}"
             if error_code:
                 detail += f" (error {error_code})"
+            failed = status in FAILED_STATUSES
+            if failed and self.outbox.has_newer_news(intent):
+                detail += "; not failed over: newer news of the incident is out"
+                failed = False
             self.manager.store.add_timeline(n.incident.id, now, "notification", detail, n.channel)
-            if status in FAILED_STATUSES:  # the same failover as a failed send
+            if failed:  # the same failover as a failed send
                 why = f"provider says {status} {error_code}".strip()
                 self.delivery.fail_over(intent, n.recipients, why, now)
-        if status in FAILED_STATUSES:
+        if failed:
             self.delivery.wake()
         return True
 

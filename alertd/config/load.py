@@ -385,19 +385,8 @@ class _Loader:
                         "failover loops back: " + " -> ".join([*seen, at]),
                     )
                 )
-        send_timeout = ch.delivery.send_timeout
         for channel_name, channel_cfg in ch.channels.items():
             self._check_file_settings(doc, ("channels", channel_name), channel_cfg)
-            timeout = getattr(channel_cfg, "timeout", None)
-            if timeout is not None and timeout >= send_timeout:
-                # the outbox cuts every send off at send_timeout: this one would never apply
-                self.problems.append(
-                    doc.problem(
-                        ("channels", channel_name, "timeout"),
-                        f"{timeout:g}s is not under delivery.send_timeout ({send_timeout:g}s), "
-                        "which cuts each send off first: raise delivery.send_timeout too",
-                    )
-                )
         matrix = ch.priorities.matrix
         for impact, row in matrix.items():
             missing = [lv for lv in ("critical", "major", "minor") if lv not in row]

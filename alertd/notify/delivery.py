@@ -31,7 +31,7 @@ from alertd.errors import FailureReason, NotifyError
 from alertd.metrics import Metrics
 from alertd.model import Notification
 from alertd.notify.notifier import Notifier, Sent, known_unsent, nothing_written_yet
-from alertd.notify.outbox import AttemptResult, Intent, OutboxStore
+from alertd.notify.outbox import DIGEST_KEY_PREFIX, AttemptResult, Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
 from alertd.state.db import writers_turn_async
 
@@ -289,6 +289,8 @@ class Delivery:
         with self.store.transaction():
             # read before this turn had the lock: the daemon may have superseded some since
             pending = self.store.still_pending([i.id for i in due])
+            if self._holding:  # ... and what was held (then nothing is held any more)
+                self._holding = self.store.holding()
             for intent in due:
                 if intent.id not in pending:
                     continue
@@ -366,7 +368,7 @@ class Delivery:
             digest = replace(
                 latest,
                 recipients=recipients,
-                key=f"digest.{channel}.{held_for}.{members[0].id}-{members[-1].id}",
+                key=f"{DIGEST_KEY_PREFIX}{channel}.{held_for}.{members[0].id}-{members[-1].id}",
                 digest=tuple(_line(n) for n in notes),
                 alerts=(),
             )
@@ -564,7 +566,10 @@ class Delivery:
                     self._follow_up_alone(r, sent, now)
                     for r, sent in batch
                     if (r.state == "failed" or (sent is not None and sent.refused))
-                    and r.intent.id not in superseded  # newer news replaces it: no failover
+                    # old news is not failed over nor retried for a recipient: newer news is
+                    # on its way to the same people
+                    and r.intent.id not in superseded
+                    and not self.store.has_newer_news(r.intent)
                 )
         except Exception:
             # nothing was written (a locked or full database): keep the outcomes and try

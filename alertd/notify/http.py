@@ -99,11 +99,13 @@ def redact_url(url: str, keep_path: int | None = None) -> str:
 
 
 def url_secrets(url: str, keep_path: int | None = None) -> list[str]:
-    """Return the parts of ``url`` that ``redact_url`` hides, raw and percent-decoded. Not
-    the URL itself: scrubbed part by part, it reads as ``redact_url`` shows it (a URL with
-    nothing secret in it stays readable in errors)."""
+    """Return the parts of ``url`` that ``redact_url`` hides, raw and percent-decoded, and
+    the whole URL if it hides anything (a short password, a fragment). A URL with nothing
+    to hide is no secret: errors show it as it is."""
     parts = urlsplit(url)
     pieces = [parts.query, parts.password or "", parts.username or ""]
+    if redact_url(url, keep_path) != url:
+        pieces.append(url)
     segments = parts.path.split("/")[1:] if parts.path else []
     if keep_path is not None:
         pieces += segments[keep_path:]

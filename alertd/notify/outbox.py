@@ -11,7 +11,8 @@ Newer news wins: when an incident change commits a notification (``enqueue(...,
 supersede=True)``), the incident's older intents for the same channel and team that have
 not gone out yet become ``superseded`` and are never sent: a provider that was down while an
 incident opened and resolved gets "resolved", not a stale "opened" after it. One in flight
-then is let finish; if it fails, it is not tried again (nor failed over).
+then is let finish; if it fails, it is not tried again (nor failed over: ``has_newer_news``).
+Digests stand for several incidents and are never superseded.
 """
 
 from __future__ import annotations
@@ -29,9 +30,16 @@ from alertd.state.db import write_transaction
 
 Outcome = Literal["ok", "retryable", "permanent", "ambiguous"]
 FINAL_STATES = ("delivered", "failed", "digested", "superseded")
+DIGEST_KEY_PREFIX = "digest."  # a digest intent's key: it stands for several incidents
 # transitions that cannot follow an earlier notification of the same incident (a new one)
 # or are not about the incident (a test message): they supersede nothing
 _NOTHING_BEFORE = (Transition.OPENED, Transition.TEST)
+
+
+def _news_after_news(n: Notification) -> bool:
+    """Whether ``n`` may supersede older notifications of its incident."""
+    return n.transition not in _NOTHING_BEFORE and not n.digest
+
 
 _COLUMNS = "id, key, state, attempts, created_at, team, failover_of, payload, provider_status"
 
@@ -201,9 +209,7 @@ class OutboxStore:
         if self.prepare is not None:
             notifications = [self.prepare(n) for n in notifications]
         if supersede:
-            for n in notifications:
-                if n.transition not in _NOTHING_BEFORE and not n.digest:
-                    self._supersede(n, now)
+            self._supersede([n for n in notifications if _news_after_news(n)], now)
         rows = [
             (
                 n.key,
@@ -353,36 +359,58 @@ class OutboxStore:
         )
         return {(r[0], r[1]) for r in rows}
 
-    def _supersede(self, newer: Notification, now: float) -> None:
-        """Mark the incident's unsent intents for ``newer``'s channel and team superseded:
+    def _supersede(self, newer: Sequence[Notification], now: float) -> None:
+        """Mark the unsent intents that ``newer`` supersede (same incident, channel, team):
         one waiting (pending, held) gets a timeline line now; one in flight finishes as it
-        may (``record``)."""
-        what = newer.transition.value
-        where = (newer.incident.id, newer.channel, newer.team, newer.key)
-        same = "incident_id = ? AND channel = ? AND team = ? AND key != ?"
-        waiting = self.conn.execute(
-            "UPDATE outbox SET state = 'superseded', updated_at = ?, last_error = ? "
-            f"WHERE {same} AND state IN ('pending', 'held') RETURNING transition, recipients",
-            (now, f"superseded by the {what} notification", *where),
+        may (``record``). One SELECT for the batch; usually it finds nothing (the older news
+        went out long ago). Digests stand for several incidents: never superseded."""
+        if not newer:
+            return
+        latest = {(n.incident.id, n.channel, n.team): n for n in newer}
+        keys = {n.key for n in newer}  # the same notification committed again: not older
+        incident_ids = sorted({n.incident.id for n in newer})
+        marks = ",".join("?" * len(incident_ids))
+        rows = self.conn.execute(
+            "SELECT id, incident_id, channel, team, key, state, transition, recipients "
+            f"FROM outbox WHERE incident_id IN ({marks}) "
+            "AND state IN ('pending', 'held', 'sending') AND key NOT LIKE ?",
+            (*incident_ids, DIGEST_KEY_PREFIX + "%"),
         ).fetchall()
-        self.conn.execute(
-            f"UPDATE outbox SET state = 'superseded' WHERE {same} AND state = 'sending'", where
+        updates: list[tuple[float, str, int]] = []
+        timeline: list[tuple[int, float, str, str, str]] = []
+        for row_id, incident_id, channel, team, key, state, transition, recipients in rows:
+            n = latest.get((incident_id, channel, team))
+            if n is None or key in keys:
+                continue
+            what = n.transition.value
+            if state == "sending":
+                why = f"superseded by the {what} notification while in flight"
+            else:
+                why = f"superseded by the {what} notification"
+                who = ", ".join(compact_json.loads(recipients)) or "-"
+                line = f"{transition} via {channel} to {who}: not sent: {why}"
+                timeline.append((incident_id, now, "superseded", line, channel))
+            updates.append((now, why, row_id))
+        self.conn.executemany(
+            "UPDATE outbox SET state = 'superseded', updated_at = ?, last_error = ? WHERE id = ?",
+            updates,
         )
         self.conn.executemany(
             "INSERT INTO timeline (incident_id, ts, kind, detail, actor) VALUES (?, ?, ?, ?, ?)",
-            [
-                (
-                    newer.incident.id,
-                    now,
-                    "notification",
-                    f"{transition} via {newer.channel} to "
-                    f"{', '.join(compact_json.loads(recipients)) or '-'}: "
-                    f"not sent: superseded by the {what} notification",
-                    newer.channel,
-                )
-                for transition, recipients in waiting
-            ],
+            timeline,
         )
+
+    def has_newer_news(self, intent: Intent) -> bool:
+        """Whether a notification of a later incident change to the same channel and team
+        was committed after ``intent`` (not a copy of it: a failover, a split recipient, a
+        digest): then ``intent``'s failure is not followed up (no failover of old news)."""
+        n = intent.notification
+        row = self.conn.execute(
+            "SELECT 1 FROM outbox WHERE incident_id = ? AND channel = ? AND team = ? "
+            "AND id > ? AND failover_of IS NULL AND key NOT LIKE ? AND key NOT LIKE ? LIMIT 1",
+            (n.incident.id, n.channel, n.team, intent.id, DIGEST_KEY_PREFIX + "%", f"{n.key}~%"),
+        ).fetchone()
+        return row is not None
 
     def narrow(self, intent: Intent, recipients: tuple[str, ...]) -> Intent:
         """Keep only ``recipients`` on an intent (the rest were split off)."""
@@ -449,7 +477,8 @@ class OutboxStore:
                     r,
                     state="superseded",
                     next_at=None,
-                    detail=f"{r.detail}; not tried again: a newer notification superseded it",
+                    detail=r.detail.split("; retrying in ")[0]
+                    + "; not tried again: a newer notification superseded it",
                 )
                 if r.intent.id in superseded
                 else r

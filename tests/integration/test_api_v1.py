@@ -231,7 +231,7 @@ async def test_ack_resolve_comment_record_the_token_name(api: Api) -> None:
         ("resolved", "responder", "resolved by hand via api"),
         # nothing delivers here: the unsent "opened" page is old news now
         (
-            "notification",
+            "superseded",
             "log",
             "opened via log to -: not sent: superseded by the resolved notification",
         ),

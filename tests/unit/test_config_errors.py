@@ -175,21 +175,6 @@ def test_email_combination_errors_point_at_the_channel(
     )
 
 
-def test_a_channel_timeout_the_outbox_would_cut_off_first_is_an_error(tmp_path: Path) -> None:
-    base = (BASE / "channels.yaml").read_text()
-    text = base.replace(
-        "    to: [ops@example.com]\n", "    to: [ops@example.com]\n    timeout: 60s\n"
-    )
-    directory = make_config(tmp_path, files={"channels.yaml": text})
-    assert problems_of(directory) == [
-        "channels.yaml:8:14: channels.ops-mail.timeout: 60s is not under "
-        "delivery.send_timeout (30s), which cuts each send off first: raise "
-        "delivery.send_timeout too"
-    ]
-    raised = text + "delivery: {send_timeout: 90s}\n"
-    load_config(make_config(tmp_path / "raised", files={"channels.yaml": raised}), env={})
-
-
 def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(make_config(tmp_path, "duplicate_key"), env={})

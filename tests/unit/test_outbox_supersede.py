@@ -15,11 +15,16 @@ import pytest
 
 from alertd.clock import FakeClock
 from alertd.errors import FailureReason, NotifyError
+from alertd.inbound import Inbound
+from alertd.incidents.manager import IncidentManager
 from alertd.incidents.routing import failover_for, notifications_for
 from alertd.model import Incident, IncidentState, Notification, Transition
 from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.notifier import Sent
+from alertd.notify.outbox import Intent, OutboxStore
+from alertd.notify.ratelimit import Limiter
 from alertd.state.db import connect
+from alertd.state.incidents import IncidentStore
 from tests.open_incidents import open_incidents
 from tests.unit.test_outbox import CHANNELS, Channel, delivery_for, fail, timeline
 
@@ -157,3 +162,113 @@ async def test_a_page_superseded_after_the_worker_read_it_is_not_claimed(
     assert mail.attempts == []
     await d.settle()
     assert [n.transition for n in mail.sent] == [Transition.RESOLVED]
+
+
+async def test_a_digest_is_never_superseded_by_one_of_its_incidents(
+    db: sqlite3.Connection,
+) -> None:
+    # a digest carries its newest member's incident: a later change of that one incident
+    # must not take the other incidents' held pages down with it
+    clock = FakeClock()
+    incidents = open_incidents(db, 5)
+    robot = Channel("robot", [lambda n: None, lambda n: None, fail(True)])  # digest fails once
+    d = delivery_for(db, {"robot": robot}, clock, limiter=Limiter({"robot": ((2, 60.0),)}))
+    opened = [Notification(i, Transition.OPENED, "robot", key=f"{i.id}.opened") for i in incidents]
+    commit_news(d, opened, clock)
+    await d.settle()
+    clock.advance(60.0)
+    await d.settle()  # the digest of #3-#5 went out and failed: pending again
+    last = dataclasses.replace(incidents[-1], state=IncidentState.RESOLVED, resolved_at=0.0)
+    commit_news(d, [Notification(last, Transition.RESOLVED, "robot", key="5.resolved")], clock)
+    for _ in range(4):
+        clock.advance(600.0)
+        await d.settle()
+    digests = [n for n in robot.sent if n.digest]
+    assert len(digests) == 1
+    assert len(digests[0].digest) == 3  # #3, #4 and #5's pages, none lost
+    assert d.store.counts().get("superseded", 0) == 0
+
+
+class RefusesOne(Channel):
+    """The first (opened) mail waits for ``gate``, then one of its two recipients is refused
+    for now (4xx): a retry for them alone would follow."""
+
+    def __init__(self) -> None:
+        super().__init__("mail")
+        self.gate = asyncio.Event()
+
+    async def send(self, n: Notification) -> Sent | None:
+        self.attempts.append(n)
+        if n.transition is Transition.OPENED and len(self.attempts) == 1:
+            await self.gate.wait()
+            self.sent.append(n)
+            return Sent(refused=((n.recipients[1], "450 mailbox busy"),))
+        self.sent.append(n)
+        return None
+
+
+async def test_old_news_refused_for_one_recipient_is_not_retried_after_newer_news(
+    db: sqlite3.Connection,
+) -> None:
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail = RefusesOne()
+    d = delivery_for(db, {"mail": mail}, clock)
+    commit_news(d, news(incident, Transition.OPENED, clock), clock)
+    d.pump()
+    await asyncio.sleep(0.02)  # the opened mail is in flight
+    commit_news(d, news(incident, Transition.RESOLVED, clock), clock)
+    await d.settle(1.0)  # the resolved one goes out to both
+    mail.gate.set()
+    for _ in range(3):
+        clock.advance(30.0)
+        await d.settle()
+    assert [n.transition for n in mail.sent] == [Transition.RESOLVED, Transition.OPENED]
+    assert len(mail.attempts) == 2  # no "opened" retry for the refused recipient after it
+
+
+class FailOvers:
+    """The delivery control ``Inbound`` tells of a provider's late failure."""
+
+    def __init__(self) -> None:
+        self.failed_over: list[int] = []
+
+    def wake(self) -> None:
+        pass
+
+    def fail_over(self, intent: Intent, recipients: tuple[str, ...], why: str, now: float) -> int:
+        self.failed_over.append(intent.id)
+        return 1
+
+
+@pytest.mark.parametrize("newer_news", [False, True])
+async def test_a_late_undelivered_status_fails_over_only_what_is_still_news(
+    db: sqlite3.Connection, newer_news: bool
+) -> None:
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    controls = FailOvers()
+    outbox = OutboxStore(db)
+
+    async def no_reload() -> bool:
+        return False
+
+    inbound = Inbound(
+        IncidentManager(IncidentStore(db), CHANNELS),
+        outbox,
+        controls,
+        lambda: None,  # type: ignore[arg-type,return-value]  # not read here
+        clock.now,
+        lambda events: None,
+        no_reload,
+    )
+    d = delivery_for(db, {}, clock)
+    commit_news(d, news(incident, Transition.OPENED, clock), clock)
+    db.execute("UPDATE outbox SET state = 'delivered', provider_id = 'SM1'")  # the provider took it
+    if newer_news:
+        commit_news(d, news(incident, Transition.RESOLVED, clock), clock)
+    assert inbound.provider_status("SM1", "undelivered", "30003")
+    assert controls.failed_over == ([] if newer_news else [1])
+    said = [line for line in timeline(db, incident.id) if "provider says undelivered" in line]
+    assert len(said) == 1
+    assert ("not failed over: newer news" in said[0]) is newer_news
