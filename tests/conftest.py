@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -14,6 +16,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from alertd.notify.email.config import EmailChannelConfig
 from alertd.notify.email.notifier import EmailNotifier
+from alertd.state.db import connect
 
 
 def pytest_asyncio_loop_factories(
@@ -248,3 +251,11 @@ async def new_notifier() -> AsyncIterator[NewNotifier]:
     yield new
     for notifier in made:
         await notifier.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A fresh state database (all migrations applied) in ``tmp_path``."""
+    conn = connect(tmp_path)
+    yield conn
+    conn.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -24,18 +23,10 @@ from alertd.notify.email.notifier import EmailNotifier
 from alertd.notify.log.config import LogChannelConfig
 from alertd.notify.log.notifier import LogNotifier
 from alertd.notify.outbox import OutboxStore
-from alertd.state.db import connect
 from alertd.state.incidents import IncidentStore
 from tests.conftest import SmtpServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = connect(tmp_path)
-    yield conn
-    conn.close()
 
 
 def channels(port: int) -> ChannelsFile:

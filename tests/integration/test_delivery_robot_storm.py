@@ -5,8 +5,7 @@ enforces the limit the way DingTalk does (errcode 130101 past 20 in a minute).""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -21,7 +20,6 @@ from alertd.notify.im.limits import DEFAULT_RATE_LIMITS
 from alertd.notify.im.notifiers import im_notifier
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.ratelimit import Limiter
-from alertd.state.db import connect
 from alertd.state.incidents import IncidentStore
 
 pytestmark = pytest.mark.integration
@@ -44,13 +42,6 @@ class Robot:
             return web.json_response({"errcode": 130101, "errmsg": "send too fast"})
         self.accepted.append((now, body["text"]["content"]))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = connect(tmp_path)
-    yield conn
-    conn.close()
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -21,7 +20,6 @@ from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.webhook.config import WebhookChannelConfig
 from alertd.notify.webhook.notifier import WebhookNotifier
-from alertd.state.db import connect
 from tests.open_incidents import open_incidents
 
 pytestmark = pytest.mark.integration
@@ -45,13 +43,6 @@ class Receiver:
             await self.release.wait()
         self.received.append(body["incident"]["key"])
         return web.Response(status=200)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = connect(tmp_path)
-    yield conn
-    conn.close()
 
 
 async def serve(receiver: Receiver) -> tuple[web.AppRunner, str]:

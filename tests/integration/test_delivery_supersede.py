@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -20,18 +18,10 @@ from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.webhook.config import WebhookChannelConfig
 from alertd.notify.webhook.notifier import WebhookNotifier
-from alertd.state.db import connect
 from tests.integration.test_delivery_stalled_channel import serve_handler
 from tests.open_incidents import open_incidents
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = connect(tmp_path)
-    yield conn
-    conn.close()
 
 
 async def test_a_receiver_back_after_an_outage_gets_resolved_not_a_stale_opened(

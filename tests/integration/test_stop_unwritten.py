@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -26,7 +25,6 @@ from alertd.notify.notifier import Notifier
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.sms.config import SmsChannelConfig
 from alertd.notify.sms.notifier import SmsNotifier
-from alertd.state.db import connect
 from tests.open_incidents import open_incidents
 
 pytestmark = pytest.mark.integration
@@ -55,13 +53,6 @@ async def serve(handle: Handler) -> AsyncIterator[int]:
     listener = await asyncio.start_server(handle, "127.0.0.1", 0, family=socket.AF_INET)
     async with listener:
         yield listener.sockets[0].getsockname()[1]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = connect(tmp_path)
-    yield conn
-    conn.close()
 
 
 async def stop_mid_send(

@@ -11,7 +11,6 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -38,7 +37,6 @@ from alertd.notify.outbox import (
 )
 from alertd.notify.ratelimit import Limiter, SlidingWindow
 from alertd.notify.registry import LogInstead
-from alertd.state.db import connect
 from tests.open_incidents import open_incidents
 
 Behaviour = Callable[[Notification], Sent | None]
@@ -74,13 +72,6 @@ def fail(retryable: bool, *, ambiguous: bool = False, retry_after: float | None 
         )
 
     return behave
-
-
-@pytest.fixture
-def db(tmp_path: Path):  # type: ignore[no-untyped-def]
-    conn = connect(tmp_path)
-    yield conn
-    conn.close()
 
 
 def note(

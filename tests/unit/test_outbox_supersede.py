@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,17 +21,9 @@ from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.notifier import Sent
 from alertd.notify.outbox import Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
-from alertd.state.db import connect
 from alertd.state.incidents import IncidentStore
 from tests.open_incidents import open_incidents
 from tests.unit.test_outbox import CHANNELS, Channel, delivery_for, fail, timeline
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = connect(tmp_path)
-    yield conn
-    conn.close()
 
 
 def news(incident: Incident, transition: Transition, clock: FakeClock) -> list[Notification]:
