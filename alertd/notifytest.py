@@ -109,7 +109,8 @@ async def send_test(
             state = store.counts()
             delivered = state.get("delivered", 0) == 1
             if not delivered:
-                lines.append("not delivered" + (" (gave up waiting)" if "pending" in state else ""))
+                gave_up = f" (no more retries: --timeout {within:g}s is up)"
+                lines.append("not delivered" + (gave_up if "pending" in state else ""))
         finally:
             conn.close()
             for each in notifiers.values():

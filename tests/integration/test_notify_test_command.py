@@ -67,6 +67,10 @@ def test_an_unreachable_server_is_reported_with_each_attempt(
     out = capsys.readouterr().out
     assert code == 1
     assert "retryable: attempt 1 failed (connect)" in out
+    lines = out.splitlines()
+    (verdict,) = [i for i, line in enumerate(lines) if line.startswith("not delivered")]
+    if "retrying in" in lines[verdict - 1]:  # the last attempt meant to retry: say it won't
+        assert lines[verdict].startswith("not delivered (no more retries: --timeout 2.5s")
     assert out.rstrip().endswith("FAILED")
 
 
