@@ -22,7 +22,7 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -288,9 +288,9 @@ class Delivery:
         digests: list[Intent] = []
         with self.store.transaction():
             # read before this turn had the lock: the daemon may have superseded some since
-            pending = self.store.still_pending([i.id for i in due])
+            pending = self.store.in_state([i.id for i in due], "pending")
             if self._holding:  # ... and what was held (then nothing is held any more)
-                self._holding = self.store.holding()
+                self._holding = self.store.still_held(self._holding)
             for intent in due:
                 if intent.id not in pending:
                     continue
@@ -561,14 +561,13 @@ class Delivery:
         now = self.clock.now()
         try:
             with self.store.transaction():
-                superseded = self.store.record([r for r, _ in batch], now)
+                self.store.record(self._not_retried_if_superseded(batch), now)
                 follow_ups = sum(
                     self._follow_up_alone(r, sent, now)
                     for r, sent in batch
                     if (r.state == "failed" or (sent is not None and sent.refused))
                     # old news is not failed over nor retried for a recipient: newer news is
                     # on its way to the same people
-                    and r.intent.id not in superseded
                     and not self.store.has_newer_news(r.intent)
                 )
         except Exception:
@@ -587,6 +586,27 @@ class Delivery:
         if follow_ups:
             self.wake()
         return True
+
+    def _not_retried_if_superseded(
+        self, batch: Sequence[tuple[AttemptResult, Sent | None]]
+    ) -> list[AttemptResult]:
+        """The results to record: one that did not go out, of an intent an incident change
+        superseded while it was in flight, stays ``superseded`` (not tried again)."""
+        results = [r for r, _ in batch]
+        unsent = [r.intent.id for r in results if r.state != "delivered"]
+        superseded = self.store.in_state(unsent, "superseded")
+        return [
+            replace(
+                r,
+                state="superseded",
+                next_at=None,
+                detail=r.detail.split("; retrying in ")[0]
+                + "; not tried again: a newer notification superseded it",
+            )
+            if r.intent.id in superseded
+            else r
+            for r in results
+        ]
 
     def _follow_up_alone(self, result: AttemptResult, sent: Sent | None, now: float) -> int:
         """``_follow_up`` in a savepoint: a bug in one failover cannot undo the batch. (Only

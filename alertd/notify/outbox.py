@@ -11,7 +11,8 @@ Newer news wins: when an incident change commits a notification (``enqueue(...,
 supersede=True)``), the incident's older intents for the same channel and team that have
 not gone out yet become ``superseded`` and are never sent: a provider that was down while an
 incident opened and resolved gets "resolved", not a stale "opened" after it. One in flight
-then is let finish; if it fails, it is not tried again (nor failed over: ``has_newer_news``).
+then is let finish; if it fails, it is not tried again (``Delivery.flush``) nor failed over
+(``has_newer_news``).
 Digests stand for several incidents and are never superseded.
 """
 
@@ -300,13 +301,14 @@ class OutboxStore:
             ).fetchone()
         return row[0] if row else None
 
-    def still_pending(self, ids: Sequence[int]) -> set[int]:
-        """Which of ``ids`` are still pending (an incident change may supersede them)."""
+    def in_state(self, ids: Sequence[int], state: str) -> set[int]:
+        """Which of ``ids`` are in ``state`` now (the daemon may have superseded some since
+        the worker read them)."""
         if not ids:
             return set()
         marks = ",".join("?" * len(ids))
         rows = self.conn.execute(
-            f"SELECT id FROM outbox WHERE id IN ({marks}) AND state = 'pending'", ids
+            f"SELECT id FROM outbox WHERE id IN ({marks}) AND state = ?", (*ids, state)
         )
         return {row[0] for row in rows}
 
@@ -358,6 +360,19 @@ class OutboxStore:
             "SELECT DISTINCT channel, held_for FROM outbox WHERE state = 'held'"
         )
         return {(r[0], r[1]) for r in rows}
+
+    def still_held(self, holding: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``holding`` (channel, held_for) still hold anything: one index probe
+        each, not a scan of every held intent as ``holding`` does."""
+        return {
+            (channel, held_for)
+            for channel, held_for in holding
+            if self.conn.execute(
+                "SELECT 1 FROM outbox WHERE channel = ? AND held_for = ? AND state = 'held' "
+                "LIMIT 1",
+                (channel, held_for),
+            ).fetchone()
+        }
 
     def _supersede(self, newer: Sequence[Notification], now: float) -> None:
         """Mark the unsent intents that ``newer`` supersede (same incident, channel, team):
@@ -455,35 +470,10 @@ class OutboxStore:
         return [(r[0], r[1]) for r in rows]
 
     # -- attempts ---------------------------------------------------------------------------
-    def record(self, results: Sequence[AttemptResult], now: float) -> set[int]:
+    def record(self, results: Sequence[AttemptResult], now: float) -> None:
         """Record attempt outcomes (within the caller's transaction): the intents' new
         state, one attempt row each, and one timeline line per incident told (none for a
-        ``quiet`` one). Return the ids of intents superseded while in flight that did not
-        go out: they stay ``superseded`` (not retried, not failed over)."""
-        unsent = [r.intent.id for r in results if r.state != "delivered"]
-        superseded: set[int] = set()
-        if unsent:
-            marks = ",".join("?" * len(unsent))
-            superseded = {
-                row[0]
-                for row in self.conn.execute(
-                    f"SELECT id FROM outbox WHERE id IN ({marks}) AND state = 'superseded'",
-                    unsent,
-                )
-            }
-        if superseded:
-            results = [
-                replace(
-                    r,
-                    state="superseded",
-                    next_at=None,
-                    detail=r.detail.split("; retrying in ")[0]
-                    + "; not tried again: a newer notification superseded it",
-                )
-                if r.intent.id in superseded
-                else r
-                for r in results
-            ]
+        ``quiet`` one)."""
         self.conn.executemany(
             "UPDATE outbox SET state = ?, next_at = COALESCE(?, next_at), updated_at = ?, "
             "provider_id = COALESCE(NULLIF(?, ''), provider_id), "
@@ -521,7 +511,6 @@ class OutboxStore:
             "INSERT INTO timeline (incident_id, ts, kind, detail, actor) VALUES (?, ?, ?, ?, ?)",
             timeline,
         )
-        return superseded
 
     def recover(self, now: float) -> list[Intent]:
         """After a restart: every intent caught ``sending`` was in flight when alertd stopped.

@@ -12,7 +12,6 @@ import sqlite3
 import pytest
 
 from alertd.clock import FakeClock
-from alertd.errors import FailureReason, NotifyError
 from alertd.inbound import Inbound
 from alertd.incidents.manager import IncidentManager
 from alertd.incidents.routing import failover_for, notifications_for
@@ -23,7 +22,7 @@ from alertd.notify.outbox import Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
 from alertd.state.incidents import IncidentStore
 from tests.open_incidents import open_incidents
-from tests.unit.test_outbox import CHANNELS, Channel, delivery_for, fail, timeline
+from tests.unit.test_outbox import CHANNELS, Behaviour, Channel, delivery_for, fail, timeline
 
 
 def news(incident: Incident, transition: Transition, clock: FakeClock) -> list[Notification]:
@@ -98,20 +97,24 @@ async def test_only_the_same_incidents_older_news_to_the_same_team_is_superseded
     assert old.startswith(f"{first.id}.opened.")
 
 
-class Gate(Channel):
-    """The first send waits for ``gate``, then fails for good; the others go through."""
+class Gated(Channel):
+    """The first send waits for ``gate``, then ends as ``first`` says (it raises, or says
+    what the provider answered); the others go through."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, first: Behaviour) -> None:
         super().__init__(name)
+        self.first = first
         self.gate = asyncio.Event()
 
     async def send(self, n: Notification) -> Sent | None:
         self.attempts.append(n)
-        if len(self.attempts) == 1:
-            await self.gate.wait()
-            raise NotifyError("500 after all", retryable=False, reason=FailureReason.SERVER_ERROR)
+        if len(self.attempts) > 1:
+            self.sent.append(n)
+            return None
+        await self.gate.wait()
+        answer = self.first(n)
         self.sent.append(n)
-        return None
+        return answer
 
 
 async def test_a_page_in_flight_when_superseded_is_neither_retried_nor_failed_over(
@@ -119,7 +122,7 @@ async def test_a_page_in_flight_when_superseded_is_neither_retried_nor_failed_ov
 ) -> None:
     clock = FakeClock()
     (incident,) = open_incidents(db, 1)
-    mail, log = Gate("mail"), Channel("log")
+    mail, log = Gated("mail", fail(False)), Channel("log")  # the opened page: a 500 in the end
     d = failing_over(db, {"mail": mail, "log": log}, clock)
     commit_news(d, news(incident, Transition.OPENED, clock), clock)
     d.pump()
@@ -179,30 +182,13 @@ async def test_a_digest_is_never_superseded_by_one_of_its_incidents(
     assert d.store.counts().get("superseded", 0) == 0
 
 
-class RefusesOne(Channel):
-    """The first (opened) mail waits for ``gate``, then one of its two recipients is refused
-    for now (4xx): a retry for them alone would follow."""
-
-    def __init__(self) -> None:
-        super().__init__("mail")
-        self.gate = asyncio.Event()
-
-    async def send(self, n: Notification) -> Sent | None:
-        self.attempts.append(n)
-        if n.transition is Transition.OPENED and len(self.attempts) == 1:
-            await self.gate.wait()
-            self.sent.append(n)
-            return Sent(refused=((n.recipients[1], "450 mailbox busy"),))
-        self.sent.append(n)
-        return None
-
-
 async def test_old_news_refused_for_one_recipient_is_not_retried_after_newer_news(
     db: sqlite3.Connection,
 ) -> None:
     clock = FakeClock()
     (incident,) = open_incidents(db, 1)
-    mail = RefusesOne()
+    # the opened mail is refused for now (4xx) for one of its two recipients, in the end
+    mail = Gated("mail", lambda n: Sent(refused=((n.recipients[1], "450 mailbox busy"),)))
     d = delivery_for(db, {"mail": mail}, clock)
     commit_news(d, news(incident, Transition.OPENED, clock), clock)
     d.pump()
