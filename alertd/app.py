@@ -50,7 +50,7 @@ from alertd.incidents.kpi import KpiReport, compute_kpis
 from alertd.incidents.kpi_facts import FactsCache
 from alertd.incidents.maintenance import from_config, from_rows
 from alertd.incidents.manager import IncidentManager
-from alertd.incidents.routing import failover_for
+from alertd.incidents.routing import fallbacks_for
 from alertd.ingest import external
 from alertd.ingest.alertmanager import IngestLimits
 from alertd.ingest.backpressure import Backpressure
@@ -393,7 +393,7 @@ class App:
             self.delivery.wake()
 
     def _failover(self, n: Notification, failed: tuple[str, ...], why: str) -> list[Notification]:
-        return failover_for(n, failed, why, self.config.channels)
+        return fallbacks_for(n, failed, why, self.config.channels, self.outbox.channels_told)
 
     # -- traps --------------------------------------------------------------------------
     async def _start_traps(self, config: Config) -> TrapReceiver | None:

@@ -6,7 +6,7 @@ steps say who is paged at once and who later; a plain ``notify`` is a single ste
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from alertd.config.channels import ChannelsFile, EscalationStep, Member, Route
@@ -154,6 +154,39 @@ def member_addresses(members: Sequence[Member], channel_type: str) -> list[str]:
     if not field:
         return []
     return [a for m in members if (a := getattr(m, field))]
+
+
+def fallbacks_for(
+    n: Notification,
+    failed: tuple[str, ...],
+    why: str,
+    config: ChannelsFile,
+    told: Callable[[Notification], Collection[str]],
+) -> list[Notification]:
+    """Return where a notification goes when it failed for good: its channel's failover
+    (``failover_for``) or, when a reload removed its channel, its current routes
+    (``reroute_for``; ``told`` returns the channels it went to alongside)."""
+    if n.channel in config.channels:
+        return failover_for(n, failed, why, config)
+    return reroute_for(n, config, told(n))
+
+
+def reroute_for(n: Notification, config: ChannelsFile, told: Collection[str]) -> list[Notification]:
+    """Return where a notification for a channel the config no longer has goes now: the
+    channels the current config gives the teams it was for (or, for no team, the incident's
+    current first tier), except those in ``told``, which the same news went to already. A
+    channel renamed or replaced in a team takes over its pages; one just removed takes none,
+    as the team's other channels have them."""
+    teams = [t for t in n.team.split(",") if t in config.teams] if n.team else []
+    targets = teams or list(route_plan(n.incident, config).targets)
+    fresh = notifications_for(
+        n.incident, n.transition, config, 0.0, n.previous_level, targets=targets
+    )
+    return [
+        replace(n, channel=f.channel, recipients=f.recipients, team=f.team)
+        for f in fresh
+        if f.channel not in told and f.channel != n.channel
+    ]
 
 
 def failover_for(

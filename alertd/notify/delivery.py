@@ -84,6 +84,7 @@ class Delivery:
         self.limiter = limiter or Limiter()
         self.settings = settings or DeliverySettings()
         self.failover = failover
+        self.removed: set[str] = set()  # channels a reload here took away (``configure``)
         self._wake = asyncio.Event()
         self._stopping = False
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
@@ -491,7 +492,10 @@ class Delivery:
         """An intent for a channel not configured here is either for a channel that a reload
         removed (it fails over), or for one that a reload added, which the daemon, which
         committed it, has applied and this worker not yet (its config arrives a moment
-        later). An intent younger than ``UNCONFIGURED_GRACE`` is taken for the second."""
+        later). An intent younger than ``UNCONFIGURED_GRACE`` is taken for the second,
+        unless a reload here removed its channel."""
+        if intent.notification.channel in self.removed:
+            return False
         return self.clock.now() - intent.created_at < UNCONFIGURED_GRACE
 
     def _not_configured_yet(self, intent: Intent) -> AttemptResult:

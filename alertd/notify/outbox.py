@@ -427,6 +427,16 @@ class OutboxStore:
         ).fetchone()
         return row is not None
 
+    def channels_told(self, n: Notification) -> set[str]:
+        """Return the channels that the news ``n`` brings went to in the same commit (the
+        incident's intents of the same change, ``n``'s own channel among them)."""
+        rows = self.conn.execute(
+            "SELECT channel FROM outbox WHERE incident_id = ? AND transition = ? "
+            "AND created_at = (SELECT created_at FROM outbox WHERE key = ?)",
+            (n.incident.id, n.transition.value, n.key),
+        )
+        return {row[0] for row in rows}
+
     def narrow(self, intent: Intent, recipients: tuple[str, ...]) -> Intent:
         """Keep only ``recipients`` on an intent (the rest were split off)."""
         n = replace(intent.notification, recipients=recipients)

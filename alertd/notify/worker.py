@@ -44,7 +44,7 @@ from prometheus_client import CollectorRegistry
 from alertd import event_loop
 from alertd.clock import SystemClock
 from alertd.heap import settle_after_start
-from alertd.incidents.routing import failover_for
+from alertd.incidents.routing import fallbacks_for
 from alertd.log import setup_logging
 from alertd.metrics import Metrics
 from alertd.model import Notification
@@ -135,7 +135,8 @@ class Worker:
         self._use(config)
 
     def _failover(self, n: Notification, failed: tuple[str, ...], why: str) -> list[Notification]:
-        return failover_for(n, failed, why, self.config.channels)
+        told = self.delivery.store.channels_told
+        return fallbacks_for(n, failed, why, self.config.channels, told)
 
     def _use(self, config: WorkerConfig) -> None:
         """Build everything ``config`` needs first; swap only if all of it worked."""

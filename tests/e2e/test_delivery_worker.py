@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,3 +180,39 @@ def test_a_restarted_worker_uses_the_accepted_config_not_a_rejected_file(
     post_alert(d, "after-restart")
     wait_for("the webhook from the restarted worker", arrived(receiver, "after-restart"))
     assert d.metric("alertd_delivery_worker_up") == 1
+
+
+def team_config(config_dir: Path, channel: str, url: str) -> None:
+    """One webhook channel, the only channel of team ``ops``, which every incident pages."""
+    (config_dir / "channels.yaml").write_text(
+        f"channels:\n  {channel}:\n    type: webhook\n    url: {url}\n"
+        f"teams:\n  ops:\n    channels: [{channel}]\n"
+        "routes:\n  - notify: [ops]\n"
+        "delivery:\n  backoff: 1s\n"
+    )
+
+
+def test_a_page_waiting_on_a_channel_that_a_reload_replaces_goes_out_on_the_new_one(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, receiver.url)
+    team_config(cfg, "hook-old", f"http://127.0.0.1:{closed_port()}/hook")
+    d = daemon_factory(cfg)
+    post_alert(d, "renamed")
+    wait_for("the old channel to fail once", lambda: "via hook-old failed" in d.log())
+    team_config(cfg, "hook-new", receiver.url)  # the team's webhook, renamed and fixed
+    assert d.post("/-/reload") == 200
+    wait_for("the page on the new channel", arrived(receiver, "renamed"))
+    _, body = d.get("/api/v1/incidents/1")
+    lines = [t["detail"] for t in json.loads(body)["timeline"]]
+    assert any("channel hook-old is no longer configured" in line for line in lines), lines
+    assert any("failing over to hook-new" in line for line in lines), lines
+    assert any(line.startswith("opened via hook-new") and "sent" in line for line in lines)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
