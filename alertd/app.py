@@ -393,7 +393,7 @@ class App:
             self.delivery.wake()
 
     def _failover(self, n: Notification, failed: tuple[str, ...], why: str) -> list[Notification]:
-        return fallbacks_for(n, failed, why, self.config.channels, self.outbox.channels_told)
+        return fallbacks_for(n, failed, why, self.config.channels, self.outbox.told)
 
     # -- traps --------------------------------------------------------------------------
     async def _start_traps(self, config: Config) -> TrapReceiver | None:

@@ -6,7 +6,7 @@ steps say who is paged at once and who later; a plain ``notify`` is a single ste
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from alertd.config.channels import ChannelsFile, EscalationStep, Member, Route
@@ -156,37 +156,79 @@ def member_addresses(members: Sequence[Member], channel_type: str) -> list[str]:
     return [a for m in members if (a := getattr(m, field))]
 
 
+@dataclass(frozen=True, slots=True)
+class Told:
+    """Where the news a notification brings has gone (``OutboxStore.told``): each channel,
+    with the addresses it went to there ("" for a channel without addresses); and whether
+    newer news of the incident went to the same teams since (then the old news goes
+    nowhere more)."""
+
+    reached: Mapping[str, set[str]]
+    newer: bool = False
+
+
 def fallbacks_for(
     n: Notification,
     failed: tuple[str, ...],
     why: str,
     config: ChannelsFile,
-    told: Callable[[Notification], Collection[str]],
+    told: Callable[[Notification], Told],
 ) -> list[Notification]:
-    """Return where a notification goes when it failed for good: its channel's failover
-    (``failover_for``) or, when a reload removed its channel, its current routes
-    (``reroute_for``; ``told`` returns the channels it went to alongside)."""
+    """Return where a notification goes when it failed for good for ``failed``: its
+    channel's failover (``failover_for``) or, when a reload removed its channel, the team's
+    channels now (``reroute_for``, with ``told(n)``)."""
     if n.channel in config.channels:
         return failover_for(n, failed, why, config)
-    return reroute_for(n, config, told(n))
+    return reroute_for(n, failed, config, told(n))
 
 
-def reroute_for(n: Notification, config: ChannelsFile, told: Collection[str]) -> list[Notification]:
+def reroute_for(
+    n: Notification, failed: tuple[str, ...], config: ChannelsFile, told: Told
+) -> list[Notification]:
     """Return where a notification for a channel the config no longer has goes now: the
-    channels the current config gives the teams it was for (or, for no team, the incident's
-    current first tier), except those in ``told``, which the same news went to already. A
-    channel renamed or replaced in a team takes over its pages; one just removed takes none,
-    as the team's other channels have them."""
-    teams = [t for t in n.team.split(",") if t in config.teams] if n.team else []
-    targets = teams or list(route_plan(n.incident, config).targets)
-    fresh = notifications_for(
-        n.incident, n.transition, config, 0.0, n.previous_level, targets=targets
-    )
-    return [
-        replace(n, channel=f.channel, recipients=f.recipients, team=f.team)
-        for f in fresh
-        if f.channel not in told and f.channel != n.channel
-    ]
+    current channels of the teams it was for, to the members it failed for (``failed``:
+    their addresses; none: the whole team), each address that the same news has not
+    reached there already. A channel renamed or replaced in a team takes over its pages; one
+    just dropped takes none (the team's other channels had them).
+
+    Not re-routed: old news (``told.newer``), a digest (its pages went to their incidents'
+    other channels one by one), and a page to a channel that a route or escalation step
+    names itself (no team: nothing tells what replaced it)."""
+    if n.digest or not n.team or told.newer:
+        return []
+    names = [name for name in n.team.split(",") if name in config.teams]
+    lost = set(failed)
+    recipients: dict[str, list[str]] = {}
+    teams: dict[str, list[str]] = {}
+    for name in names:
+        team = config.teams[name]
+        members = [m for m in team.members if not lost or lost & _addresses_of(m)]
+        for channel in team.channels:
+            kind = config.channels[channel].type
+            reached = told.reached.get(channel, set())
+            if MEMBER_ADDRESS.get(kind):
+                need = [a for a in member_addresses(members, kind) if a not in reached]
+                if not need:
+                    continue
+            elif reached or channel in recipients:
+                continue  # the team's shared channel had it (or has it from another team)
+            else:
+                need = []
+            bucket = recipients.setdefault(channel, [])
+            bucket.extend(a for a in need if a not in bucket)
+            teams.setdefault(channel, []).append(name)
+    out = []
+    for channel, people in recipients.items():
+        base = replace(n, channel=channel, recipients=tuple(people), team=",".join(teams[channel]))
+        if config.channels[channel].type in ONE_MESSAGE_PER_RECIPIENT and len(people) > 1:
+            out += [replace(base, recipients=(p,)) for p in people]
+        else:
+            out.append(base)
+    return out
+
+
+def _addresses_of(member: Member) -> set[str]:
+    return {a for a in (member.email, member.phone, member.im) if a}
 
 
 def failover_for(

@@ -94,7 +94,7 @@ def configure(
     delivery: Delivery, config: HasDeliveryConfig, notifiers: Mapping[str, Notifier]
 ) -> None:
     """Point ``delivery`` at ``notifiers`` with the limits and settings of ``config``."""
-    delivery.removed = (delivery.removed | set(delivery.notifiers)) - set(notifiers)
+    delivery.channels_removed(delivery.notifiers, notifiers)
     delivery.notifiers = notifiers
     delivery.limiter.per_channel, delivery.limiter.per_recipient = rate_limits(config)
     delivery.settings = delivery_settings(config)

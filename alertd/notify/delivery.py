@@ -22,7 +22,7 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -84,7 +84,9 @@ class Delivery:
         self.limiter = limiter or Limiter()
         self.settings = settings or DeliverySettings()
         self.failover = failover
-        self.removed: set[str] = set()  # channels a reload here took away (``configure``)
+        # channel -> when a reload here took it away (``channels_removed``)
+        self.removed: dict[str, float] = {}
+        self._make_due: set[str] = set()  # removed channels whose waiting intents go now
         self._wake = asyncio.Event()
         self._stopping = False
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
@@ -103,6 +105,27 @@ class Delivery:
     def wake(self) -> None:
         """New intents were committed: look at the outbox now."""
         self._wake.set()
+
+    def channels_removed(self, before: Iterable[str], now_configured: Iterable[str]) -> None:
+        """A reload replaced the channels ``before`` with ``now_configured``: the intents
+        waiting for a channel it removed are re-routed at the next turn, without a grace
+        (``_young``) or waiting for their next retry."""
+        now = self.clock.now()
+        kept = set(now_configured)
+        gone = set(before) - kept
+        self.removed = {c: t for c, t in self.removed.items() if c not in kept}
+        self.removed.update((c, now) for c in gone)
+        if gone:
+            self._make_due |= gone
+            self.wake()
+
+    def _due_now_if_removed(self) -> bool:
+        """Make what waits for a channel a reload removed due now; True if there was any."""
+        channels, self._make_due = self._make_due, set()
+        if channels:
+            with self.store.transaction():
+                self.store.make_due(channels, self.clock.now())
+        return bool(channels)
 
     def recover(self) -> int:
         """Make intents a crash caught in flight due again; return how many there were."""
@@ -149,12 +172,14 @@ class Delivery:
             await asyncio.sleep(FLUSH_DELAY)  # let more outcomes share the transaction
         room = self._room()
         due = self._due(room) if room > 0 and not self._stopping else []
-        if not (self._results or due or (room > 0 and self._holding)):
+        if not (self._results or due or (room > 0 and self._holding) or self._make_due):
             return False
         async with writers_turn_async(self.store.conn):
+            remade = self._due_now_if_removed()
             recorded = self.flush()
             # ``stop`` may have come while this turn waited: then claim nothing more
             busy = self._claim_due(due, self._limit(room)) if not self._stopping else False
+            busy = busy or remade  # read again at once, with those due now
         if not recorded:
             await asyncio.sleep(1.0)  # a locked or full database: not a try per millisecond
         return busy and recorded
@@ -254,6 +279,7 @@ class Delivery:
     def pump(self) -> bool:
         """Claim what is due and what the rate limits allow; start sending it. Return True
         if there may be more to claim right away."""
+        self._due_now_if_removed()
         room = self._room()
         if room <= 0 or self._stopping:
             return False
@@ -493,8 +519,9 @@ class Delivery:
         removed (it fails over), or for one that a reload added, which the daemon, which
         committed it, has applied and this worker not yet (its config arrives a moment
         later). An intent younger than ``UNCONFIGURED_GRACE`` is taken for the second,
-        unless a reload here removed its channel."""
-        if intent.notification.channel in self.removed:
+        unless a reload here removed its channel after the intent was committed."""
+        removed_at = self.removed.get(intent.notification.channel)
+        if removed_at is not None and intent.created_at <= removed_at:
             return False
         return self.clock.now() - intent.created_at < UNCONFIGURED_GRACE
 

@@ -18,6 +18,7 @@ Digests stand for several incidents and are never superseded.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from alertd import compact_json
+from alertd.incidents.routing import Told
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
 from alertd.state.db import write_transaction
 
@@ -163,6 +165,12 @@ def _intent(row: tuple[Any, ...]) -> Intent:
     return Intent(
         id_, load_notification(payload), state, attempts, created_at, failover_of, pstatus
     )
+
+
+def _copy_of(key: str, original: str) -> bool:
+    """Whether ``key`` is ``original``'s or a copy's: a failover (``>``), a recipient split
+    off or retried alone (``~``)."""
+    return key == original or key.startswith((original + ">", original + "~"))
 
 
 def _message(n: Notification) -> str:
@@ -422,20 +430,80 @@ class OutboxStore:
         n = intent.notification
         row = self.conn.execute(
             "SELECT 1 FROM outbox WHERE incident_id = ? AND channel = ? AND team = ? "
-            "AND id > ? AND failover_of IS NULL AND key NOT LIKE ? AND key NOT LIKE ? LIMIT 1",
-            (n.incident.id, n.channel, n.team, intent.id, DIGEST_KEY_PREFIX + "%", f"{n.key}~%"),
+            "AND id > ? AND failover_of IS NULL AND key NOT LIKE ? AND key NOT LIKE ? "
+            # not a sibling from the same change (one SMS intent per recipient)
+            "AND NOT (created_at = ? AND transition = ?) LIMIT 1",
+            (
+                n.incident.id,
+                n.channel,
+                n.team,
+                intent.id,
+                DIGEST_KEY_PREFIX + "%",
+                f"{n.key}~%",
+                intent.created_at,
+                n.transition.value,
+            ),
         ).fetchone()
         return row is not None
 
-    def channels_told(self, n: Notification) -> set[str]:
-        """Return the channels that the news ``n`` brings went to in the same commit (the
-        incident's intents of the same change, ``n``'s own channel among them)."""
+    def told(self, n: Notification) -> Told:
+        """Return where the news ``n`` brings has gone: the intents of the incident change
+        that ``n`` (or the intent it is a copy of) came from, and their copies (failovers,
+        recipients split off or retried), except any superseded; and whether a later change
+        of the incident was committed for one of ``n``'s teams since."""
+        root = self._original(n.key)
+        if root is None:
+            return Told({})
+        root_id, root_created, root_transition = root
         rows = self.conn.execute(
-            "SELECT channel FROM outbox WHERE incident_id = ? AND transition = ? "
-            "AND created_at = (SELECT created_at FROM outbox WHERE key = ?)",
-            (n.incident.id, n.transition.value, n.key),
+            "SELECT id, key, channel, recipients, team, state, created_at, transition, "
+            "failover_of FROM outbox WHERE incident_id = ? ORDER BY id",
+            (n.incident.id,),
+        ).fetchall()
+        same_change = [
+            r[1]
+            for r in rows
+            if r[6] == root_created and r[7] == root_transition and r[8] is None and "~" not in r[1]
+        ]
+        reached: dict[str, set[str]] = {}
+        for _id, key, channel, recipients, _team, state, _created, _transition, _of in rows:
+            if state != "superseded" and any(_copy_of(key, k) for k in same_change):
+                reached.setdefault(channel, set()).update(json.loads(recipients) or [""])
+        teams = set(n.team.split(","))
+        newer = any(
+            r[0] > root_id
+            and r[8] is None
+            and "~" not in r[1]
+            and not r[1].startswith(DIGEST_KEY_PREFIX)
+            and not (r[6] == root_created and r[7] == root_transition)
+            and teams & set(r[4].split(","))
+            for r in rows
         )
-        return {row[0] for row in rows}
+        return Told(reached, newer)
+
+    def _original(self, key: str) -> tuple[int, float, str] | None:
+        """(id, created_at, transition) of the intent that ``key``'s intent is a copy of (or
+        its own, for an original)."""
+        row = self.conn.execute(
+            "SELECT id, created_at, transition, failover_of FROM outbox WHERE key = ?",
+            (key.split("~", 1)[0],),
+        ).fetchone()
+        for _ in range(100):  # a failover chain is as long as the failover config, at most
+            if row is None or row[3] is None:
+                break
+            row = self.conn.execute(
+                "SELECT id, created_at, transition, failover_of FROM outbox WHERE id = ?",
+                (row[3],),
+            ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def make_due(self, channels: Iterable[str], now: float) -> None:
+        """Make the pending intents of ``channels`` due now (a reload removed them: what
+        waits for a retry is re-routed at once, not at its next try)."""
+        self.conn.executemany(
+            f"UPDATE outbox SET next_at = ? WHERE channel = ? AND {_PENDING} AND next_at > ?",
+            [(now, channel, now) for channel in channels],
+        )
 
     def narrow(self, intent: Intent, recipients: tuple[str, ...]) -> Intent:
         """Keep only ``recipients`` on an intent (the rest were split off)."""

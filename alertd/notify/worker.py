@@ -135,7 +135,7 @@ class Worker:
         self._use(config)
 
     def _failover(self, n: Notification, failed: tuple[str, ...], why: str) -> list[Notification]:
-        told = self.delivery.store.channels_told
+        told = self.delivery.store.told
         return fallbacks_for(n, failed, why, self.config.channels, told)
 
     def _use(self, config: WorkerConfig) -> None:
