@@ -164,6 +164,19 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertEntry:
+    """One alert a notification is about, as Alertmanager's webhook lists it in ``alerts[]``:
+    a member of a grouped incident, or each incident of a digest."""
+
+    status: str  # "firing" or "resolved"
+    labels: Labels
+    starts_at: float
+    ends_at: float | None = None  # when it resolved
+    fingerprint: str = ""
+    annotations: Labels = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Notification:
     """One message about one incident transition to one channel (and its recipients)."""
 
@@ -177,6 +190,8 @@ class Notification:
     # latest of them
     digest: tuple[str, ...] = ()
     alerts: tuple[str, ...] = ()  # a grouped incident's member alerts, one line each
+    # the alerts of a grouped incident or a digest, one entry each (webhook ``alerts[]``)
+    entries: tuple[AlertEntry, ...] = ()
     team: str = ""  # the team whose members are the recipients ("" : routed to the channel)
     url: str = ""  # the incident's page, when the HTTP listener has a public URL configured
     ack_url: str = ""  # a signed, expiring link that acknowledges the incident (email)

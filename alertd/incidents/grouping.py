@@ -15,7 +15,7 @@ from alertd.config.channels import ChannelsFile, Route
 from alertd.evaluate.thresholds import matches
 from alertd.incidents.priority import priority_of
 from alertd.incidents.routing import route_fields
-from alertd.model import AlertEvent, Labels, Level, fingerprint, make_labels
+from alertd.model import AlertEntry, AlertEvent, Labels, Level, fingerprint, make_labels
 from alertd.state.incidents import GroupMember
 
 # kept on a group incident when its first member has them: priority and dependencies use them
@@ -55,6 +55,21 @@ def group_for(event: AlertEvent, level: Level, config: ChannelsFile) -> Group | 
 
 def label_text(labels: Labels) -> str:
     return ",".join(f"{k}={v}" for k, v in labels) or "(no labels)"
+
+
+def member_entry(member: GroupMember) -> AlertEntry:
+    """One member alert as a webhook lists it (``alerts[]``)."""
+    labels = dict(member.labels)
+    labels.setdefault("alertname", member.rule)
+    labels.setdefault("severity", member.level.label)
+    resolved = member.state == "resolved"
+    return AlertEntry(
+        status=member.state,
+        labels=tuple(labels.items()),
+        starts_at=member.since,
+        ends_at=member.since if resolved else None,
+        fingerprint=member.fingerprint,
+    )
 
 
 def member_line(member: GroupMember) -> str:

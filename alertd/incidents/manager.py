@@ -14,7 +14,14 @@ from dataclasses import replace
 from alertd.config.channels import ChannelsFile
 from alertd.config.types import format_duration
 from alertd.incidents.escalation import Escalator, first_deadlines
-from alertd.incidents.grouping import Group, any_grouping, group_for, label_text, member_line
+from alertd.incidents.grouping import (
+    Group,
+    any_grouping,
+    group_for,
+    label_text,
+    member_entry,
+    member_line,
+)
 from alertd.incidents.maintenance import Window, covering
 from alertd.incidents.priority import LEVEL_NAMES, priority_of
 from alertd.incidents.routing import RoutePlan, notifications_for, route_plan
@@ -133,8 +140,10 @@ class IncidentManager:
         if not members:
             return notes
         lines = {i: tuple(member_line(m) for m in ms) for i, ms in members.items()}
+        entries = {i: tuple(member_entry(m) for m in ms) for i, ms in members.items()}
         return [
-            replace(n, alerts=lines[n.incident.id]) if n.incident.id in lines else n for n in notes
+            replace(n, alerts=lines[i], entries=entries[i]) if (i := n.incident.id) in lines else n
+            for n in notes
         ]
 
     def apply(self, events: Sequence[AlertEvent], now: float) -> list[Notification]:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from alertd import compact_json
 from alertd.incidents.routing import Told
-from alertd.model import Incident, IncidentState, Level, Notification, Transition
+from alertd.model import AlertEntry, Incident, IncidentState, Level, Notification, Transition
 from alertd.state.db import write_transaction
 
 Outcome = Literal["ok", "retryable", "permanent", "ambiguous"]
@@ -95,6 +95,22 @@ def _incident_json(i: Incident) -> dict[str, Any]:
     }
 
 
+def _entry_json(e: AlertEntry) -> list[Any]:
+    return [e.status, list(e.labels), e.starts_at, e.ends_at, e.fingerprint, list(e.annotations)]
+
+
+def _entry(row: list[Any]) -> AlertEntry:
+    status, labels, starts_at, ends_at, fingerprint, annotations = row
+    return AlertEntry(
+        status,
+        tuple(map(tuple, labels)),
+        starts_at,
+        ends_at,
+        fingerprint,
+        tuple(map(tuple, annotations)),
+    )
+
+
 def dump_notification(n: Notification) -> str:
     """Return ``n`` as JSON: everything a send needs, frozen at commit time."""
     return compact_json.dumps(
@@ -107,6 +123,7 @@ def dump_notification(n: Notification) -> str:
             "previous_level": int(n.previous_level) if n.previous_level else None,
             "digest": list(n.digest),
             "alerts": list(n.alerts),
+            **({"entries": [_entry_json(e) for e in n.entries]} if n.entries else {}),
             "team": n.team,
             "url": n.url,
             "ack_url": n.ack_url,
@@ -154,6 +171,7 @@ def load_notification(text: str) -> Notification:
         previous_level=_LEVELS[d["previous_level"]] if d["previous_level"] else None,
         digest=tuple(d["digest"]),
         alerts=tuple(d["alerts"]),
+        entries=tuple(_entry(e) for e in d.get("entries", ())),
         team=d["team"],
         url=d["url"],
         ack_url=d["ack_url"],

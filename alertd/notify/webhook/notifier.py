@@ -31,12 +31,14 @@ from jinja2 import TemplateError
 
 from alertd import compact_json
 from alertd.errors import FailureReason, NotifyError
-from alertd.model import IncidentState, Notification, Transition
+from alertd.model import AlertEntry, Notification, Transition
 from alertd.notify import render
+from alertd.notify.alert_entries import entries_of
 from alertd.notify.http import JSON_HEADERS, HttpClient
 from alertd.notify.webhook.config import WebhookChannelConfig
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert
+MAX_ALERTS = 1000  # alerts[] entries in one body; the rest are counted in truncatedAlerts
 KEEP_PATH = 1  # path segments shown in messages; the rest may be a token (/hooks/<id>/<token>)
 
 _REASONS = {
@@ -57,34 +59,25 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
     """Return the webhook body for ``n`` sent by channel ``receiver``; ``message`` is the
     rendered short text."""
     inc = n.incident
-    resolved = n.transition is Transition.RESOLVED or inc.state is IncidentState.RESOLVED
-    status = "resolved" if resolved else "firing"
-    labels = dict(inc.labels)
-    labels.setdefault("alertname", inc.rule)
-    labels.setdefault("severity", inc.level.label)
-    annotations = {"summary": inc.summary, "value": render.format_value(inc.value)}
-    ends_at = render.format_ts(inc.resolved_at or inc.updated_at) if resolved else GO_ZERO_TIME
-    alert = {
-        "status": status,
-        "labels": labels,
-        "annotations": annotations,
-        "startsAt": render.format_ts(inc.opened_at),
-        "endsAt": ends_at,
-        "generatorURL": n.url,
-        "fingerprint": inc.fingerprint,
-    }
+    entries = entries_of(n)
+    # as Alertmanager's: firing while any of its alerts fires
+    status = "firing" if any(e.status == "firing" for e in entries) else "resolved"
+    alerts = [_alert(e, n.url) for e in entries[:MAX_ALERTS]]
+    labels = _common([a["labels"] for a in alerts])
+    annotations = _common([a["annotations"] for a in alerts])
+    grouped = bool(n.entries) and not n.digest  # a grouped incident's labels are its group's
     return {
         "version": "4",
         "groupKey": inc.fingerprint or str(inc.id),
-        "truncatedAlerts": 0,
+        "truncatedAlerts": len(entries) - len(alerts),
         "status": status,
         "receiver": receiver,
-        "groupLabels": {},
+        "groupLabels": dict(inc.labels) if grouped else {},
         "commonLabels": labels,
         "commonAnnotations": annotations,
         "externalURL": "",
         "notification_reason": _REASONS.get(n.transition, "unknown"),
-        "alerts": [alert],
+        "alerts": alerts,
         "incident": {
             "id": inc.id,
             "fingerprint": inc.fingerprint,
@@ -109,6 +102,24 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
             "key": n.key,
         },
     }
+
+
+def _alert(e: AlertEntry, url: str) -> dict[str, Any]:
+    return {
+        "status": e.status,
+        "labels": dict(e.labels),
+        "annotations": dict(e.annotations),
+        "startsAt": render.format_ts(e.starts_at),
+        "endsAt": GO_ZERO_TIME if e.ends_at is None else render.format_ts(e.ends_at),
+        "generatorURL": url,
+        "fingerprint": e.fingerprint,
+    }
+
+
+def _common(mappings: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every one of ``mappings`` has (Alertmanager's commonLabels)."""
+    first, *rest = mappings
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}
 
 
 class WebhookNotifier:

@@ -1,0 +1,82 @@
+"""The webhook body lists every alert a notification is about, as Alertmanager's does: one
+entry per member of a grouped incident, one per incident a rate-limit digest stands for, and
+each one's own labels, status and times; ``commonLabels`` are those all of them share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alertd.clock import FakeClock
+from alertd.model import EventKind, Level, Notification, make_labels
+from alertd.notify.alert_entries import of_incident
+from alertd.notify.outbox import dump_notification, load_notification
+from alertd.notify.ratelimit import Limiter
+from alertd.notify.webhook.notifier import GO_ZERO_TIME, MAX_ALERTS, payload
+from tests.open_incidents import open_incidents
+from tests.unit.test_grouping import T0, alert, apply, manager_on, port
+from tests.unit.test_outbox import Channel, commit, delivery_for, note
+
+
+def test_a_plain_incident_is_one_alert(db) -> None:  # type: ignore[no-untyped-def]
+    (incident,) = open_incidents(db, 1)
+    body = payload(note(incident, "hook"), "hook")
+    (alert,) = body["alerts"]
+    assert alert["labels"] == {"instance": "h0", "alertname": "cpu", "severity": "major"}
+    assert alert["annotations"] == {"summary": "cpu high on h0", "value": "99"}
+    assert (alert["status"], alert["endsAt"]) == ("firing", GO_ZERO_TIME)
+    assert body["commonLabels"] == alert["labels"]
+    assert (body["groupLabels"], body["truncatedAlerts"], body["status"]) == ({}, 0, "firing")
+
+
+async def test_a_digest_lists_every_incident_it_stands_for(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    robot = Channel("robot")
+    incidents = open_incidents(db, 27)
+    d = delivery_for(db, {"robot": robot}, clock, limiter=Limiter({"robot": ((20, 60.0),)}))
+    commit(d, [note(i, "robot") for i in incidents], clock)
+    await d.settle()
+    clock.advance(60.0)
+    await d.settle()
+    digest = robot.sent[-1]  # committed and read back from the outbox, as a worker sends it
+    assert len(digest.digest) == 7
+    body = payload(digest, "robot")
+    assert [a["labels"]["instance"] for a in body["alerts"]] == [f"h{i}" for i in range(20, 27)]
+    assert [a["fingerprint"] for a in body["alerts"]] == [f"f{i}" for i in range(20, 27)]
+    assert {a["status"] for a in body["alerts"]} == {"firing"}
+    assert body["commonLabels"] == {"alertname": "cpu", "severity": "major"}  # not instance
+    assert body["groupLabels"] == {}
+    assert body["truncatedAlerts"] == 0
+    assert body["incident"]["digest"] == list(digest.digest)
+
+
+def test_a_grouped_incident_lists_its_members_and_its_group_labels(tmp_path: Path) -> None:
+    m = manager_on(tmp_path)
+    apply(m, [port("sw1", i) for i in (1, 2, 3)], T0)
+    apply(m, [port("sw1", 1, EventKind.RESOLVED)], T0 + 60)
+    worse = alert(EventKind.FIRING, Level.CRITICAL, instance="sw1", ifIndex="4", group="net")
+    (page,) = apply(m, [worse], T0 + 120)  # the group gets worse: a page
+    body = payload(page, "pager")
+    by_index = {a["labels"]["ifIndex"]: a for a in body["alerts"]}
+    assert set(by_index) == {"1", "2", "3", "4"}
+    assert by_index["1"]["status"] == "resolved"
+    assert by_index["1"]["endsAt"] != GO_ZERO_TIME
+    assert by_index["4"]["labels"]["severity"] == "critical"
+    assert by_index["2"]["labels"]["alertname"] == "if_down"
+    assert body["groupLabels"] == dict(make_labels({"instance": "sw1", "group": "net"}))
+    assert body["commonLabels"]["instance"] == "sw1"
+    assert "ifIndex" not in body["commonLabels"]
+    assert body["status"] == "firing"
+
+
+def test_entries_survive_the_outbox_and_a_huge_digest_is_cut_with_a_count(db) -> None:  # type: ignore[no-untyped-def]
+    incidents = open_incidents(db, 3)
+    notes = [note(i, "hook") for i in incidents]
+    entries = tuple(of_incident(n) for n in notes) * 400  # 1,200 alerts
+    digest = Notification(
+        notes[-1].incident, notes[-1].transition, "hook", digest=("...",), entries=entries
+    )
+    again = load_notification(dump_notification(digest))
+    assert again.entries == entries
+    body = payload(again, "hook")
+    assert len(body["alerts"]) == MAX_ALERTS
+    assert body["truncatedAlerts"] == 1200 - MAX_ALERTS
