@@ -556,6 +556,13 @@ class Delivery:
             delay *= random.uniform(0.8, 1.2)
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
+                if age + delay > self.settings.max_age:  # a provider's wait may be an hour
+                    return self._given_up(
+                        intent,
+                        outcome,
+                        f"failed ({exc.reason.value}): {exc}; the provider asks to wait "
+                        f"{delay:.0f}s, past delivery.max_age: gave up after {age:.0f}s",
+                    )
             log.warning(
                 "notification for incident #%d via %s failed, retrying in %.0fs: %s",
                 intent.notification.incident.id,
@@ -575,13 +582,26 @@ class Delivery:
             detail = f"failed ({exc.reason.value}): {exc}"
         else:
             detail = f"failed ({exc.reason.value}): {exc}; gave up after {age:.0f}s"
-        log.error(
-            "notification given up: incident #%d via %s after %d attempt(s): %s",
-            intent.notification.incident.id,
-            channel,
-            attempt,
-            exc,
-        )
+        return self._given_up(intent, outcome, detail)
+
+    def _given_up(self, intent: Intent, outcome: Any, detail: str) -> AttemptResult:
+        n = intent.notification
+        if n.channel in self.removed or n.channel not in self.notifiers:
+            # not an error: a reload took the channel away; the team's channels take over
+            log.warning(
+                "incident #%d: channel %s is no longer configured; its page goes to the "
+                "team's channels now (the timeline says where)",
+                n.incident.id,
+                n.channel,
+            )
+        else:
+            log.error(
+                "notification given up: incident #%d via %s after %d attempt(s): %s",
+                n.incident.id,
+                n.channel,
+                intent.attempts + 1,
+                detail,
+            )
         return AttemptResult(intent, outcome, detail, "failed")
 
     # -- recording --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -241,6 +242,26 @@ async def test_retry_after_is_honoured(db) -> None:  # type: ignore[no-untyped-d
     await d.settle()
     assert len(robot.attempts) == 2
     assert d.store.counts() == {"delivered": 1}
+
+
+async def test_a_retry_after_past_max_age_fails_over_now_not_after_the_wait(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    robot, log = Channel("robot", [fail(True, retry_after=3600.0)]), Channel("log")
+    settings = DeliverySettings(backoff=1.0, max_age=20.0)
+    d = delivery_for(
+        db,
+        {"robot": robot, "log": log},
+        clock,
+        settings=settings,
+        failover=lambda n, failed, why: [replace(n, channel="log")],
+    )
+    commit(d, [note(incident, "robot")], clock)
+    await d.settle()
+    await d.settle()
+    assert len(robot.attempts) == 1
+    assert len(log.sent) == 1  # at once: not an hour later
+    assert "asks to wait 3600s, past delivery.max_age" in "\n".join(timeline(db, incident.id))
 
 
 CHANNELS = ChannelsFile.model_validate(
