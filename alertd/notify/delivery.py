@@ -136,12 +136,23 @@ class Delivery:
         for i in intents:
             self.metrics.notification_attempts.labels(i.notification.channel, "ambiguous").inc()
         self._holding = self.store.holding()
+        self._remember_recent_sends(now)
         if intents:
             log.warning(
                 "%d notification(s) were in flight when alertd stopped; sending them again",
                 len(intents),
             )
         return len(intents)
+
+    def _remember_recent_sends(self, now: float) -> None:
+        """The rate limits' windows are kept in memory: fill them from the sends of the last
+        window's length, so a restart does not let a second burst through."""
+        horizon = self.limiter.horizon()
+        if horizon <= 0:
+            return
+        mono = self.clock.monotonic()
+        for channel, recipients, at in self.store.sends_since(now - horizon):
+            self.limiter.remember(channel, recipients, mono - (now - at))
 
     async def run(self) -> None:
         """Drive the outbox until ``stop``."""

@@ -630,6 +630,22 @@ class OutboxStore:
         )
         return intents
 
+    def sends_since(self, since: float) -> list[tuple[str, tuple[str, ...], float]]:
+        """Return (channel, recipients, when) of each attempt since ``since`` that may have
+        reached its provider, oldest first (newest rows only: no scan of older ones)."""
+        rows = self.conn.execute(
+            "SELECT o.channel, o.recipients, a.ts, a.outcome FROM outbox_attempts a "
+            "JOIN outbox o ON o.id = a.outbox_id ORDER BY a.id DESC"
+        )
+        out: list[tuple[str, tuple[str, ...], float]] = []
+        for channel, recipients, ts, outcome in rows:
+            if ts < since:
+                break
+            if outcome in ("ok", "ambiguous"):
+                out.append((channel, tuple(json.loads(recipients)), ts))
+        out.reverse()
+        return out
+
     def by_provider_id(self, provider_id: str) -> Intent | None:
         """Return the intent a provider knows as ``provider_id`` (e.g. a MessageSid)."""
         row = self.conn.execute(

@@ -73,6 +73,18 @@ class Limiter:
             w.take(now)
         return True
 
+    def remember(self, channel: str, recipients: Sequence[str], at: float) -> None:
+        """Count a send made at ``at`` (before a restart), room or not: sends must be
+        remembered in time order."""
+        for w in self._windows_for(channel, recipients):
+            w.take(at)
+
+    def horizon(self) -> float:
+        """How far back a send still counts against some window (0: no limits)."""
+        spans = [seconds for windows in self.per_channel.values() for _, seconds in windows]
+        spans += [60.0 for _ in self.per_recipient]
+        return max(spans, default=0.0)
+
     def check(self, channel: str, recipients: Sequence[str], now: float) -> tuple[bool, list[str]]:
         """Return whether the channel's own windows have room, and which recipients' windows
         are full (nothing is counted: ``admit`` the part that goes)."""

@@ -228,6 +228,27 @@ async def test_retryable_failures_back_off_then_deliver_once(db) -> None:  # typ
     assert d.store.counts() == {"delivered": 1}
 
 
+async def test_a_restart_remembers_what_the_window_has_sent_already(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    incidents = open_incidents(db, 8)
+    limits = {"robot": ((5, 60.0),)}
+    robot = Channel("robot")
+    d = delivery_for(db, {"robot": robot}, clock, limiter=Limiter(dict(limits)))
+    commit(d, [note(i, "robot") for i in incidents[:5]], clock)
+    await d.settle()
+    assert len(robot.sent) == 5  # the minute's five
+    clock.advance(10.0)
+    again = delivery_for(db, {"robot": robot}, clock, limiter=Limiter(dict(limits)))
+    again.recover()  # a restart: a new worker, its windows empty until it reads the outbox
+    commit(again, [note(i, "robot") for i in incidents[5:]], clock)
+    await again.settle()
+    assert len(robot.sent) == 5  # held: the provider saw five in the last 10 s
+    clock.advance(50.0)  # a minute after the five
+    await again.settle()
+    assert len(robot.sent) == 6
+    assert len(robot.sent[-1].digest) == 3
+
+
 async def test_retry_after_is_honoured(db) -> None:  # type: ignore[no-untyped-def]
     clock = FakeClock()
     (incident,) = open_incidents(db, 1)
