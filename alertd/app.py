@@ -386,6 +386,7 @@ class App:
                 events = [*events, *external.expire(self.conn, now)]
             notifications = self.manager.apply(events, now)
             notifications += self.manager.escalate(now)
+            notifications = external.stored_sources(self.conn, notifications)
             # the intents commit with the incident changes that caused them, before any send
             self.outbox.enqueue(notifications, now, supersede=True)
         self._count_events(events)

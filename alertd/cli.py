@@ -494,6 +494,7 @@ def _resolve_and_queue(
     so."""
     from alertd.incidents.actions import resolve_within
     from alertd.incidents.routing import notifications_for
+    from alertd.ingest import external
     from alertd.model import Transition
     from alertd.notify.outbox import OutboxStore
 
@@ -504,6 +505,7 @@ def _resolve_and_queue(
         queued = 0
         if resolved is not None and channels is not None and incident.suppressed_by is None:
             notes = notifications_for(resolved, Transition.RESOLVED, channels, now)
+            notes = external.stored_sources(store.conn, notes)
             queued = OutboxStore(store.conn).enqueue(notes, now, supersede=True)
     return text + (f"; {queued} notification(s) queued" if queued else "")
 

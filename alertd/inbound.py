@@ -63,7 +63,9 @@ class Inbound:
         store = self.manager.store
         with store.transaction():
             events = external.receive(store.conn, alerts, now)
-            notifications = self.manager.apply(events, now)
+            notifications = external.with_sources(
+                self.manager.apply(events, now), {a.fingerprint: a for a in alerts}
+            )
             self.outbox.enqueue(notifications, now, supersede=True)
         self.applied(events)
         if notifications:
@@ -108,7 +110,7 @@ class Inbound:
                 if paged
                 else []
             )
-            self.outbox.enqueue(notes, now, supersede=True)
+            self.outbox.enqueue(external.stored_sources(store.conn, notes), now, supersede=True)
         if notes:
             self.delivery.wake()
         return Outcome("ok", text)

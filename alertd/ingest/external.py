@@ -28,14 +28,23 @@ when the mapping from labels to level changes (a new default level, for instance
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from alertd import compact_json
 from alertd.ingest.alertmanager import PostedAlert
 from alertd.ingest.severity import summary_for
-from alertd.model import AlertEvent, EventKind, Labels, Level
+from alertd.model import (
+    AlertEntry,
+    AlertEvent,
+    EventKind,
+    IncidentState,
+    Labels,
+    Level,
+    Notification,
+    Transition,
+)
 
 EXTERNAL_METRIC = "alertmanager"  # AlertEvent.metric of every pushed alert
 FIRING = "firing"
@@ -169,6 +178,56 @@ def active(conn: sqlite3.Connection, now: float | None = None) -> list[ExternalA
             (now,),
         )
     return [_stored(row) for row in cursor]
+
+
+def with_sources(
+    notes: Sequence[Notification], alerts: Mapping[str, PostedAlert | ExternalAlert]
+) -> list[Notification]:
+    """Give each notification about one pushed alert (by fingerprint, in ``alerts``) that
+    alert as Alertmanager's webhook shows it: its own labels, annotations, generatorURL,
+    startsAt, and endsAt once resolved. Grouped incidents and digests keep their entries."""
+    out = []
+    for n in notes:
+        alert = alerts.get(n.incident.fingerprint)
+        if alert is None or n.entries:
+            out.append(n)
+            continue
+        inc = n.incident
+        resolved = n.transition is Transition.RESOLVED or inc.state is IncidentState.RESOLVED
+        entry = AlertEntry(
+            status=RESOLVED if resolved else FIRING,
+            labels=alert.labels,
+            starts_at=alert.starts_at,
+            ends_at=min(alert.ends_at, inc.resolved_at or alert.ends_at) if resolved else None,
+            fingerprint=inc.fingerprint,
+            annotations=alert.annotations,
+            generator_url=alert.generator_url,
+        )
+        out.append(n.with_entries((entry,)))
+    return out
+
+
+def stored_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> list[Notification]:
+    """``with_sources`` from the stored alerts (one SELECT per 500 pushed incidents)."""
+    wanted = list(
+        {
+            n.incident.fingerprint
+            for n in notes
+            if n.incident.metric == EXTERNAL_METRIC and not n.entries
+        }
+    )
+    if not wanted:
+        return list(notes)
+    stored: dict[str, ExternalAlert] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT {_COLUMNS} FROM external_alerts WHERE fingerprint IN ({marks})", chunk
+        ):
+            alert = _stored(row)
+            stored[alert.fingerprint] = alert
+    return with_sources(notes, stored)
 
 
 def _load(conn: sqlite3.Connection, fingerprints: Iterable[str]) -> dict[str, _Known]:

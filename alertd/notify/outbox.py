@@ -28,7 +28,15 @@ from typing import Any, Literal
 
 from alertd import compact_json
 from alertd.incidents.routing import Told
-from alertd.model import AlertEntry, Incident, IncidentState, Level, Notification, Transition
+from alertd.model import (
+    AlertEntry,
+    Incident,
+    IncidentState,
+    Labels,
+    Level,
+    Notification,
+    Transition,
+)
 from alertd.state.db import write_transaction
 
 Outcome = Literal["ok", "retryable", "permanent", "ambiguous"]
@@ -95,19 +103,23 @@ def _incident_json(i: Incident) -> dict[str, Any]:
     }
 
 
-def _entry_json(e: AlertEntry) -> list[Any]:
-    return [e.status, list(e.labels), e.starts_at, e.ends_at, e.fingerprint, list(e.annotations)]
+def _entry_json(e: AlertEntry, incident_labels: Labels) -> list[Any]:
+    # a pushed alert's labels are its incident's: not stored twice (None)
+    labels = None if e.labels == incident_labels else list(e.labels)
+    annotations = list(e.annotations)
+    return [e.status, labels, e.starts_at, e.ends_at, e.fingerprint, annotations, e.generator_url]
 
 
-def _entry(row: list[Any]) -> AlertEntry:
-    status, labels, starts_at, ends_at, fingerprint, annotations = row
+def _entry(row: list[Any], incident_labels: Labels) -> AlertEntry:
+    status, labels, starts_at, ends_at, fingerprint, annotations, generator_url = row
     return AlertEntry(
         status,
-        tuple(map(tuple, labels)),
+        incident_labels if labels is None else tuple(map(tuple, labels)),
         starts_at,
         ends_at,
         fingerprint,
         tuple(map(tuple, annotations)),
+        generator_url,
     )
 
 
@@ -123,7 +135,11 @@ def dump_notification(n: Notification) -> str:
             "previous_level": int(n.previous_level) if n.previous_level else None,
             "digest": list(n.digest),
             "alerts": list(n.alerts),
-            **({"entries": [_entry_json(e) for e in n.entries]} if n.entries else {}),
+            **(
+                {"entries": [_entry_json(e, n.incident.labels) for e in n.entries]}
+                if n.entries
+                else {}
+            ),
             "team": n.team,
             "url": n.url,
             "ack_url": n.ack_url,
@@ -171,7 +187,7 @@ def load_notification(text: str) -> Notification:
         previous_level=_LEVELS[d["previous_level"]] if d["previous_level"] else None,
         digest=tuple(d["digest"]),
         alerts=tuple(d["alerts"]),
-        entries=tuple(_entry(e) for e in d.get("entries", ())),
+        entries=tuple(_entry(e, incident.labels) for e in d.get("entries", ())),
         team=d["team"],
         url=d["url"],
         ack_url=d["ack_url"],

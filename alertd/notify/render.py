@@ -52,6 +52,15 @@ Rule:         {{ rule }}
 Metric:       {{ metric }}
 Value:        {{ value }}
 Summary:      {{ summary }}
+{% if annotations %}
+Annotations:
+{% for name, text in annotations %}
+  {{ name }}: {{ text }}
+{% endfor %}
+{% endif %}
+{% if source %}
+Source:       {{ source }}
+{% endif %}
 Labels:
 {% for name, value in labels %}
   {{ name }}={{ value }}
@@ -111,6 +120,13 @@ _HTML_BODY = _HTML_ENV.from_string(
 <tr><th align="left">Metric</th><td>{{ metric }}</td></tr>
 <tr><th align="left">Value</th><td>{{ value }}</td></tr>
 <tr><th align="left">Summary</th><td>{{ summary }}</td></tr>
+{% for name, text in annotations %}
+<tr><th align="left">{{ name }}</th><td>{{ text }}</td></tr>
+{% endfor %}
+{% if source %}
+<tr><th align="left">Source</th><td>{% if source.startswith(("http://", "https://")) %}\
+<a href="{{ source }}">{{ source }}</a>{% else %}{{ source }}{% endif %}</td></tr>
+{% endif %}
 <tr><th align="left">Labels</th><td>
 {% for name, value in labels %}
 {{ name }}={{ value }}{% if not loop.last %}<br>{% endif %}
@@ -338,8 +354,16 @@ def format_ts(ts: float | None) -> str | None:
 def _context(n: Notification) -> dict[str, Any]:
     """Return the template variables; free text is made single-line so it cannot fake a field."""
     inc = n.incident
+    # a pushed alert's own annotations (description, runbook_url, ...) and its source
+    (entry,) = n.entries if len(n.entries) == 1 and not n.digest else (None,)
     return {
         "headline": subject(n),
+        "annotations": [
+            (_single_line(k), _single_line(v))
+            for k, v in (entry.annotations if entry else ())
+            if k != "summary"
+        ],
+        "source": entry.generator_url if entry else "",
         "id": inc.id,
         "priority": inc.priority,
         "state": inc.state.value,

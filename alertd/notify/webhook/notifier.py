@@ -111,7 +111,7 @@ def _alert(e: AlertEntry, url: str) -> dict[str, Any]:
         "annotations": dict(e.annotations),
         "startsAt": render.format_ts(e.starts_at),
         "endsAt": GO_ZERO_TIME if e.ends_at is None else render.format_ts(e.ends_at),
-        "generatorURL": url,
+        "generatorURL": e.generator_url or url,
         "fingerprint": e.fingerprint,
     }
 
@@ -119,6 +119,8 @@ def _alert(e: AlertEntry, url: str) -> dict[str, Any]:
 def _common(mappings: list[dict[str, str]]) -> dict[str, str]:
     """The pairs every one of ``mappings`` has (Alertmanager's commonLabels)."""
     first, *rest = mappings
+    if not rest:  # one alert (nearly every notification): all of it, a copy
+        return dict(first)
     return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}
 
 

@@ -1,0 +1,114 @@
+"""End to end: a pushed alert reaches a webhook as Alertmanager would send it, with its own
+annotations (description, runbook_url), generatorURL, startsAt, and on resolve the endsAt
+Prometheus sent; and the mail shows the annotations and the source link."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SmtpServer
+from tests.e2e.conftest import Daemon, wait_for
+from tests.e2e.test_ingest_daemon import post_alerts, rfc3339
+
+pytestmark = pytest.mark.e2e
+
+
+class Bodies:
+    """A webhook receiver on 127.0.0.1 that keeps every JSON body it is sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        bodies = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def bodies() -> Iterator[Bodies]:
+    b = Bodies()
+    yield b
+    b.close()
+
+
+def test_a_pushed_alert_arrives_with_its_own_annotations_source_and_times(
+    tmp_path: Path,
+    bodies: Bodies,
+    smtp_server: SmtpServer,
+    daemon_factory: Callable[[Path], Daemon],
+) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "thresholds.yaml").write_text("evaluation_interval: 1s\nrules: []\n")
+    (cfg / "channels.yaml").write_text(
+        f"""\
+channels:
+  hook: {{type: webhook, url: "{bodies.url}"}}
+  mail: {{type: email, host: {smtp_server.host}, port: {smtp_server.port}, starttls: false,
+          from: alertd@example.com}}
+teams:
+  oncall:
+    members: [{{name: Alice, email: alice@example.com}}]
+    channels: [hook, mail]
+routes:
+  - notify: [oncall]
+"""
+    )
+    d = daemon_factory(cfg)
+    started = float(int(time.time()) - 3600)  # firing for an hour before alertd heard of it
+    alert: dict[str, object] = {
+        "labels": {"alertname": "DiskFull", "instance": "db1", "severity": "critical"},
+        "annotations": {
+            "summary": "disk 97% full on db1",
+            "description": "/var is 97% full",
+            "runbook_url": "https://runbooks.example/disk",
+        },
+        "generatorURL": "http://prometheus.example:9090/graph?g0.expr=disk",
+        "startsAt": rfc3339(started),
+    }
+    assert post_alerts(d, [alert], None)[0] == 200
+    wait_for("the webhook", lambda: len(bodies.bodies) >= 1)
+    (sent,) = bodies.bodies[0]["alerts"]
+    assert sent["annotations"] == alert["annotations"]
+    assert sent["generatorURL"] == alert["generatorURL"]
+    assert sent["startsAt"] == rfc3339(started)
+    assert sent["labels"] == alert["labels"]
+    assert sent["status"] == "firing"
+    wait_for("the mail", lambda: len(smtp_server.messages) >= 1)
+    mail = smtp_server.messages[0].content.decode(errors="replace")
+    assert "description: /var is 97% full" in mail
+    assert "runbook_url: https://runbooks.example/disk" in mail
+    assert "http://prometheus.example:9090/graph?g0.expr=disk" in mail
+
+    ended = float(int(time.time()) - 10)  # Prometheus saw it end 10 s ago
+    assert post_alerts(d, [{**alert, "endsAt": rfc3339(ended)}], None)[0] == 200
+    wait_for("the resolved webhook", lambda: len(bodies.bodies) >= 2)
+    (resolved,) = bodies.bodies[1]["alerts"]
+    assert resolved["status"] == "resolved"
+    assert resolved["endsAt"] == rfc3339(ended)
+    assert bodies.bodies[1]["status"] == "resolved"
