@@ -661,7 +661,7 @@ def _check(report: CrashReport, receiver: Receiver, state_dir: Path, committed: 
         )
         report.ambiguous_attempts = sum(ambiguous.values())
         with_intent = set()
-        for (payload,) in conn.execute("SELECT payload FROM outbox"):
+        for (payload,) in conn.execute("SELECT payload FROM outbox_body"):
             labels = dict(json.loads(payload)["incident"]["labels"])
             with_intent.add(labels.get("instance", ""))
     finally:

@@ -52,7 +52,10 @@ def _news_after_news(n: Notification) -> bool:
     return n.transition not in _NOTHING_BEFORE and not n.digest
 
 
-_COLUMNS = "id, key, state, attempts, created_at, team, failover_of, payload, provider_status"
+_COLUMNS = (
+    "id, key, state, attempts, created_at, team, failover_of, "
+    "(SELECT payload FROM outbox_body b WHERE b.id = outbox.id), provider_status"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,8 +264,6 @@ class OutboxStore:
                 n.channel,
                 n.team,
                 compact_json.dumps(n.recipients),
-                _message(n),
-                dump_notification(n),
                 now,
                 now if due_at is None else due_at,
                 now,
@@ -270,14 +271,29 @@ class OutboxStore:
             )
             for n in notifications
         ]
+        bodies = [(_message(n), dump_notification(n)) for n in notifications]
+        last = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         before = self.conn.total_changes
         self.conn.executemany(
             "INSERT OR IGNORE INTO outbox (key, incident_id, transition, channel, team, "
-            "recipients, message, payload, state, created_at, next_at, updated_at, failover_of) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            "recipients, state, created_at, next_at, updated_at, failover_of) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
             rows,
         )
-        return self.conn.total_changes - before
+        added = self.conn.total_changes - before
+        if added == len(rows):  # all new: AUTOINCREMENT gave them the next ids, in order
+            first = (last[0] if last else 0) + 1
+            self.conn.executemany(
+                "INSERT INTO outbox_body (id, message, payload) VALUES (?, ?, ?)",
+                [(first + k, message, payload) for k, (message, payload) in enumerate(bodies)],
+            )
+        elif added:  # some were committed before (the same key): theirs are stored
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO outbox_body (id, message, payload) "
+                "SELECT id, ?, ? FROM outbox WHERE key = ?",
+                [(m, p, n.key) for (m, p), n in zip(bodies, notifications, strict=True)],
+            )
+        return added
 
     def due(self, now: float, limit: int, room: Callable[[str], int] | None = None) -> list[Intent]:
         """Return pending intents that are due, oldest first, at most ``limit``; with
@@ -543,8 +559,11 @@ class OutboxStore:
         """Keep only ``recipients`` on an intent (the rest were split off)."""
         n = replace(intent.notification, recipients=recipients)
         self.conn.execute(
-            "UPDATE outbox SET recipients = ?, payload = ? WHERE id = ?",
-            (compact_json.dumps(recipients), dump_notification(n), intent.id),
+            "UPDATE outbox SET recipients = ? WHERE id = ?",
+            (compact_json.dumps(recipients), intent.id),
+        )
+        self.conn.execute(
+            "UPDATE outbox_body SET payload = ? WHERE id = ?", (dump_notification(n), intent.id)
         )
         return replace(intent, notification=n)
 
@@ -684,6 +703,7 @@ class OutboxStore:
             "WHERE state IN ('delivered', 'failed', 'digested', 'superseded') AND updated_at < ?"
         )
         self.conn.execute(f"DELETE FROM outbox_attempts WHERE outbox_id IN ({old})", (before,))
+        self.conn.execute(f"DELETE FROM outbox_body WHERE id IN ({old})", (before,))
         self.conn.execute(
             f"UPDATE outbox SET digest_id = NULL, failover_of = NULL "
             f"WHERE digest_id IN ({old}) OR failover_of IN ({old})",

@@ -256,6 +256,22 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             WHERE state IN ('pending', 'sending');
         """,
     ),
+    (
+        12,
+        """
+        -- an intent's rendered message and payload, written once: the outbox row, updated at
+        -- each claim and outcome, stays narrow (a 10k storm's updates rewrote a tenth as many
+        -- pages: bench/README.md)
+        CREATE TABLE outbox_body (
+            id      INTEGER PRIMARY KEY REFERENCES outbox(id),
+            message TEXT    NOT NULL,
+            payload TEXT    NOT NULL
+        );
+        INSERT INTO outbox_body (id, message, payload) SELECT id, message, payload FROM outbox;
+        ALTER TABLE outbox DROP COLUMN message;
+        ALTER TABLE outbox DROP COLUMN payload;
+        """,
+    ),
 )
 
 

@@ -885,3 +885,16 @@ async def test_max_in_flight_bounds_each_channel_not_all_together(db) -> None:  
     assert (together["most mail"], together["most sms"]) == (5, 5)  # each up to its limit
     assert together["most all"] == 10  # at the same time: not 5 for both together
     assert d.store.counts() == {"delivered": 40}
+
+
+def test_a_batch_with_an_intent_committed_before_stores_each_body_once(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    first, second = open_incidents(db, 2)
+    store = OutboxStore(db)
+    with store.transaction():
+        assert store.enqueue([note(first, "mail")], clock.now()) == 1
+    with store.transaction():  # the first again (same key), and a new one
+        assert store.enqueue([note(first, "mail"), note(second, "mail")], clock.now()) == 1
+    due = store.due(clock.now(), 10)
+    assert [i.notification for i in due] == [note(first, "mail"), note(second, "mail")]
+    assert db.execute("SELECT COUNT(*) FROM outbox_body").fetchone() == (2,)

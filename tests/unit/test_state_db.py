@@ -211,3 +211,36 @@ def test_open_returns_the_draft_as_stored_every_field_kept(conn: sqlite3.Connect
     assert replace(opened, id=0) == full
     assert IncidentStore(conn).get(opened.id) == opened  # what a read gives back, field for field
     assert len(fields(Incident)) == 16  # a new field: keep IncidentStore.open's copy of it
+
+
+def test_migration_12_moves_each_intents_message_and_payload_out_of_its_row(
+    tmp_path: Path,
+) -> None:
+    from alertd.model import Notification, Transition
+    from alertd.notify.outbox import OutboxStore, _message, dump_notification
+    from alertd.state.db import _statements
+
+    conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    for version, sql in MIGRATIONS:
+        if version < 12:  # a state directory written by the previous release
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, T0))
+    incident = IncidentStore(conn).open(draft())
+    n = Notification(incident, Transition.OPENED, "mail", ("a@example.com",), key="k1")
+    conn.execute(
+        "INSERT INTO outbox (key, incident_id, transition, channel, team, recipients, message, "
+        "payload, state, created_at, next_at, updated_at) "
+        "VALUES ('k1', ?, 'opened', 'mail', '', '[\"a@example.com\"]', ?, ?, 'pending', ?, ?, ?)",
+        (incident.id, _message(n), dump_notification(n), T0, T0, T0),
+    )
+    assert migrate(conn) == LATEST
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    assert "payload" not in columns
+    assert "message" not in columns
+    (intent,) = OutboxStore(conn).due(T0 + 1, 10)
+    assert intent.notification == n
+    assert conn.execute("SELECT message FROM outbox_body").fetchone() == (_message(n),)
+    conn.close()
