@@ -661,7 +661,10 @@ def _check(report: CrashReport, receiver: Receiver, state_dir: Path, committed: 
         )
         report.ambiguous_attempts = sum(ambiguous.values())
         with_intent = set()
-        for (payload,) in conn.execute("SELECT payload FROM outbox_body"):
+        for (payload,) in conn.execute(
+            "SELECT COALESCE(b.payload, o.payload) FROM outbox o "
+            "LEFT JOIN outbox_body b ON b.id = o.id"
+        ):
             labels = dict(json.loads(payload)["incident"]["labels"])
             with_intent.add(labels.get("instance", ""))
     finally:

@@ -52,9 +52,11 @@ def _news_after_news(n: Notification) -> bool:
     return n.transition not in _NOTHING_BEFORE and not n.digest
 
 
+# the payload from outbox_body, or (an intent from before migration 12) from its own row
 _COLUMNS = (
     "id, key, state, attempts, created_at, team, failover_of, "
-    "(SELECT payload FROM outbox_body b WHERE b.id = outbox.id), provider_status"
+    "COALESCE((SELECT payload FROM outbox_body b WHERE b.id = outbox.id), payload), "
+    "provider_status"
 )
 
 
@@ -276,8 +278,8 @@ class OutboxStore:
         before = self.conn.total_changes
         self.conn.executemany(
             "INSERT OR IGNORE INTO outbox (key, incident_id, transition, channel, team, "
-            "recipients, state, created_at, next_at, updated_at, failover_of) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            "recipients, message, payload, state, created_at, next_at, updated_at, failover_of) "
+            "VALUES (?, ?, ?, ?, ?, ?, '', '', 'pending', ?, ?, ?, ?)",
             rows,
         )
         added = self.conn.total_changes - before
@@ -562,9 +564,12 @@ class OutboxStore:
             "UPDATE outbox SET recipients = ? WHERE id = ?",
             (compact_json.dumps(recipients), intent.id),
         )
-        self.conn.execute(
-            "UPDATE outbox_body SET payload = ? WHERE id = ?", (dump_notification(n), intent.id)
+        payload = dump_notification(n)
+        cur = self.conn.execute(
+            "UPDATE outbox_body SET payload = ? WHERE id = ?", (payload, intent.id)
         )
+        if not cur.rowcount:  # an intent from before migration 12
+            self.conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (payload, intent.id))
         return replace(intent, notification=n)
 
     def split_off(self, intent: Intent, recipient: str, now: float) -> Intent:

@@ -260,16 +260,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         12,
         """
         -- an intent's rendered message and payload, written once: the outbox row, updated at
-        -- each claim and outcome, stays narrow (a 10k storm's updates rewrote a tenth as many
-        -- pages: bench/README.md)
+        -- each claim and outcome, stays narrow (bench/README.md). New rows leave
+        -- outbox.message and outbox.payload empty; rows from before keep theirs (no DROP
+        -- COLUMN: SQLite before 3.35 has none, and no table is rewritten at the upgrade)
         CREATE TABLE outbox_body (
             id      INTEGER PRIMARY KEY REFERENCES outbox(id),
             message TEXT    NOT NULL,
             payload TEXT    NOT NULL
         );
-        INSERT INTO outbox_body (id, message, payload) SELECT id, message, payload FROM outbox;
-        ALTER TABLE outbox DROP COLUMN message;
-        ALTER TABLE outbox DROP COLUMN payload;
         """,
     ),
 )

@@ -213,7 +213,7 @@ def test_open_returns_the_draft_as_stored_every_field_kept(conn: sqlite3.Connect
     assert len(fields(Incident)) == 16  # a new field: keep IncidentStore.open's copy of it
 
 
-def test_migration_12_moves_each_intents_message_and_payload_out_of_its_row(
+def test_after_migration_12_new_intents_keep_their_body_apart_and_old_ones_still_load(
     tmp_path: Path,
 ) -> None:
     from alertd.model import Notification, Transition
@@ -237,10 +237,17 @@ def test_migration_12_moves_each_intents_message_and_payload_out_of_its_row(
         (incident.id, _message(n), dump_notification(n), T0, T0, T0),
     )
     assert migrate(conn) == LATEST
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
-    assert "payload" not in columns
-    assert "message" not in columns
-    (intent,) = OutboxStore(conn).due(T0 + 1, 10)
-    assert intent.notification == n
-    assert conn.execute("SELECT message FROM outbox_body").fetchone() == (_message(n),)
+    store = OutboxStore(conn)
+    (old,) = store.due(T0 + 1, 10)  # an intent from before: its payload is in its row
+    assert old.notification == n
+    new = Notification(incident, Transition.RESOLVED, "mail", ("a@example.com",), key="k2")
+    store.enqueue([new], T0 + 2)
+    assert [i.notification for i in store.due(T0 + 3, 10)] == [n, new]
+    assert conn.execute("SELECT message, payload FROM outbox WHERE key = 'k2'").fetchone() == (
+        "",
+        "",
+    )  # the row stays narrow; the body is in outbox_body
+    assert conn.execute("SELECT message FROM outbox_body").fetchone() == (_message(new),)
+    narrowed = store.narrow(old, ())
+    assert store.due(T0 + 3, 10)[0].notification == narrowed.notification
     conn.close()
