@@ -89,6 +89,8 @@ class IncidentQuery:
     def parse(cls, query: MultiMapping[str]) -> IncidentQuery:
         """Read the query string; raise a 400 ``ApiError`` naming the first bad parameter."""
         states = tuple(dict.fromkeys(query.getall("state", [])))
+        if "all" in states:  # as the CLI's ``--state all``
+            states = tuple(STATES)
         for state in states:
             if state not in STATES:
                 raise ApiError(400, f"state: {state!r} is not one of {', '.join(STATES)}")

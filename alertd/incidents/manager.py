@@ -25,6 +25,7 @@ from alertd.incidents.grouping import (
 from alertd.incidents.maintenance import Window, covering
 from alertd.incidents.priority import LEVEL_NAMES, priority_of
 from alertd.incidents.routing import RoutePlan, notifications_for, route_plan
+from alertd.ingest.external import EXTERNAL_METRIC
 from alertd.model import (
     TARGET_UP_METRIC,
     AlertEvent,
@@ -57,8 +58,12 @@ def _why_quiet(suppressed_by: str) -> str:
     return f"in {suppressed_by}: recorded, no page"
 
 
-def _value(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:g}"
+def _value(event: AlertEvent) -> str:
+    """`` (value 92.5)`` for a timeline line; nothing for a pushed alert, which carries no
+    value (for a rule's event, "unknown" says that its value was missing)."""
+    if event.value is None:
+        return "" if event.metric == EXTERNAL_METRIC else " (value unknown)"
+    return f" (value {event.value:g})"
 
 
 class IncidentManager:
@@ -279,7 +284,7 @@ class IncidentManager:
             opened.id,
             now,
             "opened",
-            f"{level_name} {priority}: {event.summary} (value {_value(event.value)})",
+            f"{level_name} {priority}: {event.summary}{_value(event)}",
         )
         if log.isEnabledFor(self._each_level):
             log.log(
@@ -313,9 +318,7 @@ class IncidentManager:
                 # a member of a group, or resolved by hand earlier: nothing left to do
                 return self._member_resolved(event, now)
             resolved = store.resolve(current, now, event.value)
-            store.add_timeline(
-                current.id, now, "resolved", f"{event.summary} (value {_value(event.value)})"
-            )
+            store.add_timeline(current.id, now, "resolved", f"{event.summary}{_value(event)}")
             log.log(self._each_level, "incident #%d resolved: %s", current.id, event.summary)
             return resolved, Transition.RESOLVED, None
         assert event.level is not None

@@ -50,7 +50,9 @@ State:        {{ state }}
 Level:        {{ level }}
 Rule:         {{ rule }}
 Metric:       {{ metric }}
+{% if value != "unknown" or metric != "alertmanager" %}
 Value:        {{ value }}
+{% endif %}
 Summary:      {{ summary }}
 {% if annotations %}
 Annotations:
@@ -118,7 +120,9 @@ _HTML_BODY = _HTML_ENV.from_string(
 <tr><th align="left">Level</th><td>{{ level }}</td></tr>
 <tr><th align="left">Rule</th><td>{{ rule }}</td></tr>
 <tr><th align="left">Metric</th><td>{{ metric }}</td></tr>
+{% if value != "unknown" or metric != "alertmanager" %}
 <tr><th align="left">Value</th><td>{{ value }}</td></tr>
+{% endif %}
 <tr><th align="left">Summary</th><td>{{ summary }}</td></tr>
 {% for name, text in annotations %}
 <tr><th align="left">{{ name }}</th><td>{{ text }}</td></tr>

@@ -104,6 +104,9 @@ routes:
     assert "description: /var is 97% full" in mail
     assert "runbook_url: https://runbooks.example/disk" in mail
     assert "http://prometheus.example:9090/graph?g0.expr=disk" in mail
+    assert "Value:" not in mail  # a pushed alert has none: no "Value: unknown"
+    _, detail = d.get("/api/v1/incidents/1")
+    assert "value unknown" not in detail
 
     ended = float(int(time.time()) - 10)  # Prometheus saw it end 10 s ago
     assert post_alerts(d, [{**alert, "endsAt": rfc3339(ended)}], None)[0] == 200

@@ -102,6 +102,7 @@ async def test_list_defaults_to_unresolved_newest_first(api: Api) -> None:
     [
         ([("state", "resolved")], [5]),
         ([("state", "open"), ("state", "resolved")], [5, 4, 3, 2, 1]),
+        ([("state", "all")], [5, 4, 3, 2, 1]),  # as the CLI's --state all
         ([("priority", "P2")], [2]),
         ([("priority", "P1"), ("priority", "P3"), ("state", "resolved")], []),
         ([("team", "oncall2")], [2, 1]),
