@@ -83,6 +83,7 @@ log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 15.0  # on shutdown, how long in-flight notifications may finish
 KPI_WINDOW = 30 * 86400.0  # the window of the alertd_kpi_* gauges
+DEADLINE_POLL = 1.0  # seconds between looks for a group_wait, escalation or endsAt now due
 KPI_EVERY = 60.0  # seconds between refreshes of the alertd_kpi_* gauges (and outbox purges)
 OUTBOX_RETENTION = 30 * 86400.0  # finished intents are kept this long (timelines: forever)
 
@@ -251,10 +252,12 @@ class App:
             self._ready = True
             self.systemd.ready(self._status())
             watchdog = asyncio.create_task(self.systemd.watchdog_loop(lambda: self._ready))
+            deadlines = asyncio.create_task(self._deadline_loop())
             try:
                 await self._evaluation_loop()
             finally:
                 watchdog.cancel()
+                deadlines.cancel()
                 self.systemd.stopping()
         finally:
             self._ready = False
@@ -357,6 +360,27 @@ class App:
                 self.evaluate_once()
             except Exception:  # one bad cycle must not stop the daemon
                 log.exception("evaluation cycle failed")
+
+    async def _deadline_loop(self) -> None:
+        """Between evaluation cycles, act on a deadline when it comes (a group's
+        ``group_wait``, an escalation step, a pushed alert's ``endsAt``), to the second, not
+        at the next cycle (``evaluation_interval``). One indexed read a second; a write only
+        when something is due."""
+        passed: float | None = None  # a deadline acted on that did not move: left to the cycle
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), DEADLINE_POLL)
+            if self._stop.is_set():
+                break
+            try:
+                now = self.clock.now()
+                due = self.manager.store.next_deadline()
+                if due is None or due > now or due == passed:
+                    continue
+                self._apply([], {}, now, expire=True)
+                passed = due
+            except Exception:  # the evaluation cycle still acts on it
+                log.exception("could not act on a deadline")
 
     def evaluate_once(self) -> None:
         """Run one evaluation and hand its notifications to delivery."""

@@ -431,6 +431,20 @@ class IncidentStore:
         """Hold a new group's first page until ``at`` (None: paged, or never to be)."""
         self.conn.execute("UPDATE incidents SET first_page_at = ? WHERE id = ?", (at, incident_id))
 
+    def next_deadline(self) -> float | None:
+        """The earliest of: a held first page (``group_wait``), an open incident's next
+        escalation step, a pushed alert's ``endsAt``; None if there is none. Each through
+        its index."""
+        row = self.conn.execute(
+            "SELECT MIN(t) FROM ("
+            "SELECT MIN(first_page_at) AS t FROM incidents INDEXED BY incidents_first_page "
+            "WHERE first_page_at IS NOT NULL AND state != 'resolved' "
+            "UNION ALL SELECT MIN(next_escalation_at) FROM incidents "
+            "WHERE state = 'open' AND next_escalation_at IS NOT NULL "
+            "UNION ALL SELECT MIN(ends_at) FROM external_alerts WHERE state = 'firing')"
+        ).fetchone()
+        return None if row is None else row[0]
+
     def first_pages_due(self, now: float) -> list[Incident]:
         """Return unresolved incidents whose held first page is due at ``now``."""
         rows = self.conn.execute(

@@ -115,3 +115,53 @@ routes:
     assert resolved["status"] == "resolved"
     assert resolved["endsAt"] == rfc3339(ended)
     assert bodies.bodies[1]["status"] == "resolved"
+
+
+def test_group_wait_escalation_and_ends_at_come_due_between_evaluation_cycles(
+    tmp_path: Path, bodies: Bodies, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    # an evaluation cycle an hour long: only the deadline loop can act within the test
+    (cfg / "thresholds.yaml").write_text("evaluation_interval: 1h\nrules: []\n")
+    (cfg / "channels.yaml").write_text(
+        f"""\
+channels:
+  hook: {{type: webhook, url: "{bodies.url}"}}
+  boss: {{type: webhook, url: "{bodies.url}"}}
+routes:
+  - match: {{alertname: [PortDown]}}
+    group_by: [instance]
+    group_wait: 2s
+    notify: [hook]
+  - escalate:
+      - {{notify: [hook]}}
+      - {{after: 2s, notify: [boss]}}
+"""
+    )
+    d = daemon_factory(cfg)
+    ports = [
+        {"labels": {"alertname": "PortDown", "instance": "sw1", "port": str(i)}} for i in (1, 2)
+    ]
+    assert post_alerts(d, ports, None)[0] == 200
+    wait_for("the group's first page", lambda: any(b["receiver"] == "hook" for b in bodies.bodies))
+    (grouped,) = [b for b in bodies.bodies if b["groupLabels"]]
+    assert len(grouped["alerts"]) == 2  # both ports, held together by group_wait
+
+    soon = float(int(time.time()) + 6)  # after the escalation step (2 s), not before it
+    cpu = {
+        "labels": {"alertname": "CpuHigh", "instance": "web1", "severity": "critical"},
+        "endsAt": rfc3339(soon),  # Prometheus stops refreshing: it resolves at endsAt
+    }
+    assert post_alerts(d, [cpu], None)[0] == 200
+
+    def about_web1(status: str, receiver: str) -> bool:
+        return any(
+            b["receiver"] == receiver
+            and b["status"] == status
+            and b["commonLabels"].get("instance") == "web1"
+            for b in bodies.bodies
+        )
+
+    wait_for("the escalation to boss", lambda: about_web1("firing", "boss"))
+    wait_for("the resolve at endsAt", lambda: about_web1("resolved", "hook"))
