@@ -457,6 +457,16 @@ def _incidents(args: argparse.Namespace) -> int:
             print(f"  {_when(t.ts)}  {t.kind:<14} {t.actor:<12} {t.detail}")
         return 0
     who = args.by or _who()
+    # nothing to do is an error, as the API's 409: a script sees that it changed nothing
+    if args.action == "ack" and incident.state is not IncidentState.OPEN:
+        print(
+            f"alertd: incident #{incident.id} is {incident.state.value}; not acknowledged",
+            file=sys.stderr,
+        )
+        return 1
+    if args.action == "resolve" and incident.state is IncidentState.RESOLVED:
+        print(f"alertd: incident #{incident.id} is already resolved", file=sys.stderr)
+        return 1
     if args.action == "ack":
         result = acknowledge(store, incident, who, args.comment, now, how="cli")
     elif args.action == "resolve":

@@ -129,3 +129,16 @@ def test_show_says_unknown_for_an_incident_without_a_value(
     conn.close()
     assert main(["incidents", "show", "1", "--state-dir", str(state)]) == 0
     assert "value unknown" in capsys.readouterr().out
+
+
+def test_an_action_with_nothing_to_do_fails_as_the_apis_409_does(
+    state: Path, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resolve = ["incidents", "resolve", "1", "--state-dir", str(state), "--config-dir", str(config)]
+    assert main(resolve) == 0
+    capsys.readouterr()
+    assert main(resolve) == 1  # again: nothing to do, and nothing queued twice
+    assert "already resolved" in capsys.readouterr().err
+    assert rows(state, "SELECT COUNT(*) FROM outbox") == [(1,)]
+    assert main(["incidents", "ack", "1", "--state-dir", str(state)]) == 1
+    assert "is resolved; not acknowledged" in capsys.readouterr().err
