@@ -204,11 +204,21 @@ def test_a_page_waiting_on_a_channel_that_a_reload_replaces_goes_out_on_the_new_
     team_config(cfg, "hook-new", receiver.url)  # the team's webhook, renamed and fixed
     assert d.post("/-/reload") == 200
     wait_for("the page on the new channel", arrived(receiver, "renamed"))
-    _, body = d.get("/api/v1/incidents/1")
-    lines = [t["detail"] for t in json.loads(body)["timeline"]]
+
+    def timeline() -> list[str]:
+        _, body = d.get("/api/v1/incidents/1")
+        return [t["detail"] for t in json.loads(body)["timeline"]]
+
+    # the outcome is recorded a moment after the receiver has the page
+    wait_for(
+        "the send on the timeline",
+        lambda: any(
+            line.startswith("opened via hook-new") and "sent" in line for line in timeline()
+        ),
+    )
+    lines = timeline()
     assert any("channel hook-old is no longer configured" in line for line in lines), lines
     assert any("failing over to hook-new" in line for line in lines), lines
-    assert any(line.startswith("opened via hook-new") and "sent" in line for line in lines)
 
 
 def closed_port() -> int:
