@@ -372,6 +372,7 @@ class App:
                 await asyncio.wait_for(self._stop.wait(), DEADLINE_POLL)
             if self._stop.is_set():
                 break
+            due: float | None = None
             try:
                 now = self.clock.now()
                 due = self.manager.store.next_deadline()
@@ -381,6 +382,7 @@ class App:
                 passed = due
             except Exception:  # the evaluation cycle still acts on it
                 log.exception("could not act on a deadline")
+                passed = due  # not a failing write (and a traceback) every second
 
     def evaluate_once(self) -> None:
         """Run one evaluation and hand its notifications to delivery."""

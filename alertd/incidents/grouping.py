@@ -67,7 +67,8 @@ def member_entry(member: GroupMember) -> AlertEntry:
         status=member.state,
         labels=tuple(labels.items()),
         starts_at=member.since,
-        ends_at=member.since if resolved else None,
+        # a member resolved before resolved_at was recorded: its start is all we know
+        ends_at=(member.resolved_at or member.since) if resolved else None,
         fingerprint=member.fingerprint,
     )
 

@@ -449,7 +449,7 @@ class IncidentManager:
         current = store.group_of(event.fingerprint)
         if current is None:
             return None
-        store.resolve_member(current.id, event.fingerprint)
+        store.resolve_member(current.id, event.fingerprint, now)
         store.add_timeline(
             current.id, now, "alert_resolved", f"{event.rule} {label_text(event.labels)}"
         )

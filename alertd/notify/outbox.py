@@ -116,7 +116,8 @@ def _entry_json(e: AlertEntry, incident_labels: Labels) -> list[Any]:
 
 
 def _entry(row: list[Any], incident_labels: Labels) -> AlertEntry:
-    status, labels, starts_at, ends_at, fingerprint, annotations, generator_url = row
+    status, labels, starts_at, ends_at, fingerprint, annotations, *rest = row
+    generator_url = rest[0] if rest else ""  # (6 fields: written before generatorURL was)
     return AlertEntry(
         status,
         incident_labels if labels is None else tuple(map(tuple, labels)),

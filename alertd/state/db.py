@@ -270,6 +270,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        13,
+        """
+        -- when a member alert of a grouped incident resolved (the webhook's endsAt); NULL
+        -- while it fires, and for members resolved before this column existed
+        ALTER TABLE incident_alerts ADD COLUMN resolved_at REAL;
+        """,
+    ),
 )
 
 

@@ -355,8 +355,8 @@ class IncidentStore:
 
     def member(self, incident_id: int, member_fingerprint: str) -> GroupMember | None:
         row = self.conn.execute(
-            "SELECT fingerprint, rule, labels, level, state, since FROM incident_alerts "
-            "WHERE incident_id = ? AND fingerprint = ?",
+            "SELECT fingerprint, rule, labels, level, state, since, resolved_at "
+            "FROM incident_alerts WHERE incident_id = ? AND fingerprint = ?",
             (incident_id, member_fingerprint),
         ).fetchone()
         return _member(row) if row else None
@@ -376,15 +376,17 @@ class IncidentStore:
             "since) VALUES (?, ?, ?, ?, ?, 'firing', ?) "
             "ON CONFLICT (incident_id, fingerprint) DO UPDATE SET level = excluded.level, "
             "since = CASE WHEN state = 'firing' THEN since ELSE excluded.since END, "
-            "state = 'firing'",
+            "state = 'firing', resolved_at = NULL",
             (incident_id, member_fingerprint, rule, labels_json(labels), int(level), since),
         )
 
-    def resolve_member(self, incident_id: int, member_fingerprint: str) -> None:
+    def resolve_member(
+        self, incident_id: int, member_fingerprint: str, now: float | None = None
+    ) -> None:
         self.conn.execute(
-            "UPDATE incident_alerts SET state = 'resolved' WHERE incident_id = ? "
+            "UPDATE incident_alerts SET state = 'resolved', resolved_at = ? WHERE incident_id = ? "
             "AND fingerprint = ?",
-            (incident_id, member_fingerprint),
+            (now, incident_id, member_fingerprint),
         )
 
     def firing_members(self, incident_id: int) -> tuple[int, Level | None]:
@@ -412,7 +414,8 @@ class IncidentStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = self.conn.execute(
-                "SELECT incident_id, fingerprint, rule, labels, level, state, since "
+                "SELECT incident_id, fingerprint, rule, labels, level, state, since, "
+                "resolved_at "
                 f"FROM incident_alerts WHERE incident_id IN ({', '.join('?' for _ in chunk)}) "
                 "ORDER BY incident_id, state = 'resolved', since, rowid",
                 chunk,
@@ -466,11 +469,12 @@ class GroupMember:
     level: Level
     state: str  # firing, resolved
     since: float
+    resolved_at: float | None = None  # when it resolved (None: firing, or not recorded)
 
 
 def _member(row: Sequence[Any]) -> GroupMember:
     labels = tuple((k, v) for k, v in compact_json.loads(row[2]))
-    return GroupMember(row[0], row[1], labels, Level(row[3]), row[4], row[5])
+    return GroupMember(row[0], row[1], labels, Level(row[3]), row[4], row[5], row[6])
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from alertd.model import EventKind, Level, Notification, make_labels
 from alertd.notify.alert_entries import of_incident
 from alertd.notify.outbox import dump_notification, load_notification
 from alertd.notify.ratelimit import Limiter
+from alertd.notify.render import format_ts
 from alertd.notify.webhook.notifier import GO_ZERO_TIME, MAX_ALERTS, payload
 from tests.open_incidents import open_incidents
 from tests.unit.test_grouping import T0, alert, apply, manager_on, port
@@ -59,7 +60,8 @@ def test_a_grouped_incident_lists_its_members_and_its_group_labels(tmp_path: Pat
     by_index = {a["labels"]["ifIndex"]: a for a in body["alerts"]}
     assert set(by_index) == {"1", "2", "3", "4"}
     assert by_index["1"]["status"] == "resolved"
-    assert by_index["1"]["endsAt"] != GO_ZERO_TIME
+    assert by_index["1"]["endsAt"] == format_ts(T0 + 60)  # when it resolved, not started
+    assert by_index["1"]["startsAt"] == format_ts(T0)
     assert by_index["4"]["labels"]["severity"] == "critical"
     assert by_index["2"]["labels"]["alertname"] == "if_down"
     assert body["groupLabels"] == dict(make_labels({"instance": "sw1", "group": "net"}))
