@@ -197,6 +197,13 @@ class Notification:
     url: str = ""  # the incident's page, when the HTTP listener has a public URL configured
     ack_url: str = ""  # a signed, expiring link that acknowledges the incident (email)
 
+    @property
+    def about_resolved(self) -> bool:
+        """Whether this is news of a resolved incident (its alerts' status: resolved)."""
+        return (
+            self.transition is Transition.RESOLVED or self.incident.state is IncidentState.RESOLVED
+        )
+
     def with_entries(self, entries: tuple[AlertEntry, ...]) -> Notification:
         """This notification about ``entries`` (not ``dataclasses.replace``: its field
         introspection costs a storm of pushed alerts a tenth of its intake)."""

@@ -39,11 +39,9 @@ from alertd.model import (
     AlertEntry,
     AlertEvent,
     EventKind,
-    IncidentState,
     Labels,
     Level,
     Notification,
-    Transition,
 )
 
 EXTERNAL_METRIC = "alertmanager"  # AlertEvent.metric of every pushed alert
@@ -193,7 +191,7 @@ def with_sources(
             out.append(n)
             continue
         inc = n.incident
-        resolved = n.transition is Transition.RESOLVED or inc.state is IncidentState.RESOLVED
+        resolved = n.about_resolved
         entry = AlertEntry(
             status=RESOLVED if resolved else FIRING,
             labels=alert.labels,

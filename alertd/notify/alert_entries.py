@@ -4,14 +4,14 @@ members, and a digest every incident it stands for (``Notification.entries``).""
 
 from __future__ import annotations
 
-from alertd.model import AlertEntry, IncidentState, Notification, Transition
+from alertd.model import AlertEntry, Notification
 from alertd.notify.render import format_value
 
 
 def of_incident(n: Notification) -> AlertEntry:
     """The one alert a plain incident's notification is about."""
     inc = n.incident
-    resolved = n.transition is Transition.RESOLVED or inc.state is IncidentState.RESOLVED
+    resolved = n.about_resolved
     labels = dict(inc.labels)
     labels.setdefault("alertname", inc.rule)
     labels.setdefault("severity", inc.level.label)

@@ -49,6 +49,15 @@ class Bodies:
         self.server.server_close()
 
 
+def config_dir(tmp_path: Path, evaluation_interval: str, channels_yaml: str) -> Path:
+    """A config directory with no rules and ``channels_yaml``."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "thresholds.yaml").write_text(f"evaluation_interval: {evaluation_interval}\nrules: []\n")
+    (cfg / "channels.yaml").write_text(channels_yaml)
+    return cfg
+
+
 @pytest.fixture
 def bodies() -> Iterator[Bodies]:
     b = Bodies()
@@ -62,10 +71,9 @@ def test_a_pushed_alert_arrives_with_its_own_annotations_source_and_times(
     smtp_server: SmtpServer,
     daemon_factory: Callable[[Path], Daemon],
 ) -> None:
-    cfg = tmp_path / "cfg"
-    cfg.mkdir()
-    (cfg / "thresholds.yaml").write_text("evaluation_interval: 1s\nrules: []\n")
-    (cfg / "channels.yaml").write_text(
+    cfg = config_dir(
+        tmp_path,
+        "1s",
         f"""\
 channels:
   hook: {{type: webhook, url: "{bodies.url}"}}
@@ -77,7 +85,7 @@ teams:
     channels: [hook, mail]
 routes:
   - notify: [oncall]
-"""
+""",
     )
     d = daemon_factory(cfg)
     started = float(int(time.time()) - 3600)  # firing for an hour before alertd heard of it
@@ -120,11 +128,10 @@ routes:
 def test_group_wait_escalation_and_ends_at_come_due_between_evaluation_cycles(
     tmp_path: Path, bodies: Bodies, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
-    cfg = tmp_path / "cfg"
-    cfg.mkdir()
     # an evaluation cycle an hour long: only the deadline loop can act within the test
-    (cfg / "thresholds.yaml").write_text("evaluation_interval: 1h\nrules: []\n")
-    (cfg / "channels.yaml").write_text(
+    cfg = config_dir(
+        tmp_path,
+        "1h",
         f"""\
 channels:
   hook: {{type: webhook, url: "{bodies.url}"}}
@@ -137,7 +144,7 @@ routes:
   - escalate:
       - {{notify: [hook]}}
       - {{after: 2s, notify: [boss]}}
-"""
+""",
     )
     d = daemon_factory(cfg)
     ports = [
