@@ -177,6 +177,12 @@ class AlertEntry:
     generator_url: str = ""  # a pushed alert's source (Prometheus' graph of its expression)
 
 
+# member alerts (lines and entries) one notification carries: each intent stores them, so a
+# group of 10,000 would store them in every page of every channel; the rest are counted
+# (``Notification.more_alerts``), as the webhook's ``truncatedAlerts`` counts past its cap
+CARRIED_MAX = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
     """One message about one incident transition to one channel (and its recipients)."""
@@ -193,6 +199,9 @@ class Notification:
     alerts: tuple[str, ...] = ()  # a grouped incident's member alerts, one line each
     # the alerts of a grouped incident or a digest, one entry each (webhook ``alerts[]``)
     entries: tuple[AlertEntry, ...] = ()
+    # alerts past those carried in ``alerts`` and ``entries`` (a group or digest larger than
+    # ``CARRIED_MAX``): counted, not stored in every intent
+    more_alerts: int = 0
     team: str = ""  # the team whose members are the recipients ("" : routed to the channel)
     url: str = ""  # the incident's page, when the HTTP listener has a public URL configured
     ack_url: str = ""  # a signed, expiring link that acknowledges the incident (email)
@@ -203,6 +212,11 @@ class Notification:
         return (
             self.transition is Transition.RESOLVED or self.incident.state is IncidentState.RESOLVED
         )
+
+    @property
+    def alert_count(self) -> int:
+        """How many member alerts a grouped incident has (``alerts`` is capped)."""
+        return len(self.alerts) + self.more_alerts if self.alerts else 0
 
     def with_entries(self, entries: tuple[AlertEntry, ...]) -> Notification:
         """This notification about ``entries`` (not ``dataclasses.replace``: its field
@@ -217,6 +231,7 @@ class Notification:
             digest=self.digest,
             alerts=self.alerts,
             entries=entries,
+            more_alerts=self.more_alerts,
             team=self.team,
             url=self.url,
             ack_url=self.ack_url,

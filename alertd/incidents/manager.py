@@ -27,6 +27,7 @@ from alertd.incidents.priority import LEVEL_NAMES, priority_of
 from alertd.incidents.routing import RoutePlan, notifications_for, route_plan
 from alertd.ingest.external import EXTERNAL_METRIC
 from alertd.model import (
+    CARRIED_MAX,
     TARGET_UP_METRIC,
     AlertEvent,
     EventKind,
@@ -144,10 +145,18 @@ class IncidentManager:
         members = self.store.members([n.incident.id for n in notes])
         if not members:
             return notes
-        lines = {i: tuple(member_line(m) for m in ms) for i, ms in members.items()}
-        entries = {i: tuple(member_entry(m) for m in ms) for i, ms in members.items()}
+        carried = {i: ms[:CARRIED_MAX] for i, ms in members.items()}
+        lines = {i: tuple(member_line(m) for m in ms) for i, ms in carried.items()}
+        entries = {i: tuple(member_entry(m) for m in ms) for i, ms in carried.items()}
         return [
-            replace(n, alerts=lines[i], entries=entries[i]) if (i := n.incident.id) in lines else n
+            replace(
+                n,
+                alerts=lines[i],
+                entries=entries[i],
+                more_alerts=len(members[i]) - len(carried[i]),
+            )
+            if (i := n.incident.id) in lines
+            else n
             for n in notes
         ]
 

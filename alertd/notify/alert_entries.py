@@ -4,7 +4,9 @@ members, and a digest every incident it stands for (``Notification.entries``).""
 
 from __future__ import annotations
 
-from alertd.model import AlertEntry, Notification
+from collections.abc import Iterable
+
+from alertd.model import CARRIED_MAX, AlertEntry, Notification
 from alertd.notify.render import format_value
 
 
@@ -28,3 +30,18 @@ def of_incident(n: Notification) -> AlertEntry:
 def entries_of(n: Notification) -> tuple[AlertEntry, ...]:
     """Every alert ``n`` is about (at least one)."""
     return n.entries or (of_incident(n),)
+
+
+def gathered(notes: Iterable[Notification]) -> tuple[tuple[AlertEntry, ...], int]:
+    """The alerts of ``notes`` together (a digest): at most ``CARRIED_MAX`` entries, and how
+    many more there are."""
+    entries: list[AlertEntry] = []
+    more = 0
+    for n in notes:
+        more += n.more_alerts
+        for e in entries_of(n):
+            if len(entries) < CARRIED_MAX:
+                entries.append(e)
+            else:
+                more += 1
+    return tuple(entries), more

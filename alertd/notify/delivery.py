@@ -30,7 +30,7 @@ from alertd.clock import Clock
 from alertd.errors import FailureReason, NotifyError
 from alertd.metrics import Metrics
 from alertd.model import Notification
-from alertd.notify.alert_entries import entries_of
+from alertd.notify.alert_entries import gathered
 from alertd.notify.notifier import Notifier, Sent, known_unsent, nothing_written_yet
 from alertd.notify.outbox import DIGEST_KEY_PREFIX, AttemptResult, Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
@@ -404,13 +404,15 @@ class Delivery:
             if not self.limiter.admit(channel, recipients, mono):
                 continue
             latest = notes[-1]
+            entries, more_alerts = gathered(notes)
             digest = replace(
                 latest,
                 recipients=recipients,
                 key=f"{DIGEST_KEY_PREFIX}{channel}.{held_for}.{members[0].id}-{members[-1].id}",
                 digest=tuple(_line(n) for n in notes),
                 alerts=(),
-                entries=tuple(e for n in notes for e in entries_of(n)),
+                entries=entries,
+                more_alerts=more_alerts,
             )
             intent = self.store.fold_digest(digest, members, now)
             self.store.mark_sending([intent], now)

@@ -146,6 +146,7 @@ def dump_notification(n: Notification) -> str:
                 if n.entries
                 else {}
             ),
+            **({"more_alerts": n.more_alerts} if n.more_alerts else {}),
             "team": n.team,
             "url": n.url,
             "ack_url": n.ack_url,
@@ -194,6 +195,7 @@ def load_notification(text: str) -> Notification:
         digest=tuple(d["digest"]),
         alerts=tuple(d["alerts"]),
         entries=tuple(_entry(e, incident.labels) for e in d.get("entries", ())),
+        more_alerts=d.get("more_alerts", 0),
         team=d["team"],
         url=d["url"],
         ack_url=d["ack_url"],

@@ -283,7 +283,7 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
         return _cut(_override(templates.short, n) or "", SHORT_MAX)
     text = _default_subject(n)
     if n.alerts:
-        text += f" ({len(n.alerts)} alerts)"
+        text += f" ({n.alert_count} alerts)"
     if n.url:
         text += f" {n.url}"
     return _cut(text, SHORT_MAX)
@@ -330,7 +330,7 @@ def one_line(n: Notification) -> str:
     )
     parts.append(f"value={format_value(inc.value)}")
     if n.alerts:
-        parts.append(f"alerts={len(n.alerts)}")
+        parts.append(f"alerts={n.alert_count}")
     if n.digest:
         parts.append(f"digest_of={len(n.digest)}")
     if inc.acknowledged_by:
@@ -382,8 +382,8 @@ def _context(n: Notification) -> dict[str, Any]:
         "acknowledged_at": format_ts(inc.acknowledged_at),
         "resolved_at": format_ts(inc.resolved_at),
         "alerts": [_single_line(line) for line in n.alerts[:ALERTS_MAX]],
-        "alerts_total": len(n.alerts),
-        "alerts_more": max(0, len(n.alerts) - ALERTS_MAX),
+        "alerts_total": n.alert_count,
+        "alerts_more": max(0, n.alert_count - ALERTS_MAX),
         "digest": [_single_line(line) for line in n.digest[:DIGEST_MAX]],
         "digest_total": len(n.digest),
         "digest_more": max(0, len(n.digest) - DIGEST_MAX),

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from alertd.clock import FakeClock
 from alertd.model import EventKind, Level, Notification, make_labels
-from alertd.notify.alert_entries import of_incident
+from alertd.notify.alert_entries import gathered, of_incident
 from alertd.notify.outbox import dump_notification, load_notification
 from alertd.notify.ratelimit import Limiter
-from alertd.notify.render import format_ts
+from alertd.notify.render import format_ts, short_text
 from alertd.notify.webhook.notifier import GO_ZERO_TIME, MAX_ALERTS, payload
 from tests.open_incidents import open_incidents
 from tests.unit.test_grouping import T0, alert, apply, manager_on, port
@@ -82,3 +82,42 @@ def test_entries_survive_the_outbox_and_a_huge_digest_is_cut_with_a_count(db) ->
     body = payload(again, "hook")
     assert len(body["alerts"]) == MAX_ALERTS
     assert body["truncatedAlerts"] == 1200 - MAX_ALERTS
+
+
+def test_a_huge_group_carries_its_first_members_and_counts_the_rest(  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch
+) -> None:
+    # every intent stores what its notification carries: a group of 10,000 must not store
+    # 10,000 member lines and entries in each page of each channel
+    monkeypatch.setattr("alertd.incidents.manager.CARRIED_MAX", 3)
+    m = manager_on(tmp_path)
+    apply(m, [port("sw1", i) for i in (1, 2, 3, 4)], T0)
+    worse = alert(EventKind.FIRING, Level.CRITICAL, instance="sw1", ifIndex="5", group="net")
+    (page,) = apply(m, [worse], T0 + 120)
+    assert (len(page.alerts), len(page.entries), page.more_alerts) == (3, 3, 2)
+    again = load_notification(dump_notification(page))
+    assert (again.more_alerts, again.alert_count) == (2, 5)
+    body = payload(again, "pager")
+    assert len(body["alerts"]) == 3
+    assert body["truncatedAlerts"] == 2
+    assert body["incident"]["alerts_total"] == 5
+    assert "(5 alerts)" in short_text(again)
+
+
+def test_a_digest_carries_its_first_alerts_and_counts_the_rest(  # type: ignore[no-untyped-def]
+    db, monkeypatch
+) -> None:
+    monkeypatch.setattr("alertd.notify.alert_entries.CARRIED_MAX", 4)
+    incidents = open_incidents(db, 3)
+    group = note(incidents[0], "hook")
+    group = Notification(
+        group.incident,
+        group.transition,
+        "hook",
+        alerts=("a", "b", "c"),
+        entries=(of_incident(group),) * 3,
+        more_alerts=7,  # a group cut already: its 7 are counted, not lost
+    )
+    entries, more = gathered([group] + [note(i, "hook") for i in incidents[1:]])
+    assert len(entries) == 4
+    assert more == 7 + (3 + 2 - 4)

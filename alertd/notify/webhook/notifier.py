@@ -69,7 +69,7 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
     return {
         "version": "4",
         "groupKey": inc.fingerprint or str(inc.id),
-        "truncatedAlerts": len(entries) - len(alerts),
+        "truncatedAlerts": len(entries) - len(alerts) + n.more_alerts,
         "status": status,
         "receiver": receiver,
         "groupLabels": dict(inc.labels) if grouped else {},
@@ -98,6 +98,7 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
             "recipients": list(n.recipients),
             "message": message,
             "alerts": list(n.alerts),  # a grouped incident's members, one line each
+            "alerts_total": n.alert_count,  # ``alerts`` lists the first CARRIED_MAX
             "digest": list(n.digest),  # what a rate limit held back, one line each
             "key": n.key,
         },
