@@ -78,6 +78,10 @@ class IncidentManager:
         self.windows: Callable[[float], Sequence[Window]] = lambda now: ()
         self._down: set[str] | None = None
         self._windows_now: list[Window] | None = None
+        # the windows in force when every incident they held back was found still covered
+        # (``_window_ends``), and whether anything was suppressed since
+        self._covered_under: list[Window] | None = None
+        self._suppressed_since = False
         self._quiet: set[int] = set()  # grouped incidents changed in this batch, not to page
         self._plans: dict[_RouteKey, RoutePlan] = {}  # routing decided in this batch
         self._grouping = False  # does any route group alerts (asked once per batch)
@@ -110,7 +114,23 @@ class IncidentManager:
                     f"{format_duration(expiry)} ago and not resolved: escalation resumes",
                 )
                 self.escalator.arm_new(incident, now, since=now)
+        out.extend(self._window_ends(now))
+        out.extend(self._first_pages(now))
+        return self._with_alerts(out + self.escalator.run(now))
+
+    def _window_ends(self, now: float) -> list[Notification]:
+        """Page incidents that a window or silence held back and none covers any more.
+
+        Reading every suppressed incident costs ~90 ms with 10,000 of them, and this runs at
+        each cycle and deadline: skipped while the windows in force are those of the last
+        read that released nothing, and nothing was suppressed since, because then the
+        same windows cover the same incidents."""
         windows = self.windows(now)
+        in_force = [w for w in windows if w.active_at(now)]
+        if in_force == self._covered_under and not self._suppressed_since:
+            return []
+        self._suppressed_since = False
+        out: list[Notification] = []
         for incident in self.store.suppressed_by_window():
             if covering(windows, window_view(incident.label_map, incident.rule), now) is not None:
                 continue
@@ -120,8 +140,10 @@ class IncidentManager:
             )
             self.escalator.arm_new(incident, now, since=now)
             out.extend(notifications_for(incident, Transition.OPENED, self.channels, now))
-        out.extend(self._first_pages(now))
-        return self._with_alerts(out + self.escalator.run(now))
+        # a release rolled back with its transaction must be read again: remembered only
+        # when there was none
+        self._covered_under = None if out else in_force
+        return out
 
     def _first_pages(self, now: float) -> list[Notification]:
         """Send the first page of groups whose ``group_wait`` is over; arm escalation then."""
@@ -228,6 +250,7 @@ class IncidentManager:
 
     def _suppress(self, incident: Incident, why: str, now: float) -> None:
         self.store.set_suppressed(incident, why)
+        self._suppressed_since = True
         if incident.id in self._quiet:
             self.store.set_first_page(incident.id, None)  # released later pages at once
         self._no_escalation(incident)
@@ -266,6 +289,7 @@ class IncidentManager:
             window = covering(self._windows_now, window_view(labels, event.rule), now)
         if window is not None:
             suppressed = window.label()
+            self._suppressed_since = True
         draft = Incident(
             id=0,
             fingerprint=event.fingerprint,

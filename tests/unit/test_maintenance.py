@@ -88,6 +88,55 @@ def test_alert_inside_a_window_is_recorded_and_pages_when_the_window_ends(tmp_pa
     assert s.apply([], t0 + 3 * HOUR) == []  # once
 
 
+def test_suppressed_incidents_are_read_again_only_when_the_windows_in_force_change(
+    tmp_path, monkeypatch
+) -> None:
+    s = Setup(tmp_path)
+    t0 = SUNDAY_1AM
+    reads = []
+    read = s.store.suppressed_by_window
+    monkeypatch.setattr(s.store, "suppressed_by_window", lambda: reads.append(1) or read())
+    s.window("maintenance", t0, t0 + 2 * HOUR, instance="web1")
+    assert s.apply([fire(EventKind.FIRING, "web1", t0 + 60)], t0 + 60) == []
+    assert len(reads) == 1  # the suppression just made
+    assert s.apply([], t0 + HOUR) == []
+    assert s.apply([], t0 + HOUR + 1) == []
+    assert len(reads) == 1  # same windows, same incidents: nothing to read
+    assert len(s.apply([], t0 + 2 * HOUR)) == 1  # the window ended
+    assert len(reads) == 2
+
+
+def test_a_window_that_came_and_went_between_two_looks_still_releases(tmp_path) -> None:
+    s = Setup(tmp_path)
+    t0 = SUNDAY_1AM
+    assert s.apply([], t0) == []  # looked with no window in force
+    s.window("maintenance", t0 + 10, t0 + 20, instance="web1")
+    with s.store.transaction():  # opened inside it, with no look at the windows after
+        assert s.manager.apply([fire(EventKind.FIRING, "web1", t0 + 15)], t0 + 15) == []
+    # no window in force again, as at the last look: the suppression since says look
+    assert [n.transition.value for n in s.apply([], t0 + 30)] == ["opened"]
+
+
+def test_a_release_rolled_back_is_released_again(tmp_path) -> None:
+    s = Setup(tmp_path)
+    t0 = SUNDAY_1AM
+    s.window("maintenance", t0, t0 + HOUR, instance="web1")
+    assert s.apply([fire(EventKind.FIRING, "web1", t0 + 60)], t0 + 60) == []
+    released: list[Notification] = []
+
+    def release_then_fail() -> None:
+        with s.store.transaction():
+            released.extend(s.manager.escalate(t0 + HOUR))
+            raise RuntimeError("the outbox write failed")
+
+    with pytest.raises(RuntimeError):
+        release_then_fail()
+    assert len(released) == 1
+    assert s.store.find()[0].suppressed_by is not None
+    assert len(s.apply([], t0 + HOUR + 1)) == 1
+    assert s.store.find()[0].suppressed_by is None
+
+
 def test_alert_that_recovers_inside_the_window_never_pages(tmp_path) -> None:
     s = Setup(tmp_path)
     t0 = SUNDAY_1AM
