@@ -401,7 +401,7 @@ def _incident_dict(incident: Incident) -> dict[str, object]:
 
 def _incidents(args: argparse.Namespace) -> int:
     from alertd.config.load import load_config
-    from alertd.incidents.actions import acknowledge, add_comment
+    from alertd.incidents.actions import acknowledge_within, add_comment
     from alertd.state.db import connect
     from alertd.state.incidents import IncidentStore
 
@@ -457,19 +457,14 @@ def _incidents(args: argparse.Namespace) -> int:
             print(f"  {_when(t.ts)}  {t.kind:<14} {t.actor:<12} {t.detail}")
         return 0
     who = args.by or _who()
-    # nothing to do is an error, as the API's 409: a script sees that it changed nothing
-    if args.action == "ack" and incident.state is not IncidentState.OPEN:
-        print(
-            f"alertd: incident #{incident.id} is {incident.state.value}; not acknowledged",
-            file=sys.stderr,
-        )
-        return 1
-    if args.action == "resolve" and incident.state is IncidentState.RESOLVED:
-        print(f"alertd: incident #{incident.id} is already resolved", file=sys.stderr)
-        return 1
+    changed = True
     if args.action == "ack":
-        result = acknowledge(store, incident, who, args.comment, now, how="cli")
+        with store.transaction():
+            result, changed = acknowledge_within(store, incident, who, args.comment, now, "cli")
     elif args.action == "resolve":
+        if incident.state is IncidentState.RESOLVED:  # before asking for the config
+            print(f"alertd: incident #{incident.id} is already resolved", file=sys.stderr)
+            return 1
         channels = None
         if not args.no_notify:
             config_dir = args.config_dir or _default_config_dir()
@@ -483,9 +478,14 @@ def _incidents(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
-        result = _resolve_and_queue(store, incident, who, args.comment, now, channels)
+        result, changed = _resolve_and_queue(store, incident, who, args.comment, now, channels)
     else:
         result = add_comment(store, incident, who, args.text, now)
+    if not changed:
+        # nothing to do is an error, as the API's 409: a script sees that it changed nothing.
+        # Decided under the write lock, so a change by someone else a moment before counts
+        print(f"alertd: {result}", file=sys.stderr)
+        return 1
     print(result)
     return 0
 
@@ -497,11 +497,12 @@ def _resolve_and_queue(
     comment: str | None,
     now: float,
     channels: ChannelsFile | None,
-) -> str:
+) -> tuple[str, bool]:
     """Resolve by hand and queue the "resolved" notifications that ``channels`` routes in the
     same transaction: the daemon's delivery picks them up from the outbox (within a second
     while it runs). ``channels`` None (``--no-notify``): nobody is told, and the timeline says
-    so."""
+    so. Also return whether it resolved (False: resolved already, read under the write
+    lock)."""
     from alertd.incidents.actions import resolve_within
     from alertd.incidents.routing import notifications_for
     from alertd.ingest import external
@@ -517,7 +518,7 @@ def _resolve_and_queue(
             notes = notifications_for(resolved, Transition.RESOLVED, channels, now)
             notes = external.stored_sources(store.conn, notes)
             queued = OutboxStore(store.conn).enqueue(notes, now, supersede=True)
-    return text + (f"; {queued} notification(s) queued" if queued else "")
+    return text + (f"; {queued} notification(s) queued" if queued else ""), resolved is not None
 
 
 def _print_table(incidents: Sequence[Incident]) -> None:

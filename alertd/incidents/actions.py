@@ -14,13 +14,22 @@ def acknowledge(
 ) -> str:
     """Acknowledge ``incident``; return what happened, in words."""
     with store.transaction():
-        incident = store.get(incident.id) or incident  # re-read under the write lock
-        if incident.state is not IncidentState.OPEN:
-            return f"incident #{incident.id} is {incident.state.value}; nothing to acknowledge"
-        store.acknowledge(incident, who, now)
-        detail = f"acknowledged via {how}" + (f": {comment}" if comment else "")
-        store.add_timeline(incident.id, now, "acknowledged", detail, actor=who)
-    return f"incident #{incident.id} acknowledged by {who}"
+        text, _ = acknowledge_within(store, incident, who, comment, now, how)
+    return text
+
+
+def acknowledge_within(
+    store: IncidentStore, incident: Incident, who: str, comment: str | None, now: float, how: str
+) -> tuple[str, bool]:
+    """``acknowledge`` inside the caller's transaction; also return whether it acknowledged
+    (False: the incident was not open, read under the write lock)."""
+    incident = store.get(incident.id) or incident  # re-read under the write lock
+    if incident.state is not IncidentState.OPEN:
+        return f"incident #{incident.id} is {incident.state.value}; nothing to acknowledge", False
+    store.acknowledge(incident, who, now)
+    detail = f"acknowledged via {how}" + (f": {comment}" if comment else "")
+    store.add_timeline(incident.id, now, "acknowledged", detail, actor=who)
+    return f"incident #{incident.id} acknowledged by {who}", True
 
 
 def resolve_by_hand(

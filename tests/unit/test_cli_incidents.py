@@ -11,6 +11,7 @@ import pytest
 
 from alertd.cli import main
 from alertd.state.db import connect
+from alertd.state.incidents import IncidentStore
 from tests.open_incidents import open_incidents
 
 
@@ -141,4 +142,37 @@ def test_an_action_with_nothing_to_do_fails_as_the_apis_409_does(
     assert "already resolved" in capsys.readouterr().err
     assert rows(state, "SELECT COUNT(*) FROM outbox") == [(1,)]
     assert main(["incidents", "ack", "1", "--state-dir", str(state)]) == 1
-    assert "is resolved; not acknowledged" in capsys.readouterr().err
+    assert "is resolved; nothing to acknowledge" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("action", "done_by_someone_else", "says"),
+    [
+        ("ack", ["ack", "1", "--by", "li"], "is acknowledged; nothing to acknowledge"),
+        ("resolve", ["resolve", "1", "--no-notify"], "already resolved"),
+    ],
+)
+def test_an_action_that_someone_else_did_a_moment_before_fails_too(
+    state: Path,
+    config: Path,
+    action: str,
+    done_by_someone_else: list[str],
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the CLI reads the incident while it is open; someone acts before its write lock
+    open_copy = IncidentStore(connect(state)).get(1)
+    assert main(["incidents", *done_by_someone_else, "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+    reads = iter([open_copy])
+    real_get = IncidentStore.get
+    monkeypatch.setattr(
+        IncidentStore, "get", lambda self, i: next(reads, None) or real_get(self, i)
+    )
+    argv = ["incidents", action, "1", "--state-dir", str(state)]
+    if action == "resolve":
+        argv += ["--config-dir", str(config)]
+    assert main(argv) == 1
+    assert says in capsys.readouterr().err
+    assert rows(state, "SELECT COUNT(*) FROM outbox") == [(0,)]  # nothing queued
