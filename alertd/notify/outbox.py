@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from alertd import compact_json
 from alertd.incidents.routing import Told
@@ -200,6 +200,20 @@ def load_notification(text: str) -> Notification:
         url=d["url"],
         ack_url=d["ack_url"],
     )
+
+
+class _SentRow(NamedTuple):
+    """An intent as ``OutboxStore.told`` reads it."""
+
+    id: int
+    key: str
+    channel: str
+    recipients: str  # JSON list
+    team: str
+    state: str
+    created_at: float
+    transition: str
+    failover_of: int | None
 
 
 def _intent(row: tuple[Any, ...]) -> Intent:
@@ -510,28 +524,33 @@ class OutboxStore:
         if root is None:
             return Told({})
         root_id, root_created, root_transition = root
-        rows = self.conn.execute(
-            "SELECT id, key, channel, recipients, team, state, created_at, transition, "
-            "failover_of FROM outbox WHERE incident_id = ? ORDER BY id",
-            (n.incident.id,),
-        ).fetchall()
-        same_change = [
-            r[1]
-            for r in rows
-            if r[6] == root_created and r[7] == root_transition and r[8] is None and "~" not in r[1]
+        rows = [
+            _SentRow(*r)
+            for r in self.conn.execute(
+                "SELECT id, key, channel, recipients, team, state, created_at, transition, "
+                "failover_of FROM outbox WHERE incident_id = ? ORDER BY id",
+                (n.incident.id,),
+            )
         ]
+
+        def of_the_change(r: _SentRow) -> bool:
+            return r.created_at == root_created and r.transition == root_transition
+
+        def original(r: _SentRow) -> bool:  # not a failover, not a recipient split off
+            return r.failover_of is None and "~" not in r.key
+
+        same_change = [r.key for r in rows if of_the_change(r) and original(r)]
         reached: dict[str, set[str]] = {}
-        for _id, key, channel, recipients, _team, state, _created, _transition, _of in rows:
-            if state != "superseded" and any(_copy_of(key, k) for k in same_change):
-                reached.setdefault(channel, set()).update(json.loads(recipients) or [""])
+        for r in rows:
+            if r.state != "superseded" and any(_copy_of(r.key, k) for k in same_change):
+                reached.setdefault(r.channel, set()).update(json.loads(r.recipients) or [""])
         teams = set(n.team.split(","))
         newer = any(
-            r[0] > root_id
-            and r[8] is None
-            and "~" not in r[1]
-            and not r[1].startswith(DIGEST_KEY_PREFIX)
-            and not (r[6] == root_created and r[7] == root_transition)
-            and teams & set(r[4].split(","))
+            r.id > root_id
+            and original(r)
+            and not r.key.startswith(DIGEST_KEY_PREFIX)
+            and not of_the_change(r)
+            and teams & set(r.team.split(","))
             for r in rows
         )
         return Told(reached, newer)
