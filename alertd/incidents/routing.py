@@ -178,8 +178,28 @@ def fallbacks_for(
     channel's failover (``failover_for``) or, when a reload removed its channel, the team's
     channels now (``reroute_for``, with ``told(n)``)."""
     if n.channel in config.channels:
-        return failover_for(n, failed, why, config)
+        copies = failover_for(n, failed, why, config)
+        return not_told_yet(copies, told(n)) if copies else []
     return reroute_for(n, failed, config, told(n))
+
+
+def not_told_yet(copies: list[Notification], told: Told) -> list[Notification]:
+    """``copies`` less each address that the same news went to on that channel already
+    (a route naming both ``sms`` and ``mail``, with ``sms`` failing over to ``mail``: the
+    mail went out once, directly). A channel without addresses is ``""``."""
+    out = []
+    for c in copies:
+        reached = told.reached.get(c.channel, set())
+        if not c.recipients:
+            if "" not in reached:
+                out.append(c)
+            continue
+        need = tuple(a for a in c.recipients if a not in reached)
+        if need == c.recipients:
+            out.append(c)
+        elif need:
+            out.append(replace(c, recipients=need))
+    return out
 
 
 def reroute_for(

@@ -14,7 +14,13 @@ from prometheus_client import CollectorRegistry
 
 from alertd.clock import FakeClock
 from alertd.config.channels import ChannelsFile
-from alertd.incidents.routing import Told, fallbacks_for, notifications_for, reroute_for
+from alertd.incidents.routing import (
+    Told,
+    fallbacks_for,
+    not_told_yet,
+    notifications_for,
+    reroute_for,
+)
 from alertd.metrics import Metrics
 from alertd.model import Incident, IncidentState, Notification, Transition
 from alertd.notify.configure import configure
@@ -150,11 +156,47 @@ def test_a_configured_channel_still_fails_over_by_its_failover_entry(db) -> None
     config = cfg({"mail": MAIL, "oncall": LOG}, {"ops": ["mail"]}, failover={"mail": "oncall"})
     page = the_page(incident, config, "mail")
 
-    def told(n: Notification) -> Told:
-        raise AssertionError("only a removed channel's page asks where its news went")
-
-    (fallback,) = fallbacks_for(page, page.recipients, "550", config, told)
+    (fallback,) = fallbacks_for(page, page.recipients, "550", config, lambda n: Told({}))
     assert fallback.channel == "oncall"
+
+
+# -- a failover to a channel the same news reached already ---------------------------------
+
+
+async def test_a_failover_to_a_channel_the_route_named_too_sends_nothing_twice(db) -> None:  # type: ignore[no-untyped-def]
+    # user-test finding: notify [mail, sms] with sms failing over to mail mailed ops twice
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    config = ChannelsFile.model_validate(
+        {
+            "channels": {"mail": {**MAIL, "to": ["ops@example.com"]}, "sms": SMS},
+            "routes": [{"notify": ["mail", "sms"]}],
+            "failover": {"sms": "mail"},
+        }
+    )
+    mail, sms = Channel("mail"), Channel("sms", [fail(False)])
+    w = Worker(db, clock, config, [mail, sms])
+    w.commit(incident, Transition.OPENED, config)
+    await w.settle()
+    assert len(sms.attempts) == 1
+    assert len(mail.sent) == 1  # the direct one; the failover found it went there already
+    assert w.d.store.counts() == {"delivered": 1, "failed": 1}
+
+
+async def test_a_failover_goes_to_the_members_the_target_channel_has_not_reached(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    config = cfg({"sms": SMS, "mail": MAIL}, {"ops": ["sms"]}, failover={"sms": "mail"})
+    ok = lambda n: None  # noqa: E731
+    mail, sms = Channel("mail"), Channel("sms", [fail(False), ok])  # Wang's SMS fails
+    w = Worker(db, clock, config, [mail, sms])
+    w.commit(incident, Transition.OPENED, config)
+    await w.settle()
+    assert [n.recipients for n in mail.sent] == [("wang@example.com",)]
+    assert not_told_yet(mail.sent, Told({"mail": {"wang@example.com"}})) == []
+    both = replace(mail.sent[0], recipients=("wang@example.com", "li@example.com"))
+    (narrowed,) = not_told_yet([both], Told({"mail": {"wang@example.com"}}))
+    assert narrowed.recipients == ("li@example.com",)
 
 
 # -- where the news went (the store) -------------------------------------------------------
