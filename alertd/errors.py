@@ -58,7 +58,7 @@ class FailureReason(enum.Enum):
     CLIENT_ERROR = "client_error"
     AUTH = "auth"
     RECIPIENT = "recipient"
-    TEMPLATE = "template"
+    TEMPLATE = "template"  # none since templates fall back to the defaults; kept: a series
     UNCONFIGURED = "unconfigured"
     RATE_LIMITED = "rate_limited"  # the provider said slow down (HTTP 429, errcode 45009...)
     OTHER = "other"

@@ -10,15 +10,18 @@ so a label value ``{{ 7*7 }}`` shows up literally and ``<script>`` is escaped in
 from __future__ import annotations
 
 import json
+import logging
 import time
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from alertd.model import Notification, Transition
+from alertd.model import Incident, IncidentState, Level, Notification, Transition
+
+log = logging.getLogger(__name__)
 
 SUBJECT_MAX = 200
 SHORT_MAX = 1000  # the short form (SMS, IM) before a channel cuts it to its provider's limit
@@ -212,12 +215,28 @@ class MessageTemplates(BaseModel):
     @field_validator("subject", "short", "text", "html")
     @classmethod
     def _compiles(cls, source: str | None, info: Any) -> str | None:
-        if source is not None:
-            try:
-                _compiled(source, info.field_name == "html")
-            except TemplateSyntaxError as exc:
-                msg = f"template syntax error on its line {exc.lineno}: {exc.message}"
-                raise ValueError(msg) from None
+        """Refuse, at load (``check-config``, a reload keeps the last good config), a
+        template that does not compile, names a variable there is not, or fails on a
+        sample notification: at send time it would cost every page its own text."""
+        if source is None:
+            return source
+        html = info.field_name == "html"
+        try:
+            template = _compiled(source, html)
+        except TemplateSyntaxError as exc:
+            msg = f"template syntax error on its line {exc.lineno}: {exc.message}"
+            raise ValueError(msg) from None
+        env = _HTML_ENV if html else _TEXT_ENV
+        unknown = meta.find_undeclared_variables(env.parse(source)) - _variables()
+        if unknown:
+            raise ValueError(
+                f"unknown template variable(s) {', '.join(sorted(unknown))}; "
+                f"there are {', '.join(sorted(_variables()))}"
+            )
+        try:
+            template.render(_context(_sample()))
+        except Exception as exc:  # any error a page would hit at send time
+            raise ValueError(f"template fails on a sample notification: {exc}") from None
         return source
 
 
@@ -227,9 +246,58 @@ def _compiled(source: str, html: bool) -> Template:
 
 
 def _override(source: str | None, n: Notification, html: bool = False) -> str | None:
+    """``source`` rendered for ``n``; None (the default text is used) if there is none, or
+    if it fails on this notification's data: a page goes out in the default words rather
+    than not at all (load-time checks catch what fails on every page)."""
     if source is None:
         return None
-    return _compiled(source, html).render(_context(n))
+    try:
+        return _compiled(source, html).render(_context(n))
+    except Exception as exc:  # TemplateError, or e.g. ZeroDivisionError from {{ 1/0 }}
+        log.warning(
+            "incident #%d: channel %s: its template failed (%s); sent with the default text",
+            n.incident.id,
+            n.channel,
+            exc,
+        )
+        return None
+
+
+@lru_cache(maxsize=1)
+def _sample() -> Notification:
+    """A notification with every field set, for checking templates at load."""
+    incident = Incident(
+        id=42,
+        fingerprint="0123456789abcdef",
+        rule="cpu_high",
+        metric="cpu_percent",
+        labels=(("instance", "web1"), ("group", "web")),
+        level=Level.MAJOR,
+        priority="P2",
+        state=IncidentState.ACKNOWLEDGED,
+        summary="CPU 92% on web1",
+        value=92.0,
+        opened_at=1_700_000_000.0,
+        updated_at=1_700_000_060.0,
+        acknowledged_at=1_700_000_060.0,
+        acknowledged_by="wang",
+    )
+    return Notification(
+        incident,
+        Transition.OPENED,
+        "sample",
+        recipients=("ops@example.com",),
+        alerts=("firing major cpu_high instance=web1",),
+        digest=("#41 [P2] opened major: CPU 91% on web2",),
+        url="https://alertd.example/incidents/42",
+        ack_url="https://alertd.example/ack/42",
+    )
+
+
+@lru_cache(maxsize=1)
+def _variables() -> frozenset[str]:
+    """The variables every template has."""
+    return frozenset(_context(_sample()))
 
 
 def subject(n: Notification, templates: MessageTemplates | None = None) -> str:
@@ -239,7 +307,9 @@ def subject(n: Notification, templates: MessageTemplates | None = None) -> str:
     no control characters and is cut to ``SUBJECT_MAX`` characters with an ellipsis.
     """
     if templates is not None and templates.subject is not None:
-        return _cut(_single_line(_override(templates.subject, n) or ""), SUBJECT_MAX)
+        text = _override(templates.subject, n)
+        if text is not None:
+            return _cut(_single_line(text), SUBJECT_MAX)
     return _default_subject(n)
 
 
@@ -259,15 +329,15 @@ def _default_subject(n: Notification) -> str:
 
 def text_body(n: Notification, templates: MessageTemplates | None = None) -> str:
     """Return the plain-text body: every incident field, labels sorted one per line."""
-    if templates is not None and templates.text is not None:
-        return _override(templates.text, n) or ""
+    if templates is not None and (text := _override(templates.text, n)) is not None:
+        return text
     return _TEXT_BODY.render(_context(n))
 
 
 def html_body(n: Notification, templates: MessageTemplates | None = None) -> str:
     """Return the body as an HTML document with a table; every value is escaped."""
-    if templates is not None and templates.html is not None:
-        return _override(templates.html, n, html=True) or ""
+    if templates is not None and (html := _override(templates.html, n, html=True)) is not None:
+        return html
     return _HTML_BODY.render(_context(n))
 
 
@@ -279,8 +349,8 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
     A digest says how many it stands for. At most ``SHORT_MAX`` characters; each channel
     cuts further to its provider's limit (``truncate``/``truncate_utf8``).
     """
-    if templates is not None and templates.short is not None:
-        return _cut(_override(templates.short, n) or "", SHORT_MAX)
+    if templates is not None and (short := _override(templates.short, n)) is not None:
+        return _cut(short, SHORT_MAX)
     text = _default_subject(n)
     if n.alerts:
         text += f" ({n.alert_count} alerts)"

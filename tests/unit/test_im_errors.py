@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
+from pydantic import ValidationError
 
 from alertd.errors import FailureReason, NotifyError
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
 from alertd.notify import http_wire as wire
+from alertd.notify import render
 from alertd.notify.http import HttpClient, Response, parse_retry_after, redact_url
 from alertd.notify.im import dingtalk, feishu, wecom
 from alertd.notify.im.base import check_code
 from alertd.notify.im.config import WecomChannelConfig
-from alertd.notify.im.wecom import WecomNotifier
 from alertd.notify.webhook.config import WebhookChannelConfig
-from alertd.notify.webhook.notifier import WebhookNotifier
 
 NOW = 1_755_684_000.0
 WHAT = "wecom robot incident #42"
@@ -355,18 +356,29 @@ def test_errors_show_a_url_with_nothing_secret_in_it_as_it_is() -> None:
 
 
 @pytest.mark.parametrize("kind", ["wecom", "webhook"])
-async def test_a_failing_template_is_a_permanent_template_error(kind: str) -> None:
+def test_a_template_naming_an_unknown_variable_is_refused_at_load(kind: str) -> None:
     data = {"type": kind, "url": URLS["wecom"][0], "template": {"short": "{{ no_such_var }}"}}
-    notifier: WecomNotifier | WebhookNotifier = (
-        WecomNotifier("w", WecomChannelConfig.model_validate(data))
-        if kind == "wecom"
-        else WebhookNotifier("w", WebhookChannelConfig.model_validate(data))
-    )
+    model = WecomChannelConfig if kind == "wecom" else WebhookChannelConfig
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(data)
+    assert "template.short" in str(info.value)
+    assert "unknown template variable(s) no_such_var" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["wecom", "webhook"])
+async def test_a_template_that_fails_on_one_pages_data_sends_the_default_text(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # passes at load (the sample is acknowledged), fails for an incident nobody acknowledged
+    data = {"type": kind, "url": URLS["wecom"][0]}
+    template = {"short": "ack by {{ acknowledged_by.upper() }}"}
+    model = WecomChannelConfig if kind == "wecom" else WebhookChannelConfig
+    config = model.model_validate({**data, "template": template})
     incident = Incident(
         1, "f", "r", "m", (), Level.MAJOR, "P2", IncidentState.OPEN, "s", 1.0, NOW, NOW
     )
-    with pytest.raises(NotifyError) as info:
-        await notifier.send(Notification(incident, Transition.OPENED, "w"))
-    await notifier.close()
-    assert (info.value.retryable, info.value.reason) == (False, FailureReason.TEMPLATE)
-    assert "no_such_var" in str(info.value)
+    page = Notification(incident, Transition.OPENED, "w")
+    assert render.short_text(page, config.template) == render.short_text(page)
+    assert "its template failed" in caplog.text
+    acked = replace(page, incident=replace(incident, acknowledged_by="li"))
+    assert render.short_text(acked, config.template) == "ack by LI"

@@ -304,14 +304,22 @@ async def test_send_classifies_api_errors() -> None:
     assert TOKEN not in str(err)
 
 
-async def test_template_error_is_permanent() -> None:
-    cfg = make_config(template={"short": "{{ nope.deeper }}"})
+def test_a_template_naming_an_unknown_variable_is_refused_at_load() -> None:
+    with pytest.raises(ValidationError, match="unknown template variable"):
+        make_config(template={"short": "{{ nope.deeper }}"})
+
+
+def test_a_template_that_fails_on_every_page_is_refused_at_load() -> None:
+    with pytest.raises(ValidationError, match="fails on a sample notification"):
+        make_config(template={"short": "{{ 1 / 0 }}"})
+
+
+async def test_a_template_failing_on_a_pages_data_sends_the_default_text() -> None:
+    cfg = make_config(template={"short": "{{ acknowledged_by.upper() }} saw it"})
     api = FakeApi()
-    with pytest.raises(NotifyError) as info:
-        await SmsNotifier("oncall-sms", cfg, api=api).send(make_notification(PHONE))
-    assert info.value.reason is FailureReason.TEMPLATE
-    assert not info.value.retryable
-    assert api.calls == []
+    await SmsNotifier("oncall-sms", cfg, api=api).send(make_notification(PHONE))
+    (call,) = api.calls
+    assert call["body"] == sms_body(make_notification(PHONE), make_config())  # the default
 
 
 async def test_unconfigured_channel_refuses() -> None:

@@ -43,7 +43,6 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 import aiosmtplib
-from jinja2 import TemplateError
 
 from alertd.errors import FailureReason, NotifyError
 from alertd.model import Incident, Notification, Transition
@@ -130,7 +129,7 @@ class EmailNotifier:
                 raise NotifyError(
                     f"{what}: bad recipient: {exc}", retryable=False, reason=FailureReason.RECIPIENT
                 ) from exc
-        message = self._build(notification, recipients, what)
+        message = self._build(notification, recipients)
         envelope: dict[str, str] = {}  # envelope address -> as the notification named it
         for r in recipients:
             envelope.setdefault(address_spec(r), r)
@@ -297,16 +296,11 @@ class EmailNotifier:
 
     # -- the message ---------------------------------------------------------------------------
 
-    def _build(self, n: Notification, recipients: list[str], what: str) -> EmailMessage:
+    def _build(self, n: Notification, recipients: list[str]) -> EmailMessage:
         cfg = self._config
-        try:
-            subject = cfg.subject_prefix + render.subject(n, cfg.template)
-            text = render.text_body(n, cfg.template)
-            html = render.html_body(n, cfg.template)
-        except TemplateError as exc:
-            raise NotifyError(
-                f"{what}: render message: {exc}", retryable=False, reason=FailureReason.TEMPLATE
-            ) from exc
+        subject = cfg.subject_prefix + render.subject(n, cfg.template)
+        text = render.text_body(n, cfg.template)
+        html = render.html_body(n, cfg.template)
         msg = EmailMessage(policy=_POLICY)
         msg["From"] = cfg.from_
         msg["To"] = ", ".join(recipients)

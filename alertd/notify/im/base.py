@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from jinja2 import TemplateError
 from yarl import URL
 
 from alertd.errors import FailureReason, NotifyError
@@ -184,12 +183,7 @@ class ImNotifier:
     async def send(self, notification: Notification) -> None:
         """Post ``notification`` to the provider or raise ``NotifyError``."""
         what = f"{self.kind} {self.name} incident #{notification.incident.id}"
-        try:
-            body, url = self.request(notification)
-        except TemplateError as exc:
-            raise NotifyError(
-                f"{what}: render message: {exc}", retryable=False, reason=FailureReason.TEMPLATE
-            ) from exc
+        body, url = self.request(notification)
         resp = await self.http.post(what, body, JSON_HEADERS, url)
         error = self.check(what, resp)
         if error is not None:

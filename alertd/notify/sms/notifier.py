@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from jinja2 import TemplateError
-
 from alertd.errors import FailureReason, NotifyError
 from alertd.model import IncidentState, Notification, Transition
 from alertd.notify import render
@@ -86,7 +84,7 @@ def reply_hint(n: Notification) -> str:
 
 def sms_body(n: Notification, config: SmsChannelConfig) -> str:
     """Return the SMS text for ``n``: the short form plus the reply hint, within
-    ``config.max_segments`` segments. Raises jinja2's ``TemplateError`` from a bad template."""
+    ``config.max_segments`` segments."""
     return segments.fit(render.short_text(n, config.template), config.max_segments, reply_hint(n))
 
 
@@ -171,12 +169,7 @@ class SmsNotifier:
                 retryable=False,
                 reason=FailureReason.RECIPIENT,
             )
-        try:
-            body = sms_body(n, cfg)
-        except TemplateError as exc:
-            raise NotifyError(
-                f"{what}: render message: {exc}", retryable=False, reason=FailureReason.TEMPLATE
-            ) from exc
+        body = sms_body(n, cfg)
         where = f"{what} to {to}"
         try:
             created = await self._api.create(

@@ -27,10 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from jinja2 import TemplateError
-
 from alertd import compact_json
-from alertd.errors import FailureReason, NotifyError
 from alertd.model import AlertEntry, Notification, Transition
 from alertd.notify import render
 from alertd.notify.alert_entries import entries_of
@@ -153,12 +150,7 @@ class WebhookNotifier:
     async def send(self, notification: Notification) -> None:
         """POST ``notification`` or raise ``NotifyError``; any 2xx is success."""
         what = f"webhook {self.name} incident #{notification.incident.id}"
-        try:
-            message = render.short_text(notification, self._template)
-        except TemplateError as exc:
-            raise NotifyError(
-                f"{what}: render message: {exc}", retryable=False, reason=FailureReason.TEMPLATE
-            ) from exc
+        message = render.short_text(notification, self._template)
         body = compact_json.dumps_bytes(payload(notification, self.name, message))
         headers = dict(self._headers)
         if notification.key:
