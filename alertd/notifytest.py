@@ -89,6 +89,15 @@ async def send_test(
                     max_age=within, backoff=1.0, max_backoff=10.0, send_timeout=within
                 ),
             )
+            lost: list[str] = []  # recipients it failed for good for (a refusal, a failure)
+
+            def failed_for(
+                _n: Notification, failed: tuple[str, ...], _why: str
+            ) -> list[Notification]:
+                lost.extend(failed or ("-",))
+                return []
+
+            delivery.failover = failed_for
             with store.transaction():
                 store.enqueue([n], now)
             loop = asyncio.get_running_loop()
@@ -107,10 +116,12 @@ async def send_test(
             ):
                 lines.append(f"  {outcome}: {detail}")
             state = store.counts()
-            delivered = state.get("delivered", 0) == 1
+            # every intent (a recipient retried alone is one more) delivered, nobody refused
+            delivered = set(state) == {"delivered"} and not lost
             if not delivered:
                 gave_up = f" (no more retries: --timeout {within:g}s is up)"
-                lines.append("not delivered" + (gave_up if "pending" in state else ""))
+                who = f" to {', '.join(dict.fromkeys(lost))}" if lost and lost != ["-"] else ""
+                lines.append(f"not delivered{who}" + (gave_up if "pending" in state else ""))
         finally:
             conn.close()
             for each in notifiers.values():

@@ -510,6 +510,11 @@ class Delivery:
                 detail += f" as {sent.provider_id}"
             if sent is not None and sent.note:
                 detail += f" ({sent.note})"
+            if sent is not None and sent.refused:  # not "sent" to everyone: say who not
+                detail += "; refused by " + ", ".join(
+                    f"{address} ({reply}{', tried again alone' if reply[:1] == '4' else ''})"
+                    for address, reply in sent.refused
+                )
             result = AttemptResult(
                 intent, "ok", detail, "delivered", provider_id=sent.provider_id if sent else ""
             )

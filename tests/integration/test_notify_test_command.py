@@ -79,3 +79,20 @@ def test_an_unknown_channel_names_the_known_ones(
 ) -> None:
     assert main(["notify", "test", "pager", "--config-dir", str(config_dir(tmp_path, 25))]) == 2
     assert "channels: mail" in capsys.readouterr().err
+
+
+def test_a_recipient_refused_while_the_others_got_it_is_a_failure_named(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # user-test finding: a 550 for one of two recipients printed DELIVERED and exit 0
+    smtp_server.handler.refuse.add("reject@example.com")
+    d = config_dir(tmp_path, smtp_server.port)
+    to = ["--to", "wang@example.com", "--to", "reject@example.com"]
+    code = main(["notify", "test", "mail", *to, "--timeout", "3", "--config-dir", str(d)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "refused by reject@example.com (550" in out  # the attempt says who did not get it
+    assert "not delivered to reject@example.com" in out
+    assert out.rstrip().endswith("FAILED")
+    (message,) = smtp_server.messages
+    assert message.rcpt_tos == ("wang@example.com",)
