@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SUBJECT_MAX = 200
 SHORT_MAX = 1000  # the short form (SMS, IM) before a channel cuts it to its provider's limit
 DIGEST_MAX = 50  # held notifications listed in a digest body; the rest are counted
+DIGEST_SHORT_MAX = 10  # held notifications listed in a digest's short form (SMS, IM)
 ALERTS_MAX = 20  # member alerts of a grouped incident listed in a body; the rest are counted
 
 _TEXT_ENV = SandboxedEnvironment(
@@ -346,7 +347,7 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
     level and summary, then the link if there is one, e.g.
     ``[P1] OPENED #42 critical: CPU 92% on sw-core-01 https://alertd.example/incidents/42``.
 
-    A digest says how many it stands for. At most ``SHORT_MAX`` characters; each channel
+    A digest says how many it stands for and lists the first of them, one a line. At most ``SHORT_MAX`` characters; each channel
     cuts further to its provider's limit (``truncate``/``truncate_utf8``).
     """
     if templates is not None and (short := _override(templates.short, n)) is not None:
@@ -356,6 +357,11 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
         text += f" ({n.alert_count} alerts)"
     if n.url:
         text += f" {n.url}"
+    if n.digest:  # which incidents it stands for, not only the latest (cut to fit the channel)
+        shown = n.digest[:DIGEST_SHORT_MAX]
+        text += "".join(f"\n{_single_line(line)}" for line in shown)
+        if len(n.digest) > len(shown):
+            text += f"\n... and {len(n.digest) - len(shown)} more"
     return _cut(text, SHORT_MAX)
 
 

@@ -179,6 +179,11 @@ async def test_storm_is_the_limit_plus_one_digest_never_a_drop(db) -> None:  # t
     assert len(digest.digest) == 37
     assert render.subject(digest).startswith("[digest of 37]")
     assert "#21 [P2] opened major: cpu high on h20" in render.text_body(digest)
+    # the short form (SMS, IM) names the incidents too, not only the latest (user test)
+    short = render.short_text(digest).splitlines()
+    assert short[1] == "#21 [P2] opened major: cpu high on h20"
+    assert short[10] == "#30 [P2] opened major: cpu high on h29"
+    assert short[11] == "... and 27 more"
     for incident in incidents[20:]:  # every held incident's timeline says how it went out
         lines = timeline(db, incident.id)
         assert "held by the rate limit" in lines[0]
