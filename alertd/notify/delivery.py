@@ -571,7 +571,7 @@ class Delivery:
         outcome: Any = "ambiguous" if exc.ambiguous else "retryable"
         if exc.retryable and age < self.settings.max_age:
             delay = min(self.settings.max_backoff, self.settings.backoff * 2 ** (attempt - 1))
-            delay *= random.uniform(0.8, 1.2)
+            delay *= random.uniform(0.8, 1.0)  # spread, and never past max_backoff
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
                 if age + delay > self.settings.max_age:  # a provider's wait may be an hour
