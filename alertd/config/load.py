@@ -354,6 +354,8 @@ class _Loader:
                             f'unknown team or channel "{name}" ({_known(targets)})',
                         )
                     )
+                elif name in ch.channels and (why := _nobody_to_send_to(ch.channels[name])):
+                    self.problems.append(doc.problem(("routes", i, *where), why))
         for name in ch.rate_limits:
             if name not in ch.channels:
                 self.problems.append(
@@ -466,6 +468,23 @@ class _Loader:
                                 f"{'table' if where else 'profile'} ({_known(sorted(names))})",
                             )
                         )
+
+
+def _nobody_to_send_to(channel: BaseModel) -> str:
+    """Why a route naming ``channel`` itself, with no team, would reach nobody ("" if it
+    would not): every page to it would fail (user test)."""
+    kind = getattr(channel, "type", "")
+    if kind == "sms":
+        return (
+            "an SMS channel sends to team members' phones: named here it reaches nobody "
+            "(name a team whose channels include it)"
+        )
+    if kind == "email" and not getattr(channel, "to", None):
+        return (
+            "this email channel has no `to`: named here it reaches nobody (set its `to`, "
+            "or name a team whose channels include it)"
+        )
+    return ""
 
 
 def _known(names: list[str]) -> str:

@@ -347,8 +347,9 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
     level and summary, then the link if there is one, e.g.
     ``[P1] OPENED #42 critical: CPU 92% on sw-core-01 https://alertd.example/incidents/42``.
 
-    A digest says how many it stands for and lists the first of them, one a line. At most ``SHORT_MAX`` characters; each channel
-    cuts further to its provider's limit (``truncate``/``truncate_utf8``).
+    A digest says how many it stands for and lists the first of them, one a line. At most
+    ``SHORT_MAX`` characters; each channel cuts further to its provider's limit
+    (``truncate``/``truncate_utf8``).
     """
     if templates is not None and (short := _override(templates.short, n)) is not None:
         return _cut(short, SHORT_MAX)

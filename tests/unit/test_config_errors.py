@@ -128,6 +128,12 @@ EXPECTED: dict[str, list[str]] = {
     "email_password_and_file": [
         "channels.yaml:4:5: channels.ops-mail: password and password_file are exclusive; set one"
     ],
+    "route_names_a_channel_with_nobody_to_send_to": [
+        "channels.yaml:12:14: routes[0].notify[0]: an SMS channel sends to team members' phones: "
+        "named here it reaches nobody (name a team whose channels include it)",
+        "channels.yaml:12:19: routes[0].notify[1]: this email channel has no `to`: named here it "
+        "reaches nobody (set its `to`, or name a team whose channels include it)",
+    ],
 }
 
 
