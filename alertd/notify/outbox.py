@@ -650,7 +650,10 @@ class OutboxStore:
             if r.quiet:
                 continue
             n = r.intent.notification
-            line = f"{n.transition.value} via {n.channel} to {_who(n)}: {r.detail}"
+            detail = r.detail
+            if r.outcome == "ambiguous" and "may" not in detail:  # as `notify test` says it
+                detail = f"ambiguous, it may have reached the provider: {detail}"
+            line = f"{n.transition.value} via {n.channel} to {_who(n)}: {detail}"
             if n.digest:
                 members = self.digest_members(r.intent.id)
                 for incident_id, what in members:
@@ -659,7 +662,7 @@ class OutboxStore:
                             incident_id,
                             now,
                             "notification",
-                            f"{what}: in a digest of {len(members)}: {r.detail}",
+                            f"{what}: in a digest of {len(members)}: {detail}",
                             n.channel,
                         )
                     )

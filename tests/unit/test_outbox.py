@@ -250,6 +250,9 @@ async def test_retryable_failures_back_off_then_deliver_once(db) -> None:  # typ
     assert attempts(db, n.key) == ["retryable", "ambiguous", "ok"]
     # the delivery's line on the incident's timeline: what, via which channel, to whom, how
     assert timeline(db, incident.id)[-1] == "opened via mail to a@example.com: sent (attempt 3)"
+    # an ambiguous attempt says so there too (user test: only "failed (...)" showed)
+    (second,) = [line for line in timeline(db, incident.id) if "attempt 2" in line]
+    assert "ambiguous, it may have reached the provider: attempt 2 failed" in second
     assert d.store.counts() == {"delivered": 1}
 
 
