@@ -311,6 +311,7 @@ class App:
             lambda: self.links.secret if self.config.server.public_url else None,
             lambda incident_id, how: self.inbound.respond("ack", incident_id, how, how).message,
             now=self.clock.now,
+            state_of=self._incident_state,
         )
         routes += twilio_routes(
             config.server.base_url,
@@ -418,6 +419,10 @@ class App:
         self._count_events(events)
         if notifications:
             self.delivery.wake()
+
+    def _incident_state(self, incident_id: int) -> str | None:
+        incident = self.manager.store.get(incident_id)
+        return None if incident is None else incident.state.value
 
     def _failover(self, n: Notification, failed: tuple[str, ...], why: str) -> list[Notification]:
         return fallbacks_for(n, failed, why, self.config.channels, self.outbox.told)

@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 from alertd.api.ops import Action, Outcome
 from alertd.config.load import Config
-from alertd.incidents.actions import acknowledge, add_comment, resolve_within
+from alertd.incidents.actions import acknowledge_within, add_comment, resolve_within
 from alertd.incidents.manager import IncidentManager
 from alertd.incidents.routing import notifications_for
 from alertd.ingest import external
@@ -93,11 +93,10 @@ class Inbound:
         if incident is None:
             return Outcome("not_found", f"no incident #{incident_id}")
         now = self.now()
-        if action == "ack":
-            if incident.state is not IncidentState.OPEN:
-                state = incident.state.value
-                return Outcome("conflict", f"incident #{incident_id} is {state}; not acknowledged")
-            return Outcome("ok", acknowledge(store, incident, who, comment, now, how))
+        if action == "ack":  # decided under the write lock: a moment's race is a conflict too
+            with store.transaction():
+                text, done = acknowledge_within(store, incident, who, comment, now, how)
+            return Outcome("ok" if done else "conflict", text)
         if incident.state is IncidentState.RESOLVED:
             return Outcome("conflict", f"incident #{incident_id} is already resolved")
         with store.transaction():  # the resolve and its notifications commit together

@@ -24,6 +24,11 @@ def acknowledge_within(
     """``acknowledge`` inside the caller's transaction; also return whether it acknowledged
     (False: the incident was not open, read under the write lock)."""
     incident = store.get(incident.id) or incident  # re-read under the write lock
+    if incident.state is IncidentState.ACKNOWLEDGED:
+        return (
+            f"incident #{incident.id} is already acknowledged by {incident.acknowledged_by}",
+            False,
+        )
     if incident.state is not IncidentState.OPEN:
         return f"incident #{incident.id} is {incident.state.value}; nothing to acknowledge", False
     store.acknowledge(incident, who, now)

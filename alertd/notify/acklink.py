@@ -123,11 +123,13 @@ def ack_routes(
     on_ack: OnAck,
     *,
     now: Callable[[], float] = time.time,
+    state_of: Callable[[int], str | None] = lambda incident_id: None,
 ) -> list[web.RouteDef]:
     """Return the aiohttp routes of the acknowledge page.
 
     ``GET /ack/{token}`` shows the incident number and a button that POSTs to the same URL;
-    it acknowledges nothing. ``POST /ack/{token}`` verifies the token and calls
+    it acknowledges nothing; for an incident that ``state_of`` says is acknowledged or
+    resolved already it says so, with no button. ``POST /ack/{token}`` verifies the token and calls
     ``on_ack(incident_id, "email link")``, then shows the text it returns (escaped). A bad,
     tampered or expired token gets a 403 page saying which; without a secret
     (``secret_for()`` returns None or empty: links are off) the page is a 404. ``secret_for``
@@ -148,6 +150,9 @@ def ack_routes(
         checked = check(request)
         if isinstance(checked, web.Response):
             return checked
+        state = state_of(checked)
+        if state in ("acknowledged", "resolved"):
+            return _page(200, f"Incident #{checked}", f"Incident #{checked} is {state} already.")
         button = (
             '<form method="post">'
             f'<button type="submit">Acknowledge incident #{checked}</button></form>'

@@ -339,7 +339,7 @@ async def test_ack_from_the_board_names_the_token_on_the_timeline(serve: Serve) 
     assert "Acknowledge</button>" not in body  # nothing left to acknowledge
     status, body, _ = await b.act(1, "ack")
     assert status == 409
-    assert "not acknowledged" in body
+    assert f"already acknowledged by {RESPONDER}" in body
 
 
 async def test_comment_and_resolve_by_hand(serve: Serve) -> None:

@@ -27,9 +27,13 @@ async def serve() -> AsyncIterator[Serve]:
     """Return ``serve(on_ack, secret=SECRET)``: a client of the ack routes on a fresh server."""
     clients: list[Client] = []
 
-    async def start(on_ack: OnAck, secret: bytes | None = SECRET) -> Client:
+    async def start(
+        on_ack: OnAck, secret: bytes | None = SECRET, state: str | None = None
+    ) -> Client:
         app = web.Application()
-        app.add_routes(ack_routes(lambda: secret, on_ack, now=lambda: NOW))
+        app.add_routes(
+            ack_routes(lambda: secret, on_ack, now=lambda: NOW, state_of=lambda _id: state)
+        )
         client: Client = test_utils.TestClient(test_utils.TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
@@ -71,6 +75,16 @@ async def test_get_shows_a_confirm_button_and_acknowledges_nothing(serve: Serve)
     assert acks.calls == []
     assert '<form method="post">' in text
     assert "Acknowledge incident #42" in text
+
+
+@pytest.mark.parametrize("state", ["acknowledged", "resolved"])
+async def test_get_for_an_incident_handled_already_says_so_with_no_button(
+    serve: Serve, state: str
+) -> None:
+    client = await serve(Acks(), state=state)
+    text = await page(await client.get(f"/ack/{GOOD}"))
+    assert f"Incident #42 is {state} already." in text
+    assert "<form" not in text
 
 
 async def test_post_acknowledges_and_shows_the_escaped_result(serve: Serve) -> None:

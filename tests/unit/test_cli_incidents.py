@@ -148,7 +148,7 @@ def test_an_action_with_nothing_to_do_fails_as_the_apis_409_does(
 @pytest.mark.parametrize(
     ("action", "done_by_someone_else", "says"),
     [
-        ("ack", ["ack", "1", "--by", "li"], "is acknowledged; nothing to acknowledge"),
+        ("ack", ["ack", "1", "--by", "li"], "is already acknowledged by li"),
         ("resolve", ["resolve", "1", "--no-notify"], "already resolved"),
     ],
 )

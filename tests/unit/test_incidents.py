@@ -325,7 +325,7 @@ def test_acknowledge_twice_is_refused(manager: IncidentManager, store: IncidentS
     apply(manager, T0, FIRING_CRIT)
     acknowledge(store, only_incident(store), "wang", None, T0 + 10, how="cli")
     message = acknowledge(store, only_incident(store), "li", None, T0 + 20, how="sms")
-    assert "is acknowledged; nothing to acknowledge" in message
+    assert "is already acknowledged by wang" in message
     assert only_incident(store).acknowledged_by == "wang"
 
 
