@@ -387,8 +387,11 @@ def _classify(where: str, exc: Exception, timeout: float, step: str | None = Non
         retryable, reason, why = _by_code(exc.code), r.SERVER_ERROR, _reply(exc)
     elif isinstance(exc, aiosmtplib.SMTPNotSupported):
         reason = r.CLIENT_ERROR
-    elif isinstance(exc, ssl.SSLCertVerificationError):
-        # A wrong certificate needs a human (or cafile/validate_certs), not a retry.
+    elif isinstance(exc, ssl.SSLCertVerificationError) or isinstance(
+        exc.__cause__, ssl.SSLCertVerificationError
+    ):
+        # A wrong certificate needs a human (or cafile/validate_certs), not a retry. With
+        # implicit TLS (port 465) aiosmtplib wraps it in an SMTPConnectError
         at, reason = "TLS handshake", r.CONNECT
     elif isinstance(exc, aiosmtplib.SMTPConnectError):
         at, retryable, reason = "connect", True, r.CONNECT
