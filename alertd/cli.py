@@ -504,10 +504,10 @@ def _resolve_and_queue(
     so. Also return whether it resolved (False: resolved already, read under the write
     lock)."""
     from alertd.incidents.actions import resolve_within
-    from alertd.incidents.routing import notifications_for
+    from alertd.incidents.escalation import resolved_by_hand_news
     from alertd.ingest import external
-    from alertd.model import Transition
     from alertd.notify.outbox import OutboxStore
+    from alertd.state.incidents import EscalationStore
 
     if channels is None:
         comment = f"{comment}; nobody notified" if comment else "nobody notified"
@@ -515,7 +515,7 @@ def _resolve_and_queue(
         text, resolved = resolve_within(store, incident, who, comment, now, "cli")
         queued = 0
         if resolved is not None and channels is not None and incident.suppressed_by is None:
-            notes = notifications_for(resolved, Transition.RESOLVED, channels, now)
+            notes = resolved_by_hand_news(EscalationStore(store.conn), resolved, channels, now)
             notes = external.stored_sources(store.conn, notes)
             queued = OutboxStore(store.conn).enqueue(notes, now, supersede=True)
     return text + (f"; {queued} notification(s) queued" if queued else ""), resolved is not None

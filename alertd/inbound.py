@@ -17,13 +17,14 @@ from typing import Literal, Protocol
 from alertd.api.ops import Action, Outcome
 from alertd.config.load import Config
 from alertd.incidents.actions import acknowledge_within, add_comment, resolve_within
+from alertd.incidents.escalation import resolved_by_hand_news
 from alertd.incidents.manager import IncidentManager
-from alertd.incidents.routing import notifications_for
 from alertd.ingest import external
 from alertd.ingest.alertmanager import PostedAlert
-from alertd.model import AlertEvent, IncidentState, Transition
+from alertd.model import AlertEvent, IncidentState
 from alertd.notify.outbox import Intent, OutboxStore
 from alertd.notify.sms.hooks import status_advances
+from alertd.state.incidents import EscalationStore
 from alertd.state.maintenance import WindowMatchers, add_window, remove_window
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,9 @@ class Inbound:
                 return Outcome("conflict", text)
             paged = incident.suppressed_by is None  # a quiet incident was never paged
             notes = (
-                notifications_for(resolved, Transition.RESOLVED, self.config().channels, now)
+                resolved_by_hand_news(
+                    EscalationStore(store.conn), resolved, self.config().channels, now
+                )
                 if paged
                 else []
             )

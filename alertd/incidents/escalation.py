@@ -24,6 +24,35 @@ def _policy(incident: Incident, config: ChannelsFile) -> tuple[list[EscalationSt
     return plan.steps, plan.repeat
 
 
+def paged_so_far(
+    escalations: EscalationStore,
+    incident: Incident,
+    config: ChannelsFile,
+    plan: RoutePlan | None = None,
+) -> tuple[str, ...]:
+    """The teams and channels paged about ``incident`` so far: who is paged at once, and each
+    tier it was escalated to since. News such as its resolution goes to all of them, as
+    Alertmanager sends a resolve to whoever had the alert: tier-2 and management paged
+    about it must not think it still open. ``plan``: ``incident``'s routing, if known."""
+    plan = route_plan(incident, config) if plan is None else plan
+    if len(plan.steps) < 2:
+        return plan.targets
+    state = escalations.get(incident.id)
+    step = 0 if state is None else min(state.step, len(plan.steps) - 1)
+    targets = list(plan.targets)
+    for later in plan.steps[1 : step + 1]:
+        targets.extend(t for t in later.notify if t not in targets)
+    return tuple(targets)
+
+
+def resolved_by_hand_news(
+    escalations: EscalationStore, resolved: Incident, config: ChannelsFile, now: float
+) -> list[Notification]:
+    """The "resolved" notifications of an incident resolved by hand: to every tier paged."""
+    targets = paged_so_far(escalations, resolved, config)
+    return notifications_for(resolved, Transition.RESOLVED, config, now, targets=targets)
+
+
 def first_deadlines(plan: RoutePlan, start: float, now: float) -> tuple[float | None, float | None]:
     """Return when an incident whose step 0 is paged at ``now`` escalates next (counted from
     ``start``) and when it is re-paged: what ``Escalator.arm_new`` stores."""

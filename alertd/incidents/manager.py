@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from alertd.config.channels import ChannelsFile
 from alertd.config.types import format_duration
-from alertd.incidents.escalation import Escalator, first_deadlines
+from alertd.incidents.escalation import Escalator, first_deadlines, paged_so_far
 from alertd.incidents.grouping import (
     Group,
     any_grouping,
@@ -65,6 +65,10 @@ def _value(event: AlertEvent) -> str:
     if event.value is None:
         return "" if event.metric == EXTERNAL_METRIC else " (value unknown)"
     return f" (value {event.value:g})"
+
+
+# news of an incident that every tier paged about it hears, not only the first
+NEWS_FOR_EVERY_TIER = frozenset({Transition.RESOLVED, Transition.LEVEL_CHANGED})
 
 
 class IncidentManager:
@@ -225,7 +229,12 @@ class IncidentManager:
                 self._suppress(incident, f"parent {parent}", now)
                 continue
             if incident.suppressed_by is None and incident.id not in self._quiet:
-                targets = self._plan(incident).targets
+                plan = self._plan(incident)
+                targets = plan.targets
+                if transition in NEWS_FOR_EVERY_TIER:
+                    targets = paged_so_far(
+                        self.escalator.escalations, incident, self.channels, plan
+                    )
                 out += notifications_for(
                     incident, transition, self.channels, now, previous, targets
                 )

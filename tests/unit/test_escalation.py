@@ -9,7 +9,8 @@ import pytest
 
 from alertd.clock import FakeClock
 from alertd.config.channels import ChannelsFile
-from alertd.incidents.actions import acknowledge, resolve_by_hand
+from alertd.incidents.actions import acknowledge, resolve_by_hand, resolve_within
+from alertd.incidents.escalation import resolved_by_hand_news
 from alertd.incidents.manager import IncidentManager
 from alertd.model import (
     AlertEvent,
@@ -21,7 +22,7 @@ from alertd.model import (
     make_labels,
 )
 from alertd.state.db import connect
-from alertd.state.incidents import IncidentStore
+from alertd.state.incidents import EscalationStore, IncidentStore
 
 MIN = 60.0
 LABELS = make_labels({"instance": "db1", "criticality": "high"})  # x major -> P2
@@ -242,3 +243,40 @@ def test_lapsed_acknowledgement_lets_escalation_resume(tmp_path, clock) -> None:
     e.run_until(60)  # the acknowledgement lapses here
     assert e.store.get(1).state.value == "open"  # type: ignore[union-attr]
     assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]  # tier-2 15 min later
+
+
+def test_the_resolve_goes_to_every_tier_that_was_paged(tmp_path, clock) -> None:
+    # user-test finding: only tier-1 heard of the resolve; tier-2 still thought it open
+    e = Engine(tmp_path, clock, config())
+    e.fire()
+    assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]  # tier-2 paged
+    clock.advance(60)
+    assert who(resolve_event(e)) == [("resolved", "pager"), ("resolved", "mail")]
+
+
+def test_a_resolve_before_any_escalation_goes_to_tier1_only(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, config())
+    e.fire()
+    clock.advance(60)
+    assert who(resolve_event(e)) == [("resolved", "pager")]
+
+
+def test_a_resolve_by_hand_goes_to_every_tier_that_was_paged(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, config())
+    e.fire()
+    e.run_until(45 * MIN)  # tier-2, then management
+    resolved = resolve_within_and_tell(e)
+    assert sorted(who(resolved)) == [
+        ("resolved", "log"),
+        ("resolved", "mail"),
+        ("resolved", "pager"),
+    ]
+
+
+def resolve_within_and_tell(e: Engine) -> list[Notification]:
+    incident = e.store.get(1)
+    assert incident is not None
+    with e.store.transaction():
+        _, resolved = resolve_within(e.store, incident, "wang", None, e.clock.now(), "cli")
+    assert resolved is not None
+    return resolved_by_hand_news(EscalationStore(e.conn), resolved, config(), e.clock.now())
