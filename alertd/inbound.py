@@ -67,6 +67,7 @@ class Inbound:
             notifications = external.with_sources(
                 self.manager.apply(events, now), {a.fingerprint: a for a in alerts}
             )
+            notifications = external.member_sources(store.conn, notifications)
             self.outbox.enqueue(notifications, now, supersede=True)
         self.applied(events)
         if notifications:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from alertd import compact_json
@@ -205,17 +205,39 @@ def with_sources(
     return out
 
 
-def stored_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> list[Notification]:
-    """``with_sources`` from the stored alerts (one SELECT per 500 pushed incidents)."""
-    wanted = list(
-        {
-            n.incident.fingerprint
-            for n in notes
-            if n.incident.metric == EXTERNAL_METRIC and not n.entries
-        }
-    )
-    if not wanted:
+def member_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> list[Notification]:
+    """Give the member entries of grouped incidents (not digests) that are pushed alerts what
+    Prometheus sent for each: annotations, generatorURL, startsAt (one SELECT per 500)."""
+    grouped = [n for n in notes if n.entries and not n.digest]
+    if not grouped:
         return list(notes)
+    stored = _stored_by_fingerprint(conn, {e.fingerprint for n in grouped for e in n.entries})
+    if not stored:
+        return list(notes)
+    out = []
+    for n in notes:
+        if not n.entries or n.digest or not any(e.fingerprint in stored for e in n.entries):
+            out.append(n)
+            continue
+        entries = []
+        for e in n.entries:
+            alert = stored.get(e.fingerprint)
+            if alert is not None:
+                e = replace(
+                    e,
+                    starts_at=alert.starts_at,
+                    annotations=alert.annotations,
+                    generator_url=alert.generator_url,
+                )
+            entries.append(e)
+        out.append(n.with_entries(tuple(entries)))
+    return out
+
+
+def _stored_by_fingerprint(
+    conn: sqlite3.Connection, fingerprints: Iterable[str]
+) -> dict[str, ExternalAlert]:
+    wanted = list(fingerprints)
     stored: dict[str, ExternalAlert] = {}
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
@@ -225,7 +247,22 @@ def stored_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> l
         ):
             alert = _stored(row)
             stored[alert.fingerprint] = alert
-    return with_sources(notes, stored)
+    return stored
+
+
+def stored_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> list[Notification]:
+    """``with_sources`` from the stored alerts (one SELECT per 500 pushed incidents), and
+    ``member_sources``."""
+    wanted = list(
+        {
+            n.incident.fingerprint
+            for n in notes
+            if n.incident.metric == EXTERNAL_METRIC and not n.entries
+        }
+    )
+    if not wanted:
+        return member_sources(conn, notes)
+    return member_sources(conn, with_sources(notes, _stored_by_fingerprint(conn, wanted)))
 
 
 def _load(conn: sqlite3.Connection, fingerprints: Iterable[str]) -> dict[str, _Known]:

@@ -147,13 +147,28 @@ routes:
 """,
     )
     d = daemon_factory(cfg)
+    started = float(int(time.time()) - 600)
     ports = [
-        {"labels": {"alertname": "PortDown", "instance": "sw1", "port": str(i)}} for i in (1, 2)
+        {
+            "labels": {"alertname": "PortDown", "instance": "sw1", "port": str(i)},
+            "annotations": {"summary": f"port {i} down", "runbook_url": "https://rb.example/p"},
+            "generatorURL": f"http://prometheus.example:9090/graph?port={i}",
+            "startsAt": rfc3339(started + i),
+        }
+        for i in (1, 2)
     ]
     assert post_alerts(d, ports, None)[0] == 200
     wait_for("the group's first page", lambda: any(b["receiver"] == "hook" for b in bodies.bodies))
     (grouped,) = [b for b in bodies.bodies if b["groupLabels"]]
     assert len(grouped["alerts"]) == 2  # both ports, held together by group_wait
+    # each member as Prometheus sent it (user test: annotations {}, no generatorURL)
+    by_port = {a["labels"]["port"]: a for a in grouped["alerts"]}
+    for i, sent in ((1, ports[0]), (2, ports[1])):
+        member = by_port[str(i)]
+        assert member["annotations"] == sent["annotations"]
+        assert member["generatorURL"] == sent["generatorURL"]
+        assert member["startsAt"] == sent["startsAt"]
+    assert grouped["commonAnnotations"] == {"runbook_url": "https://rb.example/p"}
 
     soon = float(int(time.time()) + 6)  # after the escalation step (2 s), not before it
     cpu = {
