@@ -366,7 +366,12 @@ def _report(args: argparse.Namespace) -> int:
     if not (state_dir / "alertd.sqlite3").exists():
         print(f"alertd: no state database in {state_dir} (is --state-dir right?)", file=sys.stderr)
         return 1
-    channels = load_config(args.config_dir).channels
+    try:
+        channels = load_config(args.config_dir).channels
+    except ConfigError as exc:  # the targets and routes the KPIs are measured against
+        print(f"alertd: {args.config_dir}: {exc}", file=sys.stderr)
+        print("alertd: the report needs the daemon's config: pass --config-dir", file=sys.stderr)
+        return 1
     now = datetime.now(UTC).timestamp()
     since = now - args.since
     conn = connect(state_dir)
@@ -416,11 +421,18 @@ def _incidents(args: argparse.Namespace) -> int:
             states = [IncidentState.OPEN, IncidentState.ACKNOWLEDGED]
         else:
             states = [] if args.state == "all" else [IncidentState(args.state)]
-        incidents = store.find(states, limit=args.limit)
+        incidents = store.find(states, limit=args.limit + 1)  # one more: are there more?
+        more = len(incidents) > args.limit
+        incidents = incidents[: args.limit]
         if args.json:
             print(json.dumps([_incident_dict(i) for i in incidents], indent=2))
         else:
             _print_table(incidents)
+        if more:  # on stderr: the table (or JSON) stays what a script reads
+            print(
+                f"alertd: more incidents than the {args.limit} shown: --limit N for more",
+                file=sys.stderr,
+            )
         return 0
     incident = store.get(args.id)
     if incident is None:

@@ -176,3 +176,30 @@ def test_an_action_that_someone_else_did_a_moment_before_fails_too(
     assert main(argv) == 1
     assert says in capsys.readouterr().err
     assert rows(state, "SELECT COUNT(*) FROM outbox") == [(0,)]  # nothing queued
+
+
+def test_a_list_cut_at_its_limit_says_there_are_more(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # user-test finding: 300 incidents listed 200 with no word about the rest
+    state_dir = tmp_path / "many"
+    conn = connect(state_dir)
+    open_incidents(conn, 3)
+    conn.close()
+    argv = ["incidents", "list", "--state-dir", str(state_dir)]
+    assert main([*argv, "--limit", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "more incidents than the 2 shown" in err
+    assert "cpu high on h2" in out
+    assert "cpu high on h0" not in out  # the newest first
+    assert main([*argv, "--limit", "3"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_report_without_the_config_says_to_pass_config_dir(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "not-a-config"
+    empty.mkdir()
+    assert main(["report", "--state-dir", str(state), "--config-dir", str(empty)]) == 1
+    assert "pass --config-dir" in capsys.readouterr().err

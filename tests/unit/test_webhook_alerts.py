@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alertd.clock import FakeClock
-from alertd.model import EventKind, Level, Notification, make_labels
+from alertd.model import EventKind, Level, Notification, Transition, make_labels
 from alertd.notify.alert_entries import gathered, of_incident
 from alertd.notify.outbox import dump_notification, load_notification
 from alertd.notify.ratelimit import Limiter
@@ -121,3 +121,15 @@ def test_a_digest_carries_its_first_alerts_and_counts_the_rest(  # type: ignore[
     entries, more = gathered([group] + [note(i, "hook") for i in incidents[1:]])
     assert len(entries) == 4
     assert more == 7 + (3 + 2 - 4)
+
+
+def test_every_transition_has_a_notification_reason(db) -> None:  # type: ignore[no-untyped-def]
+    (incident,) = open_incidents(db, 1)
+    reasons = {
+        t: payload(Notification(incident, t, "hook"), "hook")["notification_reason"]
+        for t in Transition
+    }
+    assert reasons[Transition.OPENED] == "first notification"
+    assert reasons[Transition.ESCALATED] == "escalated to the next tier"
+    assert "unknown" not in reasons.values()
+    assert len(set(reasons.values())) == len(reasons)  # each says what happened

@@ -38,11 +38,17 @@ GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert
 MAX_ALERTS = 1000  # alerts[] entries in one body; the rest are counted in truncatedAlerts
 KEEP_PATH = 1  # path segments shown in messages; the rest may be a token (/hooks/<id>/<token>)
 
+# Alertmanager's reasons where it has one; alertd's own transitions in the same words
 _REASONS = {
     Transition.OPENED: "first notification",
-    Transition.REOPENED: "first notification",
+    Transition.REOPENED: "fires again soon after it resolved",
+    Transition.LEVEL_CHANGED: "level changed",
     Transition.RESOLVED: "all alerts resolved",
+    Transition.ESCALATED: "escalated to the next tier",
+    Transition.FLAPPING_START: "flapping",
+    Transition.FLAPPING_STOP: "no longer flapping",
     Transition.REPEAT: "repeat interval elapsed",
+    Transition.TEST: "test message",
 }
 
 
@@ -73,7 +79,7 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
         "commonLabels": labels,
         "commonAnnotations": annotations,
         "externalURL": "",
-        "notification_reason": _REASONS.get(n.transition, "unknown"),
+        "notification_reason": _REASONS[n.transition],
         "alerts": alerts,
         "incident": {
             "id": inc.id,
