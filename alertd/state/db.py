@@ -278,6 +278,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE incident_alerts ADD COLUMN resolved_at REAL;
         """,
     ),
+    (
+        14,
+        """
+        -- when a resolved incident last fired again (reopen_within): its resolve target
+        -- counts from then, not from when it first opened; NULL if it never reopened
+        ALTER TABLE incidents ADD COLUMN reopened_at REAL;
+        """,
+    ),
 )
 
 

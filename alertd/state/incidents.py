@@ -269,8 +269,8 @@ class IncidentStore:
         self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET state = 'open', resolved_at = NULL, acknowledged_at = NULL, "
-            "acknowledged_by = NULL, updated_at = ? WHERE id = ?",
-            (now, incident.id),
+            "acknowledged_by = NULL, updated_at = ?, reopened_at = ? WHERE id = ?",
+            (now, now, incident.id),
         )
         return replace(
             incident,
@@ -534,8 +534,10 @@ class EscalationStore:
             ids.extend(
                 row[0]
                 for row in self.conn.execute(
+                    # a reopened incident's resolve target counts from its reopening
                     "SELECT id FROM incidents WHERE state = 'acknowledged' AND "
-                    "resolve_escalated = 0 AND priority = ? AND opened_at <= ?",
+                    "resolve_escalated = 0 AND priority = ? "
+                    "AND COALESCE(reopened_at, opened_at) <= ?",
                     (priority, before),
                 )
             )

@@ -280,3 +280,19 @@ def resolve_within_and_tell(e: Engine) -> list[Notification]:
         _, resolved = resolve_within(e.store, incident, "wang", None, e.clock.now(), "cli")
     assert resolved is not None
     return resolved_by_hand_news(EscalationStore(e.conn), resolved, config(), e.clock.now())
+
+
+def test_a_reopened_incidents_resolve_target_counts_from_its_reopening(tmp_path, clock) -> None:
+    # user-test finding: acking a reopened incident paged the next tier at once, its resolve
+    # target counted from when it first opened, hours before
+    e = Engine(tmp_path, clock, settings(reopen_within="10m"))
+    e.fire()
+    e.run_until(9 * 60 * MIN, step=30 * MIN)  # open 9 h (resolve target: 8 h), then ok
+    resolve_event(e)
+    clock.advance(5 * MIN)
+    assert who(e.fire()) == [("reopened", "pager")]
+    incident = e.store.get(1)
+    assert incident is not None
+    acknowledge(e.store, incident, "wang", None, clock.now(), how="cli")
+    assert e.run_until(7 * 60 * MIN, step=30 * MIN) == []  # 7 h after the reopening: in time
+    assert [n.transition for n in e.run_until(90 * MIN, step=30 * MIN)] == [Transition.ESCALATED]
