@@ -40,7 +40,11 @@ _TIMELINE = """
                ROW_NUMBER() OVER (PARTITION BY incident_id ORDER BY id DESC) AS n
         FROM scoped WHERE kind = 'acknowledged'
     )
-    SELECT s.incident_id, SUM(s.kind = 'notification'), MAX(a.actor), MAX(a.detail)
+    SELECT s.incident_id,
+           -- a page is a send ("...: sent", also "in a digest of 37: sent"); failed attempts,
+           -- failovers and holds are lines too, but reached nobody
+           SUM(s.kind = 'notification' AND s.detail LIKE '%: sent%'),
+           MAX(a.actor), MAX(a.detail)
     FROM scoped s LEFT JOIN acks a ON a.incident_id = s.incident_id AND a.n = 1
     GROUP BY s.incident_id
 """

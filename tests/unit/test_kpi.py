@@ -108,6 +108,22 @@ def scripted(
         )
         store.add_timeline(incident.id, opened, "opened", f"{level.label} {priority}")
         for n in range(pages):
+            # a failed attempt, a failover and a hold are not pages: only what was sent
+            store.add_timeline(
+                incident.id,
+                opened + n,
+                "notification",
+                "opened via mail to a@example.com: attempt 1 failed (connect): refused; "
+                "retrying in 2s",
+                actor="mail",
+            )
+            store.add_timeline(
+                incident.id,
+                opened + n,
+                "notification",
+                "opened via mail failed for a@example.com: failing over to pager",
+                actor="mail",
+            )
             store.add_timeline(
                 incident.id, opened + n, "notification", "opened via pager: sent", actor="pager"
             )
