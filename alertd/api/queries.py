@@ -93,7 +93,7 @@ class IncidentQuery:
             states = tuple(STATES)
         for state in states:
             if state not in STATES:
-                raise ApiError(400, f"state: {state!r} is not one of {', '.join(STATES)}")
+                raise ApiError(400, f"state: {state!r} is not one of {', '.join(STATES)}, all")
         priorities = tuple(dict.fromkeys(query.getall("priority", [])))
         for priority in priorities:
             if priority not in PRIORITIES:
