@@ -499,7 +499,10 @@ class IncidentManager:
         if worst is not None:
             self._group_level(current, worst, now)
             return None
-        resolved = store.resolve(current, now, event.value)
+        # not "56 alert(s) firing in group ..." in the RESOLVED page: what it says now
+        total = store.member_count(current.id)
+        summary = f"{total} alert(s) in group {label_text(current.labels)}, all resolved"
+        resolved = store.resolve(store.set_summary(current, summary), now, event.value)
         store.add_timeline(current.id, now, "resolved", "every alert in the group resolved")
         log.info("incident #%d resolved: every alert in the group resolved", current.id)
         if store.first_page_at(current.id) is not None:

@@ -380,6 +380,17 @@ class IncidentStore:
             (incident_id, member_fingerprint, rule, labels_json(labels), int(level), since),
         )
 
+    def member_count(self, incident_id: int) -> int:
+        """How many alerts ever joined a grouped incident (firing or resolved)."""
+        (count,) = self.conn.execute(
+            "SELECT COUNT(*) FROM incident_alerts WHERE incident_id = ?", (incident_id,)
+        ).fetchone()
+        return int(count)
+
+    def set_summary(self, incident: Incident, summary: str) -> Incident:
+        self.conn.execute("UPDATE incidents SET summary = ? WHERE id = ?", (summary, incident.id))
+        return replace(incident, summary=summary)
+
     def resolve_member(
         self, incident_id: int, member_fingerprint: str, now: float | None = None
     ) -> None:

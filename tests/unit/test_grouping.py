@@ -124,6 +124,8 @@ def test_the_group_resolves_only_when_every_alert_has(tmp_path: Path) -> None:
     pages = apply(m, [port("sw1", 3, EventKind.RESOLVED)], T0 + 180)
     assert what(pages) == [("resolved", 1)]
     assert all(line.startswith("resolved ") for line in pages[0].alerts)
+    # its page says so, not "3 alert(s) firing in group ..." (user test)
+    assert pages[0].incident.summary == "3 alert(s) in group group=net,instance=sw1, all resolved"
     assert apply(m, [port("sw1", 3, EventKind.RESOLVED)], T0 + 240) == []  # once
     kinds = [t.kind for t in m.store.timeline(1)]
     assert kinds.count("alert_resolved") == 3
