@@ -208,7 +208,9 @@ def with_sources(
 def member_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> list[Notification]:
     """Give the member entries of grouped incidents (not digests) that are pushed alerts what
     Prometheus sent for each: annotations, generatorURL, startsAt (one SELECT per 500)."""
-    grouped = [n for n in notes if n.entries and not n.digest]
+    # a grouped incident's notification lists its members (``alerts``); a single pushed
+    # alert's own entry came from ``with_sources`` already: no SELECT for a storm of those
+    grouped = [n for n in notes if n.alerts and not n.digest]
     if not grouped:
         return list(notes)
     stored = _stored_by_fingerprint(conn, {e.fingerprint for n in grouped for e in n.entries})
@@ -216,7 +218,7 @@ def member_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> l
         return list(notes)
     out = []
     for n in notes:
-        if not n.entries or n.digest or not any(e.fingerprint in stored for e in n.entries):
+        if not n.alerts or n.digest or not any(e.fingerprint in stored for e in n.entries):
             out.append(n)
             continue
         entries = []

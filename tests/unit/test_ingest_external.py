@@ -17,7 +17,9 @@ from alertd.ingest.external import (
     ExternalAlert,
     active,
     expire,
+    member_sources,
     receive,
+    with_sources,
 )
 from alertd.model import AlertEvent, EventKind, Level, fingerprint
 from alertd.state.db import connect
@@ -348,3 +350,27 @@ def test_a_batch_costs_one_select_per_500_fingerprints(
     conn.set_trace_callback(None)
     assert sum(s.startswith("SELECT") for s in statements) == selects
     assert conn.execute("SELECT count(*) FROM external_alerts").fetchone() == (count,)
+
+
+class NoQueries:
+    """A connection that must not be used."""
+
+    def execute(self, *args: object) -> None:
+        raise AssertionError("a storm of single pushed alerts needs no member lookup")
+
+
+def test_member_sources_reads_nothing_for_single_pushed_alerts() -> None:
+    # each single alert's notification has its own entry (with_sources) but no members: the
+    # storm path must not look its fingerprints up again (a SELECT per POST)
+    from alertd.model import Incident, IncidentState, Notification, Transition
+
+    alert = posted(annotations={"summary": "down"})
+    incident = Incident(
+        1, alert.fingerprint, alert.rule, EXTERNAL_METRIC, alert.labels, Level.MAJOR, "P2",
+        IncidentState.OPEN, "down", None, T0, T0,
+    )  # fmt: skip
+    notes = with_sources(
+        [Notification(incident, Transition.OPENED, "hook")], {alert.fingerprint: alert}
+    )
+    assert len(notes[0].entries) == 1
+    assert member_sources(NoQueries(), notes) == notes  # type: ignore[arg-type]
