@@ -223,6 +223,12 @@ def _intent(row: tuple[Any, ...]) -> Intent:
     )
 
 
+def _teams(team: str) -> frozenset[str]:
+    """The teams of an intent's ``team`` column ("tier1,tier2"; "" for a channel routed to
+    itself)."""
+    return frozenset(team.split(","))
+
+
 def _copy_of(key: str, original: str) -> bool:
     """Whether ``key`` is ``original``'s or a copy's: a failover (``>``), a recipient split
     off or retried alone (``~``)."""
@@ -458,7 +464,11 @@ class OutboxStore:
         went out long ago). Digests stand for several incidents: never superseded."""
         if not newer:
             return
-        latest = {(n.incident.id, n.channel, n.team): n for n in newer}
+        # by incident and channel; a newer notification covers an older one whose teams are
+        # all among its own (a resolve to "tier1,tier2" covers tier-1's and tier-2's pages)
+        latest: dict[tuple[int, str], list[tuple[frozenset[str], Notification]]] = {}
+        for n in newer:
+            latest.setdefault((n.incident.id, n.channel), []).append((_teams(n.team), n))
         keys = {n.key for n in newer}  # the same notification committed again: not older
         incident_ids = sorted({n.incident.id for n in newer})
         marks = ",".join("?" * len(incident_ids))
@@ -471,10 +481,14 @@ class OutboxStore:
         updates: list[tuple[float, str, int]] = []
         timeline: list[tuple[int, float, str, str, str]] = []
         for row_id, incident_id, channel, team, key, state, transition, recipients in rows:
-            n = latest.get((incident_id, channel, team))
-            if n is None or key in keys:
+            older = _teams(team)
+            by = next(
+                (n for teams, n in latest.get((incident_id, channel), ()) if older <= teams),
+                None,
+            )
+            if by is None or key in keys:
                 continue
-            what = n.transition.value
+            what = by.transition.value
             if state == "sending":
                 why = f"superseded by the {what} notification while in flight"
             else:
@@ -497,23 +511,23 @@ class OutboxStore:
         was committed after ``intent`` (not a copy of it: a failover, a split recipient, a
         digest): then ``intent``'s failure is not followed up (no failover of old news)."""
         n = intent.notification
-        row = self.conn.execute(
-            "SELECT 1 FROM outbox WHERE incident_id = ? AND channel = ? AND team = ? "
+        rows = self.conn.execute(
+            "SELECT team FROM outbox WHERE incident_id = ? AND channel = ? "
             "AND id > ? AND failover_of IS NULL AND key NOT LIKE ? AND key NOT LIKE ? "
             # not a sibling from the same change (one SMS intent per recipient)
-            "AND NOT (created_at = ? AND transition = ?) LIMIT 1",
+            "AND NOT (created_at = ? AND transition = ?)",
             (
                 n.incident.id,
                 n.channel,
-                n.team,
                 intent.id,
                 DIGEST_KEY_PREFIX + "%",
                 f"{n.key}~%",
                 intent.created_at,
                 n.transition.value,
             ),
-        ).fetchone()
-        return row is not None
+        )
+        teams = _teams(n.team)  # news to these teams and more (every tier paged) is newer too
+        return any(teams <= _teams(team) for (team,) in rows)
 
     def told(self, n: Notification) -> Told:
         """Return where the news ``n`` brings has gone: the intents of the incident change

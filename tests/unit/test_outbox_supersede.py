@@ -248,3 +248,29 @@ async def test_a_late_undelivered_status_fails_over_only_what_is_still_news(
     said = [line for line in timeline(db, incident.id) if "provider says undelivered" in line]
     assert len(said) == 1
     assert ("not failed over: newer news" in said[0]) is newer_news
+
+
+async def test_a_resolve_to_every_tier_paged_supersedes_each_tiers_waiting_page(
+    db: sqlite3.Connection,
+) -> None:
+    # review finding: a resolve to "tier1,tier2" on a channel both tiers share did not
+    # supersede tier-2's escalated page waiting there (its team was "tier2"), nor did a
+    # failed old page see the resolve as newer news
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail = Channel("mail", [fail(True)])
+    d = delivery_for(db, {"mail": mail}, clock, settings=DeliverySettings(backoff=10.0))
+    (escalated,) = news(incident, Transition.ESCALATED, clock)
+    escalated = dataclasses.replace(escalated, team="tier2")
+    commit_news(d, [escalated], clock)
+    await d.settle()
+    (waiting,) = d.store.due(clock.now() + 60.0, 10)
+    clock.advance(2.0)
+    (resolved,) = news(incident, Transition.RESOLVED, clock)
+    assert not d.store.has_newer_news(waiting)
+    commit_news(d, [dataclasses.replace(resolved, team="tier1,tier2")], clock)
+    assert d.store.has_newer_news(waiting)
+    clock.advance(60.0)
+    await d.settle()
+    assert [n.transition for n in mail.sent] == [Transition.RESOLVED]
+    assert d.store.counts() == {"superseded": 1, "delivered": 1}
