@@ -380,6 +380,8 @@ class IncidentManager:
             if recent is None:
                 return self._open(event, event.level, now, priority), Transition.OPENED, None
             reopened = store.reopen(recent, now)
+            if reopened.suppressed_by is not None:  # held back still: look at its windows
+                self._suppressed_since = True
             if reopened.level != event.level:
                 reopened = store.update_level(
                     reopened, event.level, priority, event.summary, event.value, now

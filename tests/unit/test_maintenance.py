@@ -137,6 +137,24 @@ def test_a_release_rolled_back_is_released_again(tmp_path) -> None:
     assert s.store.find()[0].suppressed_by is None
 
 
+def test_an_incident_reopened_after_its_window_ended_pages(tmp_path) -> None:
+    # review finding: it reopened still marked suppressed, and the windows in force had not
+    # changed since the last look, so nothing looked at it again
+    s = Setup(tmp_path)
+    s.manager.channels = ChannelsFile.model_validate(
+        {**CHANNELS.model_dump(by_alias=True), "incidents": {"reopen_within": "1h"}}
+    )
+    t0 = SUNDAY_1AM
+    s.window("silence", t0, t0 + HOUR, instance="web1")
+    assert s.apply([fire(EventKind.FIRING, "web1", t0 + 1800)], t0 + 1800) == []
+    assert s.apply([fire(EventKind.RESOLVED, "web1", t0 + 3000)], t0 + 3000) == []
+    assert s.apply([], t0 + HOUR) == []  # the window ends with nothing held back
+    later = t0 + HOUR + 300
+    pages = s.apply([fire(EventKind.FIRING, "web1", later)], later)
+    assert [n.transition.value for n in pages] == ["opened"]
+    assert s.store.find()[0].suppressed_by is None
+
+
 def test_alert_that_recovers_inside_the_window_never_pages(tmp_path) -> None:
     s = Setup(tmp_path)
     t0 = SUNDAY_1AM
