@@ -286,6 +286,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE incidents ADD COLUMN reopened_at REAL;
         """,
     ),
+    (
+        15,
+        """
+        -- the furthest escalation step paged since the incident (re)opened: a lapsed
+        -- acknowledgement starts escalation over at step 0, but the tiers paged before
+        -- still hear of the resolve
+        ALTER TABLE incidents ADD COLUMN paged_step INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 

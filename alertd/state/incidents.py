@@ -269,7 +269,8 @@ class IncidentStore:
         self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET state = 'open', resolved_at = NULL, acknowledged_at = NULL, "
-            "acknowledged_by = NULL, updated_at = ?, reopened_at = ? WHERE id = ?",
+            "acknowledged_by = NULL, updated_at = ?, reopened_at = ?, paged_step = 0 "
+            "WHERE id = ?",
             (now, now, incident.id),
         )
         return replace(
@@ -497,6 +498,7 @@ class EscalationState:
     next_escalation_at: float | None
     next_repeat_at: float | None
     resolve_escalated: bool
+    paged_step: int = 0  # the furthest step paged since it (re)opened (``step`` may go back)
 
 
 class EscalationStore:
@@ -507,13 +509,13 @@ class EscalationStore:
 
     def get(self, incident_id: int) -> EscalationState | None:
         row = self.conn.execute(
-            "SELECT id, escalation_step, next_escalation_at, next_repeat_at, resolve_escalated "
-            "FROM incidents WHERE id = ?",
+            "SELECT id, escalation_step, next_escalation_at, next_repeat_at, resolve_escalated, "
+            "paged_step FROM incidents WHERE id = ?",
             (incident_id,),
         ).fetchone()
         if row is None:
             return None
-        return EscalationState(row[0], row[1], row[2], row[3], bool(row[4]))
+        return EscalationState(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
 
     def arm(
         self,
@@ -525,8 +527,9 @@ class EscalationStore:
     ) -> None:
         self.conn.execute(
             "UPDATE incidents SET escalation_step = ?, next_escalation_at = ?, "
-            "next_repeat_at = ?, resolve_escalated = ? WHERE id = ?",
-            (step, next_escalation_at, next_repeat_at, int(resolve_escalated), incident_id),
+            "next_repeat_at = ?, resolve_escalated = ?, paged_step = MAX(paged_step, ?) "
+            "WHERE id = ?",
+            (step, next_escalation_at, next_repeat_at, int(resolve_escalated), step, incident_id),
         )
 
     def due(self, now: float, resolve_deadline_before: Mapping[str, float]) -> list[int]:

@@ -296,3 +296,19 @@ def test_a_reopened_incidents_resolve_target_counts_from_its_reopening(tmp_path,
     acknowledge(e.store, incident, "wang", None, clock.now(), how="cli")
     assert e.run_until(7 * 60 * MIN, step=30 * MIN) == []  # 7 h after the reopening: in time
     assert [n.transition for n in e.run_until(90 * MIN, step=30 * MIN)] == [Transition.ESCALATED]
+
+
+def test_after_a_lapsed_acknowledgement_the_resolve_still_reaches_every_tier_paged(
+    tmp_path, clock
+) -> None:
+    # review finding: the lapse starts escalation over at step 0, and the resolve then went
+    # to tier-1 only although tier-2 had been paged
+    e = Engine(tmp_path, clock, settings(ack_expires_after="10m"))
+    e.fire()
+    assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]  # tier-2 paged
+    incident = e.store.get(1)
+    assert incident is not None
+    acknowledge(e.store, incident, "wang", None, clock.now(), how="cli")
+    e.run_until(11 * MIN)  # the acknowledgement lapses: escalation from step 0 again
+    clock.advance(60)
+    assert who(resolve_event(e)) == [("resolved", "pager"), ("resolved", "mail")]
