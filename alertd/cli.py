@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         "--state", choices=["active", "open", "acknowledged", "resolved", "all"], default="active"
     )
     lst.add_argument("--json", action="store_true")
-    lst.add_argument("--limit", type=int, default=200)
+    lst.add_argument("--limit", type=int, default=200, help="newest first (0: all)")
     show = isub.add_parser("show", parents=[state_dir])
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
@@ -421,9 +421,12 @@ def _incidents(args: argparse.Namespace) -> int:
             states = [IncidentState.OPEN, IncidentState.ACKNOWLEDGED]
         else:
             states = [] if args.state == "all" else [IncidentState(args.state)]
-        incidents = store.find(states, limit=args.limit + 1)  # one more: are there more?
-        more = len(incidents) > args.limit
-        incidents = incidents[: args.limit]
+        if args.limit <= 0:  # no limit (SQLite's LIMIT -1)
+            incidents, more = store.find(states, limit=-1), False
+        else:
+            incidents = store.find(states, limit=args.limit + 1)  # one more: are there more?
+            more = len(incidents) > args.limit
+            incidents = incidents[: args.limit]
         if args.json:
             print(json.dumps([_incident_dict(i) for i in incidents], indent=2))
         else:

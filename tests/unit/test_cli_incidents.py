@@ -194,6 +194,10 @@ def test_a_list_cut_at_its_limit_says_there_are_more(
     assert "cpu high on h0" not in out  # the newest first
     assert main([*argv, "--limit", "3"]) == 0
     assert capsys.readouterr().err == ""
+    assert main([*argv, "--limit", "0"]) == 0  # no limit
+    out, err = capsys.readouterr()
+    assert "cpu high on h0" in out
+    assert err == ""
 
 
 def test_a_report_without_the_config_says_to_pass_config_dir(
