@@ -163,24 +163,20 @@ def test_a_configured_channel_still_fails_over_by_its_failover_entry(db) -> None
 # -- a failover to a channel the same news reached already ---------------------------------
 
 
-async def test_a_failover_to_a_channel_the_route_named_too_sends_nothing_twice(db) -> None:  # type: ignore[no-untyped-def]
-    # user-test finding: notify [mail, sms] with sms failing over to mail mailed ops twice
+async def test_a_failover_to_a_channel_the_team_has_too_sends_nothing_twice(db) -> None:  # type: ignore[no-untyped-def]
+    # user-test finding: a team paged by mail and SMS, with sms failing over to mail, was
+    # mailed twice when an SMS failed
     clock = FakeClock()
     (incident,) = open_incidents(db, 1)
-    config = ChannelsFile.model_validate(
-        {
-            "channels": {"mail": {**MAIL, "to": ["ops@example.com"]}, "sms": SMS},
-            "routes": [{"notify": ["mail", "sms"]}],
-            "failover": {"sms": "mail"},
-        }
-    )
-    mail, sms = Channel("mail"), Channel("sms", [fail(False)])
+    config = cfg({"mail": MAIL, "sms": SMS}, {"ops": ["mail", "sms"]}, failover={"sms": "mail"})
+    ok = lambda n: None  # noqa: E731
+    mail, sms = Channel("mail"), Channel("sms", [fail(False), ok])  # Wang's SMS fails
     w = Worker(db, clock, config, [mail, sms])
     w.commit(incident, Transition.OPENED, config)
     await w.settle()
-    assert len(sms.attempts) == 1
-    assert len(mail.sent) == 1  # the direct one; the failover found it went there already
-    assert w.d.store.counts() == {"delivered": 1, "failed": 1}
+    assert len(sms.attempts) == 2
+    assert [n.recipients for n in mail.sent] == [("wang@example.com", "li@example.com")]
+    assert w.d.store.counts() == {"delivered": 2, "failed": 1}
 
 
 async def test_a_failover_goes_to_the_members_the_target_channel_has_not_reached(db) -> None:  # type: ignore[no-untyped-def]
