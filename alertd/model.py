@@ -157,6 +157,12 @@ class Incident:
     acknowledged_by: str | None = None
     resolved_at: float | None = None
     suppressed_by: str | None = None  # e.g. "parent core-sw1": recorded, but does not page
+    reopened_at: float | None = None  # when it last fired again soon after resolving
+
+    @property
+    def targets_from(self) -> float:
+        """When its response and resolve targets started counting: its reopening, if any."""
+        return self.opened_at if self.reopened_at is None else self.reopened_at
 
     @property
     def label_map(self) -> dict[str, str]:

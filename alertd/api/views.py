@@ -56,8 +56,8 @@ def incident_json(incident: Incident, channels: ChannelsFile) -> dict[str, Any]:
         "resolved_at": rfc3339(incident.resolved_at),
         "suppressed_by": incident.suppressed_by,
         "teams": teams_paged(incident, channels),
-        "respond_by": rfc3339(incident.opened_at + target.respond_within) if target else None,
-        "resolve_by": rfc3339(incident.opened_at + target.resolve_within) if target else None,
+        "respond_by": rfc3339(incident.targets_from + target.respond_within) if target else None,
+        "resolve_by": rfc3339(incident.targets_from + target.resolve_within) if target else None,
     }
 
 

@@ -82,9 +82,9 @@ def target_status(
     if target is None or incident.state is IncidentState.RESOLVED:
         return None
     if incident.state is IncidentState.OPEN:
-        goal, deadline = "respond", incident.opened_at + target.respond_within
+        goal, deadline = "respond", incident.targets_from + target.respond_within
     else:
-        goal, deadline = "resolve", incident.opened_at + target.resolve_within
+        goal, deadline = "resolve", incident.targets_from + target.resolve_within
     left = deadline - now
     if left < 0:
         return TargetStatus(goal, f"{goal} overdue by {human_duration(-left)}", True)

@@ -28,7 +28,8 @@ class TimelineEntry:
 
 INCIDENT_COLUMNS = (
     "id, fingerprint, rule, metric, labels, level, priority, state, summary, value, "
-    "opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at, suppressed_by"
+    "opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at, suppressed_by, "
+    "reopened_at"
 )
 
 
@@ -51,6 +52,7 @@ def incident_from_row(row: Sequence[Any]) -> Incident:
         acknowledged_by=row[13],
         resolved_at=row[14],
         suppressed_by=row[15],
+        reopened_at=row[16],
     )
 
 
@@ -280,6 +282,7 @@ class IncidentStore:
             acknowledged_at=None,
             acknowledged_by=None,
             updated_at=now,
+            reopened_at=now,
         )
 
     def expired_acks(self, acked_before: float) -> list[Incident]:

@@ -312,3 +312,26 @@ def test_after_a_lapsed_acknowledgement_the_resolve_still_reaches_every_tier_pag
     e.run_until(11 * MIN)  # the acknowledgement lapses: escalation from step 0 again
     clock.advance(60)
     assert who(resolve_event(e)) == [("resolved", "pager"), ("resolved", "mail")]
+
+
+def test_the_api_and_board_count_a_reopened_incidents_targets_from_its_reopening(
+    tmp_path, clock
+) -> None:
+    # review finding: they said it was overdue from when it first opened
+    from alertd.api.views import incident_json, rfc3339
+    from alertd.board.read import target_status
+
+    channels = settings(reopen_within="10m")
+    e = Engine(tmp_path, clock, channels)
+    e.fire()
+    e.run_until(9 * 60 * MIN, step=30 * MIN)
+    resolve_event(e)
+    clock.advance(5 * MIN)
+    e.fire()  # reopened
+    incident = e.store.get(1)
+    assert incident is not None
+    assert incident.reopened_at == clock.now()
+    assert incident_json(incident, channels)["respond_by"] == rfc3339(clock.now() + 30 * MIN)
+    status = target_status(incident, channels.priorities.targets, clock.now())
+    assert status is not None
+    assert not status.overdue
