@@ -424,7 +424,8 @@ def one_line(n: Notification) -> str:
     parts.extend(
         f"{_quote_if_needed(name)}={_quote_if_needed(value)}" for name, value in sorted(inc.labels)
     )
-    parts.append(f"value={format_value(inc.value)}")
+    if inc.value is not None:  # a pushed alert has none: no "value=unknown"
+        parts.append(f"value={format_value(inc.value)}")
     if n.alerts:
         parts.append(f"alerts={n.alert_count}")
     if n.digest:

@@ -147,6 +147,9 @@ def test_one_line_format() -> None:
         "incident #12 opened P2 major rule=mem instance=web1 job=host value=87.5"
         ' summary="Memory used 87.5% on web1"'
     )
+    n = make_notification()
+    pushed = dataclasses.replace(n, incident=dataclasses.replace(n.incident, value=None))
+    assert "value=" not in render.one_line(pushed)  # a pushed alert has none: not "unknown"
 
 
 def test_one_line_stays_one_line() -> None:
