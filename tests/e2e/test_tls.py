@@ -3,8 +3,6 @@ stops it at start with a message instead of serving plain HTTP."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import ssl
 import subprocess
 import sys
@@ -13,11 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests import certs
 from tests.conftest import free_port
 from tests.e2e.conftest import wait_for
 
@@ -25,33 +20,8 @@ pytestmark = pytest.mark.e2e
 
 
 def self_signed(directory: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alertd test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "tls.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path = directory / "tls.crt"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path
+    """A certificate for 127.0.0.1 as tls.pem and tls.key in ``directory``; its path."""
+    return certs.self_signed(directory, "127.0.0.1", stem="tls").cert
 
 
 def start(cfg: Path, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -67,7 +37,7 @@ def test_https_only_with_a_verified_certificate(tmp_path: Path) -> None:
     cfg.mkdir()
     (cfg / "thresholds.yaml").write_text("rules: []\n")
     cert = self_signed(cfg)
-    (cfg / "server.yaml").write_text("tls: {cert_file: tls.crt, key_file: tls.key}\n")
+    (cfg / "server.yaml").write_text("tls: {cert_file: tls.pem, key_file: tls.key}\n")
     port = free_port()
     proc = start(cfg, tmp_path / "state", port, tmp_path / "daemon.log")
     trusted = ssl.create_default_context(cafile=str(cert))
@@ -102,7 +72,7 @@ def test_a_key_that_does_not_match_stops_the_daemon_at_start(tmp_path: Path) -> 
     first_key = (cfg / "tls.key").read_bytes()
     self_signed(cfg)  # a new certificate; put the old key back: they no longer match
     (cfg / "tls.key").write_bytes(first_key)
-    (cfg / "server.yaml").write_text("tls: {cert_file: tls.crt, key_file: tls.key}\n")
+    (cfg / "server.yaml").write_text("tls: {cert_file: tls.pem, key_file: tls.key}\n")
     log = tmp_path / "daemon.log"
     proc = start(cfg, tmp_path / "state", free_port(), log)
     assert proc.wait(timeout=60) == 1

@@ -4,72 +4,32 @@ once (a wrong certificate needs a human, not an hour of retries) so the page fai
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from alertd.errors import NotifyError
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
 from alertd.notify.email.config import EmailChannelConfig
 from alertd.notify.email.notifier import EmailNotifier
+from tests.certs import self_signed
 from tests.conftest import RecordingHandler, free_port
 
 pytestmark = pytest.mark.integration
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by itself; return (cert, key) files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alertd test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "server.crt", directory / "server.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, RecordingHandler]]:
-    cert, key = self_signed(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    cert = self_signed(tmp_path, "127.0.0.1")
     handler = RecordingHandler()
     controller = Controller(
-        handler, hostname="127.0.0.1", port=free_port("127.0.0.1"), ssl_context=context
+        handler, hostname="127.0.0.1", port=free_port("127.0.0.1"), ssl_context=cert.server()
     )
     controller.start()
     try:
-        yield controller.port, cert, handler
+        yield controller.port, cert.cert, handler
     finally:
         controller.stop()
 
