@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -452,6 +453,14 @@ def format_ts(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))  # 2.4x datetime's isoformat
 
 
+class Pairs(dict[str, str]):
+    """Labels or annotations for a template: ``{% for name, value in labels %}`` walks the
+    pairs in order, and ``{{ labels.instance }}`` reads one, as in a rule's summary."""
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:  # type: ignore[override]
+        return iter(self.items())
+
+
 def _context(n: Notification) -> dict[str, Any]:
     """Return the template variables; free text is made single-line so it cannot fake a field."""
     inc = n.incident
@@ -459,11 +468,11 @@ def _context(n: Notification) -> dict[str, Any]:
     (entry,) = n.entries if len(n.entries) == 1 and not n.digest else (None,)
     return {
         "headline": subject(n),
-        "annotations": [
+        "annotations": Pairs(
             (_single_line(k), _single_line(v))
             for k, v in (entry.annotations if entry else ())
             if k != "summary"
-        ],
+        ),
         "source": entry.generator_url if entry else "",
         "id": inc.id,
         "priority": inc.priority,
@@ -473,7 +482,7 @@ def _context(n: Notification) -> dict[str, Any]:
         "metric": inc.metric,
         "value": format_value(inc.value),
         "summary": _single_line(inc.summary),
-        "labels": [(_single_line(k), _single_line(v)) for k, v in sorted(inc.labels)],
+        "labels": Pairs((_single_line(k), _single_line(v)) for k, v in sorted(inc.labels)),
         "opened_at": format_ts(inc.opened_at),
         "acknowledged_by": inc.acknowledged_by,
         "acknowledged_at": format_ts(inc.acknowledged_at),

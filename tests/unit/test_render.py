@@ -178,3 +178,15 @@ def test_level_changed_subject_names_both_levels() -> None:
         previous_level=Level.MAJOR,
     )
     assert render.subject(n) == "[P1] LEVEL CHANGED #12 major→critical: Memory used 87.5% on web1"
+
+
+def test_a_template_reads_one_label_by_name_and_still_walks_them_all() -> None:
+    # verification finding: labels were a list of pairs, so {{ labels.instance }} (as in a
+    # rule's summary) failed on every page and only a warning said so
+    templates = render.MessageTemplates(
+        short="{{ labels.instance }}: {{ summary }}",
+        text="{% for name, value in labels %}{{ name }}={{ value }};{% endfor %}",
+    )
+    n = make_notification()
+    assert render.short_text(n, templates) == "web1: Memory used 87.5% on web1"
+    assert render.text_body(n, templates) == "instance=web1;job=host;"
