@@ -556,6 +556,8 @@ def _print_incident(i: Incident) -> None:
     print(f"  labels:    {', '.join(f'{k}={v}' for k, v in i.labels)}")
     print(f"  opened:    {_when(i.opened_at)}")
     if i.acknowledged_at:
-        print(f"  acked:     {_when(i.acknowledged_at)} by {i.acknowledged_by}")
+        # open again with an acknowledgement on record: it lapsed (ack_expires_after)
+        lapsed = " (lapsed)" if i.state is IncidentState.OPEN else ""
+        print(f"  acked:     {_when(i.acknowledged_at)} by {i.acknowledged_by}{lapsed}")
     if i.resolved_at:
         print(f"  resolved:  {_when(i.resolved_at)}")

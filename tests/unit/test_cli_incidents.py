@@ -207,3 +207,18 @@ def test_a_report_without_the_config_says_to_pass_config_dir(
     empty.mkdir()
     assert main(["report", "--state-dir", str(state), "--config-dir", str(empty)]) == 1
     assert "pass --config-dir" in capsys.readouterr().err
+
+
+def test_show_says_an_acknowledgement_lapsed(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # verification finding: after a lapse (open again) it still read "acked: ... by wang"
+    assert main(["incidents", "ack", "1", "--state-dir", str(state), "--by", "wang"]) == 0
+    store = IncidentStore(connect(state))
+    incident = store.get(1)
+    assert incident is not None
+    with store.transaction():
+        store.unacknowledge(incident, incident.updated_at + 60)
+    capsys.readouterr()
+    assert main(["incidents", "show", "1", "--state-dir", str(state)]) == 0
+    assert "by wang (lapsed)" in capsys.readouterr().out
