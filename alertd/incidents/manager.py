@@ -87,6 +87,10 @@ class IncidentManager:
         self._covered_under: list[Window] | None = None
         self._suppressed_since = False
         self._quiet: set[int] = set()  # grouped incidents changed in this batch, not to page
+        # groups a member of which resolved in this batch: their level follows their worst
+        # firing member once the batch is applied, so a group whose members all resolve in
+        # one batch keeps the level (and priority) it was paged at
+        self._relevel: set[int] = set()
         self._plans: dict[_RouteKey, RoutePlan] = {}  # routing decided in this batch
         self._grouping = False  # does any route group alerts (asked once per batch)
         self._each_level = logging.INFO
@@ -198,6 +202,7 @@ class IncidentManager:
         self._down = None  # looked up at most once per batch (a storm is one batch)
         self._windows_now = None
         self._quiet = set()
+        self._relevel = set()
         self._plans = {}
         self._grouping = any_grouping(self.channels)
         # the batch's unresolved incidents in one SELECT, its timeline in one executemany
@@ -217,6 +222,12 @@ class IncidentManager:
             changes.append(change)
             if event.metric == TARGET_UP_METRIC and change[1] is Transition.RESOLVED:
                 released.append(dict(event.labels).get("instance", ""))
+        for group_id in sorted(self._relevel):
+            group, worst = self.store.get(group_id), self.store.worst_firing(group_id)
+            if group is None or worst is None or group.state is IncidentState.RESOLVED:
+                continue
+            if (change := self._group_level(group, worst, now)) is not None:
+                changes.append(change)
         # a parent that went down in this same batch suppresses children whatever the order
         down = self.store.down_targets(TARGET_UP_METRIC) if changes else set()
         for incident, transition, previous in changes:
@@ -497,10 +508,10 @@ class IncidentManager:
         store.add_timeline(
             current.id, now, "alert_resolved", f"{event.rule} {label_text(event.labels)}"
         )
-        worst = store.worst_firing(current.id)
-        if worst is not None:
-            self._group_level(current, worst, now)
+        if store.worst_firing(current.id) is not None:
+            self._relevel.add(current.id)  # others still fire: its level, after the batch
             return None
+        self._relevel.discard(current.id)
         # not "56 alert(s) firing in group ..." in the RESOLVED page: what it says now
         total = store.member_count(current.id)
         summary = f"{total} alert(s) in group {label_text(current.labels)}, all resolved"

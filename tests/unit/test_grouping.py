@@ -309,3 +309,30 @@ def test_cli_shows_the_alerts_of_a_grouped_incident(tmp_path: Path, capsys: Any)
     assert states == [("1", "firing"), ("2", "resolved"), ("3", "firing")]
     assert main(["incidents", "--state-dir", str(tmp_path), "show", "1"]) == 0
     assert "alerts (2 of 3 firing):" in capsys.readouterr().out
+
+
+def test_a_group_resolving_all_at_once_keeps_the_level_it_was_paged_at(tmp_path: Path) -> None:
+    # verification finding: its worst member resolved first in the batch, so a P2 group
+    # ended "[P4] RESOLVED" and the KPIs counted it as the lower priority
+    m = manager_on(tmp_path)
+    bad = alert(EventKind.FIRING, Level.CRITICAL, instance="sw1", ifIndex="1", group="net")
+    apply(m, [bad, port("sw1", 2), port("sw1", 3)], T0)
+    opened = m.store.get(1)
+    assert opened is not None
+    assert opened.level is Level.CRITICAL
+    gone = [port("sw1", i, EventKind.RESOLVED) for i in (1, 2, 3)]  # the worst first
+    (page,) = apply(m, gone, T0 + 60)
+    assert page.transition is Transition.RESOLVED
+    assert (page.incident.level, page.incident.priority) == (Level.CRITICAL, opened.priority)
+    assert "level_changed" not in [t.kind for t in m.store.timeline(1)]
+
+
+def test_the_worst_member_resolving_alone_still_lowers_the_group_quietly(tmp_path: Path) -> None:
+    m = manager_on(tmp_path)
+    bad = alert(EventKind.FIRING, Level.CRITICAL, instance="sw1", ifIndex="1", group="net")
+    apply(m, [bad, port("sw1", 2)], T0)
+    assert apply(m, [port("sw1", 1, EventKind.RESOLVED)], T0 + 60) == []
+    incident = m.store.get(1)
+    assert incident is not None
+    assert incident.level is Level.MAJOR
+    assert incident.summary.startswith("1 alert(s) firing")
