@@ -28,7 +28,7 @@ when the mapping from labels to level changes (a new default level, for instance
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -205,26 +205,29 @@ def with_sources(
     return out
 
 
-def member_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> list[Notification]:
-    """Give the member entries of grouped incidents (not digests) that are pushed alerts what
-    Prometheus sent for each: annotations, generatorURL, startsAt (one SELECT per 500)."""
-    # a grouped incident's notification lists its members (``alerts``); a single pushed
-    # alert's own entry came from ``with_sources`` already: no SELECT for a storm of those
-    grouped = [n for n in notes if n.alerts and not n.digest]
-    if not grouped:
-        return list(notes)
-    stored = _stored_by_fingerprint(conn, {e.fingerprint for n in grouped for e in n.entries})
-    if not stored:
-        return list(notes)
+def _lists_members(n: Notification) -> bool:
+    """A grouped incident's notification (its member alerts listed), not a digest; a single
+    pushed alert's own entry came from ``with_sources`` already."""
+    return bool(n.alerts) and not n.digest
+
+
+def _member_fingerprints(notes: Iterable[Notification]) -> set[str]:
+    return {e.fingerprint for n in notes if _lists_members(n) for e in n.entries}
+
+
+def with_member_sources(
+    notes: Sequence[Notification], alerts: Mapping[str, ExternalAlert]
+) -> list[Notification]:
+    """Give the member entries of grouped incidents that are pushed alerts (by fingerprint,
+    in ``alerts``) what Prometheus sent for each: annotations, generatorURL, startsAt."""
     out = []
     for n in notes:
-        if not n.alerts or n.digest or not any(e.fingerprint in stored for e in n.entries):
+        if not _lists_members(n) or not any(e.fingerprint in alerts for e in n.entries):
             out.append(n)
             continue
         entries = []
         for e in n.entries:
-            alert = stored.get(e.fingerprint)
-            if alert is not None:
+            if (alert := alerts.get(e.fingerprint)) is not None:
                 e = replace(
                     e,
                     starts_at=alert.starts_at,
@@ -236,50 +239,57 @@ def member_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> l
     return out
 
 
-def _stored_by_fingerprint(
-    conn: sqlite3.Connection, fingerprints: Iterable[str]
-) -> dict[str, ExternalAlert]:
-    wanted = list(fingerprints)
-    stored: dict[str, ExternalAlert] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        for row in conn.execute(
-            f"SELECT {_COLUMNS} FROM external_alerts WHERE fingerprint IN ({marks})", chunk
-        ):
-            alert = _stored(row)
-            stored[alert.fingerprint] = alert
-    return stored
+def member_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> list[Notification]:
+    """``with_member_sources`` from the stored alerts (one SELECT per 500 members; none for a
+    storm of single alerts)."""
+    wanted = _member_fingerprints(notes)
+    if not wanted:
+        return list(notes)
+    return with_member_sources(notes, _stored_by_fingerprint(conn, wanted))
 
 
 def stored_sources(conn: sqlite3.Connection, notes: Sequence[Notification]) -> list[Notification]:
-    """``with_sources`` from the stored alerts (one SELECT per 500 pushed incidents), and
-    ``member_sources``."""
-    wanted = list(
-        {
-            n.incident.fingerprint
-            for n in notes
-            if n.incident.metric == EXTERNAL_METRIC and not n.entries
-        }
-    )
+    """``with_sources`` and ``with_member_sources`` from the stored alerts: one lookup (a
+    SELECT per 500) for the single pushed incidents and the grouped ones' members together."""
+    singles = {
+        n.incident.fingerprint
+        for n in notes
+        if n.incident.metric == EXTERNAL_METRIC and not n.entries
+    }
+    wanted = singles | _member_fingerprints(notes)
     if not wanted:
-        return member_sources(conn, notes)
-    return member_sources(conn, with_sources(notes, _stored_by_fingerprint(conn, wanted)))
+        return list(notes)
+    stored = _stored_by_fingerprint(conn, wanted)
+    return with_member_sources(with_sources(notes, stored), stored)
 
 
-def _load(conn: sqlite3.Connection, fingerprints: Iterable[str]) -> dict[str, _Known]:
+def _by_fingerprint(
+    conn: sqlite3.Connection, columns: str, fingerprints: Iterable[str]
+) -> Iterator[Any]:
+    """The rows (``columns``, fingerprint first) of ``external_alerts`` for ``fingerprints``:
+    a SELECT per ``_CHUNK`` (SQLite's bound-parameter limit)."""
     wanted = list(fingerprints)
-    known: dict[str, _Known] = {}
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         marks = ", ".join("?" * len(chunk))
-        for fp, state, level, starts_at, ends_at in conn.execute(
-            "SELECT fingerprint, state, level, starts_at, ends_at FROM external_alerts "
-            f"WHERE fingerprint IN ({marks})",
-            chunk,
-        ):
-            known[fp] = _Known(state, Level(level), starts_at, ends_at)
-    return known
+        yield from conn.execute(
+            f"SELECT {columns} FROM external_alerts WHERE fingerprint IN ({marks})", chunk
+        )
+
+
+def _stored_by_fingerprint(
+    conn: sqlite3.Connection, fingerprints: Iterable[str]
+) -> dict[str, ExternalAlert]:
+    alerts = (_stored(row) for row in _by_fingerprint(conn, _COLUMNS, fingerprints))
+    return {alert.fingerprint: alert for alert in alerts}
+
+
+def _load(conn: sqlite3.Connection, fingerprints: Iterable[str]) -> dict[str, _Known]:
+    columns = "fingerprint, state, level, starts_at, ends_at"
+    return {
+        fp: _Known(state, Level(level), starts_at, ends_at)
+        for fp, state, level, starts_at, ends_at in _by_fingerprint(conn, columns, fingerprints)
+    }
 
 
 def _json(pairs: Labels) -> str:
