@@ -520,18 +520,15 @@ def _resolve_and_queue(
     lock)."""
     from alertd.incidents.actions import resolve_within
     from alertd.incidents.escalation import resolved_by_hand_news
-    from alertd.ingest import external
     from alertd.notify.outbox import OutboxStore
-    from alertd.state.incidents import EscalationStore
 
     if channels is None:
         comment = f"{comment}; nobody notified" if comment else "nobody notified"
     with store.transaction():
         text, resolved = resolve_within(store, incident, who, comment, now, "cli")
         queued = 0
-        if resolved is not None and channels is not None and incident.suppressed_by is None:
-            notes = resolved_by_hand_news(EscalationStore(store.conn), resolved, channels, now)
-            notes = external.stored_sources(store.conn, notes)
+        if resolved is not None and channels is not None:
+            notes = resolved_by_hand_news(store.conn, resolved, channels, now)
             queued = OutboxStore(store.conn).enqueue(notes, now, supersede=True)
     return text + (f"; {queued} notification(s) queued" if queued else ""), resolved is not None
 

@@ -21,10 +21,9 @@ from alertd.incidents.escalation import resolved_by_hand_news
 from alertd.incidents.manager import IncidentManager
 from alertd.ingest import external
 from alertd.ingest.alertmanager import PostedAlert
-from alertd.model import AlertEvent, IncidentState
+from alertd.model import AlertEvent
 from alertd.notify.outbox import Intent, OutboxStore
 from alertd.notify.sms.hooks import status_advances
-from alertd.state.incidents import EscalationStore
 from alertd.state.maintenance import WindowMatchers, add_window, remove_window
 
 log = logging.getLogger(__name__)
@@ -99,21 +98,12 @@ class Inbound:
             with store.transaction():
                 text, done = acknowledge_within(store, incident, who, comment, now, how)
             return Outcome("ok" if done else "conflict", text)
-        if incident.state is IncidentState.RESOLVED:
-            return Outcome("conflict", f"incident #{incident_id} is already resolved")
         with store.transaction():  # the resolve and its notifications commit together
             text, resolved = resolve_within(store, incident, who, comment, now, how)
-            if resolved is None:
+            if resolved is None:  # resolved already (read under the write lock)
                 return Outcome("conflict", text)
-            paged = incident.suppressed_by is None  # a quiet incident was never paged
-            notes = (
-                resolved_by_hand_news(
-                    EscalationStore(store.conn), resolved, self.config().channels, now
-                )
-                if paged
-                else []
-            )
-            self.outbox.enqueue(external.stored_sources(store.conn, notes), now, supersede=True)
+            notes = resolved_by_hand_news(store.conn, resolved, self.config().channels, now)
+            self.outbox.enqueue(notes, now, supersede=True)
         if notes:
             self.delivery.wake()
         return Outcome("ok", text)

@@ -9,10 +9,12 @@ in the same transaction as its timeline entry: no escalation is lost or fired tw
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from alertd.config.channels import ChannelsFile, EscalationStep
 from alertd.config.types import format_duration
 from alertd.incidents.routing import RoutePlan, notifications_for, route_plan
+from alertd.ingest import external
 from alertd.model import Incident, IncidentState, Notification, Transition
 from alertd.state.incidents import EscalationStore, IncidentStore
 
@@ -46,11 +48,16 @@ def paged_so_far(
 
 
 def resolved_by_hand_news(
-    escalations: EscalationStore, resolved: Incident, config: ChannelsFile, now: float
+    conn: sqlite3.Connection, resolved: Incident, config: ChannelsFile, now: float
 ) -> list[Notification]:
-    """The "resolved" notifications of an incident resolved by hand: to every tier paged."""
-    targets = paged_so_far(escalations, resolved, config)
-    return notifications_for(resolved, Transition.RESOLVED, config, now, targets=targets)
+    """The "resolved" notifications of an incident resolved by hand (API, CLI, SMS): to every
+    tier paged, a pushed alert's as Prometheus sent it; none for an incident held back (it
+    paged nobody)."""
+    if resolved.suppressed_by is not None:
+        return []
+    targets = paged_so_far(EscalationStore(conn), resolved, config)
+    notes = notifications_for(resolved, Transition.RESOLVED, config, now, targets=targets)
+    return external.stored_sources(conn, notes)
 
 
 def first_deadlines(plan: RoutePlan, start: float, now: float) -> tuple[float | None, float | None]:

@@ -22,7 +22,7 @@ from alertd.model import (
     make_labels,
 )
 from alertd.state.db import connect
-from alertd.state.incidents import EscalationStore, IncidentStore
+from alertd.state.incidents import IncidentStore
 
 MIN = 60.0
 LABELS = make_labels({"instance": "db1", "criticality": "high"})  # x major -> P2
@@ -279,7 +279,7 @@ def resolve_within_and_tell(e: Engine) -> list[Notification]:
     with e.store.transaction():
         _, resolved = resolve_within(e.store, incident, "wang", None, e.clock.now(), "cli")
     assert resolved is not None
-    return resolved_by_hand_news(EscalationStore(e.conn), resolved, config(), e.clock.now())
+    return resolved_by_hand_news(e.conn, resolved, config(), e.clock.now())
 
 
 def test_a_reopened_incidents_resolve_target_counts_from_its_reopening(tmp_path, clock) -> None:
