@@ -94,7 +94,7 @@ async def send_test(
             def failed_for(
                 _n: Notification, failed: tuple[str, ...], _why: str
             ) -> list[Notification]:
-                lost.extend(failed or ("-",))
+                lost.extend(failed or (f"{channel}'s own destination",))
                 return []
 
             delivery.failover = failed_for
@@ -120,7 +120,7 @@ async def send_test(
             delivered = set(state) == {"delivered"} and not lost
             if not delivered:
                 gave_up = f" (no more retries: --timeout {within:g}s is up)"
-                who = f" to {', '.join(dict.fromkeys(lost))}" if lost and lost != ["-"] else ""
+                who = f" to {', '.join(dict.fromkeys(lost))}" if lost else ""
                 lines.append(f"not delivered{who}" + (gave_up if "pending" in state else ""))
         finally:
             conn.close()

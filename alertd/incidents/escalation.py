@@ -40,7 +40,7 @@ def paged_so_far(
     if len(plan.steps) < 2:
         return plan.targets
     state = escalations.get(incident.id)
-    step = 0 if state is None else min(max(state.step, state.paged_step), len(plan.steps) - 1)
+    step = 0 if state is None else min(state.paged_step, len(plan.steps) - 1)
     targets = list(plan.targets)
     for later in plan.steps[1 : step + 1]:
         targets.extend(t for t in later.notify if t not in targets)

@@ -558,13 +558,13 @@ class OutboxStore:
         for r in rows:
             if r.state != "superseded" and any(_copy_of(r.key, k) for k in same_change):
                 reached.setdefault(r.channel, set()).update(json.loads(r.recipients) or [""])
-        teams = set(n.team.split(","))
+        teams = _teams(n.team)
         newer = any(
             r.id > root_id
             and original(r)
             and not r.key.startswith(DIGEST_KEY_PREFIX)
             and not of_the_change(r)
-            and teams & set(r.team.split(","))
+            and teams & _teams(r.team)
             for r in rows
         )
         return Told(reached, newer)

@@ -293,6 +293,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         -- acknowledgement starts escalation over at step 0, but the tiers paged before
         -- still hear of the resolve
         ALTER TABLE incidents ADD COLUMN paged_step INTEGER NOT NULL DEFAULT 0;
+        UPDATE incidents SET paged_step = escalation_step WHERE escalation_step > 0;
         """,
     ),
 )

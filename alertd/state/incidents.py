@@ -501,7 +501,8 @@ class EscalationState:
     next_escalation_at: float | None
     next_repeat_at: float | None
     resolve_escalated: bool
-    paged_step: int = 0  # the furthest step paged since it (re)opened (``step`` may go back)
+    paged_step: int = 0  # the furthest step paged since it (re)opened (``step`` goes back
+    # to 0 when an acknowledgement lapses)
 
 
 class EscalationStore:

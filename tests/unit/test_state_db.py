@@ -251,3 +251,26 @@ def test_after_migration_12_new_intents_keep_their_body_apart_and_old_ones_still
     narrowed = store.narrow(old, ())
     assert store.due(T0 + 3, 10)[0].notification == narrowed.notification
     conn.close()
+
+
+def test_migration_15_starts_paged_step_at_the_step_already_paged(tmp_path: Path) -> None:
+    # an incident escalated to tier-3 before the upgrade: its resolve still reaches tier-3
+    from alertd.state.db import _statements
+    from alertd.state.incidents import EscalationStore
+
+    conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    for version, sql in MIGRATIONS:
+        if version < 15:
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, T0))
+    escalated = IncidentStore(conn).open(draft("fp-escalated"))
+    quiet = IncidentStore(conn).open(draft("fp-quiet"))
+    conn.execute("UPDATE incidents SET escalation_step = 2 WHERE id = ?", (escalated.id,))
+    assert migrate(conn) == LATEST
+    state = EscalationStore(conn).get(escalated.id)
+    assert state is not None
+    assert state.paged_step == 2
+    assert EscalationStore(conn).get(quiet.id).paged_step == 0  # type: ignore[union-attr]
+    conn.close()
