@@ -20,6 +20,7 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from alertd.ingest.external import EXTERNAL_METRIC
 from alertd.model import AlertEntry, Incident, IncidentState, Level, Notification, Transition
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ State:        {{ state }}
 Level:        {{ level }}
 Rule:         {{ rule }}
 Metric:       {{ metric }}
-{% if value != "unknown" or metric != "alertmanager" %}
+{% if shows_value %}
 Value:        {{ value }}
 {% endif %}
 Summary:      {{ summary }}
@@ -125,7 +126,7 @@ _HTML_BODY = _HTML_ENV.from_string(
 <tr><th align="left">Level</th><td>{{ level }}</td></tr>
 <tr><th align="left">Rule</th><td>{{ rule }}</td></tr>
 <tr><th align="left">Metric</th><td>{{ metric }}</td></tr>
-{% if value != "unknown" or metric != "alertmanager" %}
+{% if shows_value %}
 <tr><th align="left">Value</th><td>{{ value }}</td></tr>
 {% endif %}
 <tr><th align="left">Summary</th><td>{{ summary }}</td></tr>
@@ -425,7 +426,7 @@ def one_line(n: Notification) -> str:
     parts.extend(
         f"{_quote_if_needed(name)}={_quote_if_needed(value)}" for name, value in sorted(inc.labels)
     )
-    if inc.value is not None:  # a pushed alert has none: no "value=unknown"
+    if _shows_value(inc):
         parts.append(f"value={format_value(inc.value)}")
     if n.alerts:
         parts.append(f"alerts={n.alert_count}")
@@ -451,6 +452,12 @@ def format_ts(ts: float | None) -> str | None:
     if ts is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))  # 2.4x datetime's isoformat
+
+
+def _shows_value(inc: Incident) -> bool:
+    """Whether a message shows the incident's value: a pushed alert has none by nature (no
+    "Value: unknown"); a rule's missing value is worth saying."""
+    return inc.value is not None or inc.metric != EXTERNAL_METRIC
 
 
 class Pairs(dict[str, str]):
@@ -481,6 +488,7 @@ def _context(n: Notification) -> dict[str, Any]:
         "rule": inc.rule,
         "metric": inc.metric,
         "value": format_value(inc.value),
+        "shows_value": _shows_value(inc),
         "summary": _single_line(inc.summary),
         "labels": Pairs((_single_line(k), _single_line(v)) for k, v in sorted(inc.labels)),
         "opened_at": format_ts(inc.opened_at),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from alertd.ingest.external import EXTERNAL_METRIC
 from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
 from alertd.notify import render
 
@@ -148,8 +149,12 @@ def test_one_line_format() -> None:
         ' summary="Memory used 87.5% on web1"'
     )
     n = make_notification()
-    pushed = dataclasses.replace(n, incident=dataclasses.replace(n.incident, value=None))
+    pushed = dataclasses.replace(
+        n, incident=dataclasses.replace(n.incident, value=None, metric=EXTERNAL_METRIC)
+    )
     assert "value=" not in render.one_line(pushed)  # a pushed alert has none: not "unknown"
+    missing = dataclasses.replace(n, incident=dataclasses.replace(n.incident, value=None))
+    assert "value=unknown" in render.one_line(missing)  # a rule's missing value is news
 
 
 def test_one_line_stays_one_line() -> None:
