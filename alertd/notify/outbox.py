@@ -665,7 +665,7 @@ class OutboxStore:
                 continue
             n = r.intent.notification
             detail = r.detail
-            if r.outcome == "ambiguous" and "may" not in detail:  # as `notify test` says it
+            if r.outcome == "ambiguous":  # as `notify test` says it
                 detail = f"ambiguous, it may have reached the provider: {detail}"
             line = f"{n.transition.value} via {n.channel} to {_who(n)}: {detail}"
             if n.digest:
@@ -699,7 +699,7 @@ class OutboxStore:
                 AttemptResult(
                     i,
                     "ambiguous",
-                    "in flight when alertd stopped: sending again (it may arrive twice)",
+                    "in flight when alertd stopped: sending again",
                     "pending",
                     next_at=now,
                 )
