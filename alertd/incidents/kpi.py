@@ -4,7 +4,9 @@ Pure computation over ``IncidentFacts`` (read from the state database by
 ``state/kpi_queries.py``) and the priority targets of ``channels.yaml``; ``now`` is an input,
 so a scripted history gives the same numbers every time. ``report.py`` renders the result.
 
-Definitions (times are seconds from ``opened_at``):
+Definitions (times are seconds from ``opened_at``, or from ``reopened_at`` for an incident
+that fired again after a resolve: its acknowledgement was cleared then, and its targets
+count from then, as escalation's and the API's ``respond_by`` do):
 
 * MTTA: over acknowledged incidents, ``acknowledged_at - opened_at`` (mean and median).
 * MTTR: over resolved incidents, ``resolved_at - opened_at`` (mean and median).
@@ -46,6 +48,12 @@ class IncidentFacts:
     acknowledged_by: str | None = None
     acknowledged_how: str | None = None  # cli, api, sms, email, im
     pages: int = 0  # notification deliveries recorded on its timeline
+    reopened_at: float | None = None  # when it last fired again after a resolve
+
+    @property
+    def targets_from(self) -> float:
+        """When its response and resolve times count from: its reopening, if any."""
+        return self.opened_at if self.reopened_at is None else self.reopened_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +104,16 @@ class KpiReport:
 def respond_breached(facts: IncidentFacts, target: ResponseTarget, now: float) -> bool:
     """Say whether ``facts`` missed its respond (acknowledge) target, as seen at ``now``."""
     done = facts.acknowledged_at if facts.acknowledged_at is not None else facts.resolved_at
-    return _late(facts.opened_at, done, now, target.respond_within)
+    return _late(facts.targets_from, done, now, target.respond_within)
 
 
 def resolve_breached(facts: IncidentFacts, target: ResponseTarget, now: float) -> bool:
     """Say whether ``facts`` missed its resolve target, as seen at ``now``."""
-    return _late(facts.opened_at, facts.resolved_at, now, target.resolve_within)
+    return _late(facts.targets_from, facts.resolved_at, now, target.resolve_within)
 
 
-def _late(opened_at: float, done_at: float | None, now: float, within: float) -> bool:
-    return (now if done_at is None else done_at) - opened_at > within
+def _late(since: float, done_at: float | None, now: float, within: float) -> bool:
+    return (now if done_at is None else done_at) - since > within
 
 
 def group_kpis(
@@ -116,10 +124,10 @@ def group_kpis(
 ) -> GroupKpis:
     """Compute the KPIs of one group of incidents."""
     ack_times = [
-        i.acknowledged_at - i.opened_at for i in incidents if i.acknowledged_at is not None
+        i.acknowledged_at - i.targets_from for i in incidents if i.acknowledged_at is not None
     ]
     resolved = [i for i in incidents if i.resolved_at is not None]
-    resolve_times = [i.resolved_at - i.opened_at for i in incidents if i.resolved_at is not None]
+    resolve_times = [i.resolved_at - i.targets_from for i in incidents if i.resolved_at is not None]
     measured = [(i, targets[i.priority]) for i in incidents if i.priority in targets]
     tier1 = sum(1 for i in resolved if not i.escalated)
     return GroupKpis(

@@ -98,6 +98,7 @@ def incident_facts(
                 acknowledged_by=incident.acknowledged_by or ack_actor,
                 acknowledged_how=ack_how(ack_detail) if incident.acknowledged_at else None,
                 pages=pages,
+                reopened_at=incident.reopened_at,
             )
         )
     return facts

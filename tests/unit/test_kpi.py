@@ -517,3 +517,24 @@ def test_by_default_a_resolve_settles_after_twice_the_outboxs_max_age(
     history.execute("UPDATE incidents SET priority = 'P4' WHERE id = 1")  # behind its back
     again = {f.id: f for f in cache.facts(history, SINCE, cfg, NOW + MIN)}
     assert (again[1].priority == "P4") is read_again
+
+
+def test_a_reopened_incident_is_measured_from_its_reopening(conn: sqlite3.Connection) -> None:
+    # fired, resolved 10m later; fired again 5h after opening, acked 5m and resolved 20m after
+    # that. Its targets (P1 15m / 4h) count from the reopening, as escalation's do.
+    store = IncidentStore(conn)
+    scripted(store, T0, "cpu_high", "P1", "web1", "web", resolved=10 * MIN)
+    with store.transaction():
+        incident = store.get(1)
+        assert incident is not None
+        incident = store.reopen(incident, T0 + 5 * HOUR)
+        incident = store.acknowledge(incident, "alice", T0 + 5 * HOUR + 5 * MIN)
+        store.resolve(incident, T0 + 5 * HOUR + 20 * MIN)
+    cfg = config()
+
+    facts = incident_facts(conn, SINCE, cfg)
+    assert [f.reopened_at for f in facts] == [T0 + 5 * HOUR]
+    p1 = by_key(compute_kpis(facts, cfg.priorities.targets, SINCE, NOW).by_priority)["P1"]
+
+    assert (p1.mtta, p1.mttr) == (5 * MIN, 20 * MIN)  # not 5h05m and 5h20m
+    assert (p1.respond_breaches, p1.resolve_breaches) == (0, 0)
