@@ -16,8 +16,8 @@ from aiohttp import web
 
 from alertd.api.auth import ANONYMOUS, Authorizer, token_hash
 from alertd.board import session
+from alertd.board.paths import PREFIX
 
-PREFIX = "/board"
 VIEW_SCOPES = frozenset({"read", "respond", "admin"})  # any of them may see the board
 ALL_SCOPES = frozenset({"read", "respond", "admin", "ingest"})
 

@@ -23,7 +23,6 @@ from alertd.api.auth import Authorizer
 from alertd.api.ops import Operations
 from alertd.board import read, session
 from alertd.board.access import (
-    PREFIX,
     VIEW_SCOPES,
     Visitor,
     identify,
@@ -34,6 +33,7 @@ from alertd.board.access import (
     set_cookie,
 )
 from alertd.board.forms import MAX_TEXT, text_field
+from alertd.board.paths import PREFIX, incident_path
 from alertd.board.windows import Handler, window_handlers
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-
-
-def incident_path(incident_id: int) -> str:
-    """Return the path of an incident's page (for links in notifications)."""
-    return f"{PREFIX}/incidents/{incident_id}"
 
 
 def board_routes(

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 
 from alertd.board import read
-from alertd.board.access import PREFIX, Visitor, redirect
+from alertd.board.access import Visitor, redirect
 from alertd.board.forms import parse_window
+from alertd.board.paths import PREFIX
 
 if TYPE_CHECKING:
     from alertd.board.routes import Board

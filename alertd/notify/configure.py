@@ -18,7 +18,7 @@ from typing import Protocol
 
 from pydantic import SecretBytes, SecretStr
 
-from alertd.board.routes import incident_path
+from alertd.board.paths import incident_path
 from alertd.clock import Clock
 from alertd.config.channels import ChannelsFile
 from alertd.config.server import ServerFile

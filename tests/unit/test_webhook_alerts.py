@@ -4,6 +4,7 @@ each one's own labels, status and times; ``commonLabels`` are those all of them 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from alertd.clock import FakeClock
@@ -133,3 +134,13 @@ def test_every_transition_has_a_notification_reason(db) -> None:  # type: ignore
     assert reasons[Transition.ESCALATED] == "escalated to the next tier"
     assert "unknown" not in reasons.values()
     assert len(set(reasons.values())) == len(reasons)  # each says what happened
+
+
+def test_external_url_is_alertds_public_url_as_the_links_are(db) -> None:  # type: ignore[no-untyped-def]
+    (incident,) = open_incidents(db, 1)
+    plain = note(incident, "hook")
+    assert payload(plain, "hook")["externalURL"] == ""  # no public_url: no links at all
+    linked = replace(plain, url=f"https://alertd.example/ops/board/incidents/{incident.id}")
+    body = payload(linked, "hook")
+    assert body["externalURL"] == "https://alertd.example/ops"
+    assert body["incident"]["url"] == linked.url

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alertd import compact_json
+from alertd.board.paths import incident_path
 from alertd.model import AlertEntry, Notification, Transition
 from alertd.notify import render
 from alertd.notify.alert_entries import entries_of
@@ -78,7 +79,7 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
         "groupLabels": dict(inc.labels) if grouped else {},
         "commonLabels": labels,
         "commonAnnotations": annotations,
-        "externalURL": "",
+        "externalURL": _external_url(n),
         "notification_reason": _REASONS[n.transition],
         "alerts": alerts,
         "incident": {
@@ -106,6 +107,12 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
             "key": n.key,
         },
     }
+
+
+def _external_url(n: Notification) -> str:
+    """alertd's public URL, as Alertmanager gives its own: the incident link without the
+    incident's path ("" without ``server.public_url``, as the link is)."""
+    return n.url.removesuffix(incident_path(n.incident.id))
 
 
 def _alert(e: AlertEntry, url: str) -> dict[str, Any]:
