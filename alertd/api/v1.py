@@ -97,6 +97,25 @@ class Caller:
 
 Handler = Callable[[web.Request, Caller], Awaitable[web.StreamResponse]]
 
+BY_MAX = 200  # characters of a ``by`` name
+_RESPOND_FIELDS = frozenset({"comment", "by"})
+_COMMENT_FIELDS = frozenset({"text", "by"})
+
+
+def _acting(caller: Caller, body: Mapping[str, Any]) -> tuple[str, str | None]:
+    """Return who acts, and the token they act through when that is someone else's.
+
+    ``by`` names the person: on an open API it is all there is (else ``anonymous``); with
+    tokens, a shared one (a chat bot's) acts for the person it names, and the token stays
+    on the record beside them.
+    """
+    by = text_field(body, "by", required=False, limit=BY_MAX).strip()
+    if not by.isprintable():  # it is shown in notifications and log lines, one line each
+        raise ApiError(400, "by: a name on one line, without control characters")
+    if not by or by == caller.name:
+        return caller.name, None
+    return by, None if caller.scopes is None else caller.name
+
 
 def openapi_spec() -> bytes:
     """Return the OpenAPI document of this API (``alertd/api/openapi.json``)."""
@@ -164,9 +183,11 @@ def api_v1_routes(ops: Operations, authorizer: Callable[[], Authorizer]) -> list
 
     async def respond(action: Action, request: web.Request, caller: Caller) -> web.Response:
         incident_id = _id(request)
-        body = json_object(await read_json(request, required=False), frozenset({"comment"}))
+        body = json_object(await read_json(request, required=False), _RESPOND_FIELDS)
         comment = text_field(body, "comment", required=False) or None
-        _outcome(ops.respond(action, incident_id, caller.name, "api", comment))
+        who, token = _acting(caller, body)
+        how = "api" if token is None else f"api (token {token})"
+        _outcome(ops.respond(action, incident_id, who, how, comment))
         return _current(incident_id)
 
     async def ack(request: web.Request, caller: Caller) -> web.StreamResponse:
@@ -177,8 +198,10 @@ def api_v1_routes(ops: Operations, authorizer: Callable[[], Authorizer]) -> list
 
     async def comment(request: web.Request, caller: Caller) -> web.StreamResponse:
         incident_id = _id(request)
-        body = json_object(await read_json(request, required=True), frozenset({"text"}))
-        _outcome(ops.comment(incident_id, caller.name, text_field(body, "text", required=True)))
+        body = json_object(await read_json(request, required=True), _COMMENT_FIELDS)
+        who, token = _acting(caller, body)
+        who = who if token is None else f"{who} (token {token})"
+        _outcome(ops.comment(incident_id, who, text_field(body, "text", required=True)))
         return _current(incident_id)
 
     # -- maintenance windows and silences ----------------------------------------------------

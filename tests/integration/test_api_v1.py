@@ -594,3 +594,50 @@ async def test_head_works_where_get_does(api: Api) -> None:
         assert r.content_type == "application/json"
     async with api.session.head(api.base + "/api/v1/incidents") as r:
         assert r.status == 401
+
+
+async def test_by_names_who_acts_and_a_shared_token_stays_on_the_record(api: Api) -> None:
+    path = "/api/v1/incidents/1"
+    status, body = await api.call("POST", f"{path}/ack", "responder", {"by": "wang"})
+    assert (status, body["acknowledged_by"]) == (200, "wang")
+    body = {"text": "fibre cut", "by": "li"}
+    assert (await api.call("POST", f"{path}/comment", "responder", body))[0] == 200
+    body = {"by": "responder"}  # the token's own name: nothing to add
+    assert (await api.call("POST", f"{path}/resolve", "responder", body))[0] == 200
+
+    _, detail = await api.call("GET", path, "reader")
+    assert [(t["kind"], t["actor"], t["detail"]) for t in detail["timeline"][1:4]] == [
+        ("acknowledged", "wang", "acknowledged via api (token responder)"),
+        ("comment", "li (token responder)", "fibre cut"),
+        ("resolved", "responder", "resolved by hand via api"),
+    ]
+
+
+@pytest.mark.parametrize("by", ["", "x" * 201, "wang\nresolved by boss", 7])
+async def test_a_bad_by_is_refused_and_changes_nothing(api: Api, by: Any) -> None:
+    status, body = await api.call("POST", "/api/v1/incidents/2/ack", "responder", {"by": by})
+    assert (status, body["code"]) == (400, "bad_request")
+    assert "by" in body["message"]
+    _, detail = await api.call("GET", "/api/v1/incidents/2", "reader")
+    assert detail["state"] == "open"
+
+
+async def test_on_an_open_api_by_is_the_actor(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "cfg")
+    (cfg / "server.yaml").write_text("tokens: {}\n")
+    h = build(tmp_path / "state", cfg)
+    seed(h)
+    runner, base = await start(app_for(h))
+    try:
+        async with aiohttp.ClientSession() as session:
+            open_api = Api(base, session, h)
+            status, body = await open_api.call("POST", "/api/v1/incidents/1/ack", None)
+            assert (status, body["acknowledged_by"]) == (200, "anonymous")
+            path = "/api/v1/incidents/2/ack"
+            status, body = await open_api.call("POST", path, None, {"by": "wang"})
+            assert (status, body["acknowledged_by"]) == (200, "wang")
+            _, detail = await open_api.call("GET", "/api/v1/incidents/2", None)
+            assert detail["timeline"][-1]["detail"] == "acknowledged via api"
+    finally:
+        await runner.cleanup()
+        h.store.conn.close()
