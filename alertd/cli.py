@@ -134,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     show = isub.add_parser("show", parents=[state_dir])
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
+    for viewer in (lst, show):  # the JSON is the API's: teams and targets come from the config
+        viewer.add_argument(
+            "--config-dir",
+            type=Path,
+            default=None,
+            help="with --json: the daemon's config, for teams and respond_by "
+            "(default: $ALERTD_CONFIG_DIR or .)",
+        )
     for name in ("ack", "resolve", "comment"):
         cmd = isub.add_parser(name, parents=[state_dir])
         cmd.add_argument("id", type=int)
@@ -383,28 +391,26 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _incident_dict(incident: Incident) -> dict[str, object]:
-    return {
-        "id": incident.id,
-        "state": incident.state.value,
-        "priority": incident.priority,
-        "level": incident.level.label,
-        "rule": incident.rule,
-        "metric": incident.metric,
-        "labels": incident.label_map,
-        "summary": incident.summary,
-        "value": incident.value,
-        "opened_at": incident.opened_at,
-        "updated_at": incident.updated_at,
-        "acknowledged_at": incident.acknowledged_at,
-        "acknowledged_by": incident.acknowledged_by,
-        "resolved_at": incident.resolved_at,
-        "suppressed_by": incident.suppressed_by,
-        "fingerprint": incident.fingerprint,
-    }
+def _view_channels(args: argparse.Namespace) -> ChannelsFile:
+    """The channels the JSON views read teams and response targets from: the daemon's
+    config; without one they are left empty, and stderr says so (stdout stays JSON)."""
+    from alertd.config.channels import ChannelsFile
+    from alertd.config.load import load_config
+
+    config_dir = args.config_dir or _default_config_dir()
+    try:
+        return load_config(config_dir).channels
+    except ConfigError as exc:
+        print(f"alertd: {config_dir}: {exc}", file=sys.stderr)
+        print(
+            "alertd: teams, respond_by and resolve_by left empty: pass the daemon's --config-dir",
+            file=sys.stderr,
+        )
+        return ChannelsFile()
 
 
 def _incidents(args: argparse.Namespace) -> int:
+    from alertd.api.views import incident_detail_json, incident_json
     from alertd.config.load import load_config
     from alertd.incidents.actions import acknowledge_within, add_comment
     from alertd.state.db import connect
@@ -428,7 +434,8 @@ def _incidents(args: argparse.Namespace) -> int:
             more = len(incidents) > args.limit
             incidents = incidents[: args.limit]
         if args.json:
-            print(json.dumps([_incident_dict(i) for i in incidents], indent=2))
+            viewed = _view_channels(args)
+            print(json.dumps([incident_json(i, viewed) for i in incidents], indent=2))
         else:
             _print_table(incidents)
         if more:  # on stderr: the table (or JSON) stays what a script reads
@@ -445,20 +452,7 @@ def _incidents(args: argparse.Namespace) -> int:
         timeline = store.timeline(incident.id)
         members = store.members([incident.id]).get(incident.id, [])
         if args.json:
-            data = _incident_dict(incident)
-            data["alerts"] = [
-                {
-                    "rule": m.rule,
-                    "labels": dict(m.labels),
-                    "level": m.level.label,
-                    "state": m.state,
-                    "since": m.since,
-                }
-                for m in members
-            ]
-            data["timeline"] = [
-                {"ts": t.ts, "kind": t.kind, "actor": t.actor, "detail": t.detail} for t in timeline
-            ]
+            data = incident_detail_json(store.conn, incident, _view_channels(args))
             print(json.dumps(data, indent=2))
             return 0
         _print_incident(incident)

@@ -3,13 +3,16 @@ nobody only when asked to (``--no-notify``), never because its config did not lo
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from alertd.api.views import incident_detail_json
 from alertd.cli import main
+from alertd.config.load import load_config
 from alertd.state.db import connect
 from alertd.state.incidents import IncidentStore
 from tests.open_incidents import open_incidents
@@ -222,3 +225,46 @@ def test_show_says_an_acknowledgement_lapsed(
     capsys.readouterr()
     assert main(["incidents", "show", "1", "--state-dir", str(state)]) == 0
     assert "by wang (lapsed)" in capsys.readouterr().out
+
+
+def test_the_json_of_list_and_show_is_the_apis(
+    state: Path, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (config / "channels.yaml").write_text(
+        "channels:\n  log: {type: log}\nteams:\n  ops: {channels: [log]}\n"
+        "priorities:\n  targets:\n    P2: {respond_within: 30m, resolve_within: 8h}\n"
+        "routes:\n  - notify: [ops]\n"
+    )
+    where = ["--state-dir", str(state), "--config-dir", str(config)]
+    assert main(["incidents", "show", "1", "--json", *where]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    conn = connect(state)
+    try:
+        incident = IncidentStore(conn).get(1)
+        assert incident is not None
+        api = incident_detail_json(conn, incident, load_config(config).channels)
+    finally:
+        conn.close()
+    assert shown == json.loads(json.dumps(api))
+    assert (shown["opened_at"], shown["respond_by"]) == (
+        "1970-01-01T00:16:40.000Z",
+        "1970-01-01T00:46:40.000Z",
+    )
+    assert shown["teams"] == ["ops"]
+
+    assert main(["incidents", "list", "--json", *where]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed == {k: v for k, v in shown.items() if k in listed}
+    assert "timeline" not in listed
+
+
+def test_the_json_without_a_config_leaves_teams_out_and_says_so(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = str(tmp_path / "nowhere")
+    argv = ["incidents", "show", "1", "--json", "--state-dir", str(state), "--config-dir", nowhere]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    shown = json.loads(out)  # stdout stays JSON
+    assert (shown["teams"], shown["respond_by"], shown["state"]) == ([], None, "open")
+    assert "pass the daemon's --config-dir" in err
