@@ -175,11 +175,11 @@ def fallbacks_for(
     told: Callable[[Notification], Told],
 ) -> list[Notification]:
     """Return where a notification goes when it failed for good for ``failed``: its
-    channel's failover (``failover_for``) or, when a reload removed its channel, the team's
-    channels now (``reroute_for``, with ``told(n)``)."""
-    if n.channel in config.channels:
-        copies = failover_for(n, failed, why, config)
-        return not_told_yet(copies, told(n)) if copies else []
+    channel's failover (``failover_for``; ``commit_failover`` leaves out, with a timeline
+    line, each address the same news reached there already) or, when a reload removed its
+    channel, the team's channels now (``reroute_for``, with ``told(n)``)."""
+    if n.channel in config.channels:  # (the caller leaves out whom it told already)
+        return failover_for(n, failed, why, config)
     return reroute_for(n, failed, config, told(n))
 
 

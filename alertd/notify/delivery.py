@@ -28,6 +28,7 @@ from typing import Any
 
 from alertd.clock import Clock
 from alertd.errors import FailureReason, NotifyError
+from alertd.incidents.routing import not_told_yet
 from alertd.metrics import Metrics
 from alertd.model import Notification
 from alertd.notify.alert_entries import gathered
@@ -737,28 +738,38 @@ def commit_failover(
     for ``recipients``: a failed send, a refused recipient, a provider's "failed" status.
     Return how many fallback intents were added."""
     n = intent.notification
-    fallbacks = [
-        replace(f, key=failover_key(n, f))
-        for f in failover(n, recipients, why)
-        if f.channel != n.channel
-    ]
-    if not fallbacks:
+    proposed = [f for f in failover(n, recipients, why) if f.channel != n.channel]
+    if not proposed:
         return 0
-    added = store.enqueue(fallbacks, now, failover_of=intent.id)
-    for f in fallbacks:
-        metrics.notification_failovers.labels(n.channel).inc()
-        store.conn.execute(
-            "INSERT INTO timeline (incident_id, ts, kind, actor, detail) "
-            "VALUES (?, ?, 'notification', ?, ?)",
-            (
-                n.incident.id,
-                now,
-                n.channel,
-                f"{n.transition.value} via {n.channel} failed for "
-                f"{', '.join(recipients) or '-'}: failing over to {f.channel}",
-            ),
+    fallbacks = [replace(f, key=failover_key(n, f)) for f in not_told_yet(proposed, store.told(n))]
+    failed_for = f"{n.transition.value} via {n.channel} failed for {', '.join(recipients) or '-'}"
+    lines = [f"{failed_for}: failing over to {f.channel}" for f in fallbacks]
+    for channel, addresses in _told_already(proposed, fallbacks).items():
+        lines.append(
+            f"{failed_for}: no failover to {channel} for {', '.join(addresses) or '-'}: "
+            "it has this news there already"
         )
+    added = store.enqueue(fallbacks, now, failover_of=intent.id) if fallbacks else 0
+    for _ in fallbacks:
+        metrics.notification_failovers.labels(n.channel).inc()
+    store.conn.executemany(
+        "INSERT INTO timeline (incident_id, ts, kind, actor, detail) "
+        "VALUES (?, ?, 'notification', ?, ?)",
+        [(n.incident.id, now, n.channel, line) for line in lines],
+    )
     return added
+
+
+def _told_already(proposed: list[Notification], kept: list[Notification]) -> dict[str, list[str]]:
+    """Per channel, the addresses of ``proposed`` fallbacks that ``kept`` left out (""
+    for a channel without addresses)."""
+    sent = {(f.channel, a) for f in kept for a in f.recipients or ("",)}
+    out: dict[str, list[str]] = {}
+    for f in proposed:
+        for a in f.recipients or ("",):
+            if (f.channel, a) not in sent and a not in out.get(f.channel, []):
+                out.setdefault(f.channel, []).append(a)
+    return out
 
 
 def failover_key(original: Notification, fallback: Notification) -> str:

@@ -177,6 +177,12 @@ async def test_a_failover_to_a_channel_the_team_has_too_sends_nothing_twice(db) 
     assert len(sms.attempts) == 2
     assert [n.recipients for n in mail.sent] == [("wang@example.com", "li@example.com")]
     assert w.d.store.counts() == {"delivered": 2, "failed": 1}
+    # the timeline says why nothing failed over (it read as a failover never tried)
+    said = [line for line in timeline(db, incident.id) if "failed for" in line]
+    assert said == [
+        "opened via sms failed for +8613800000001: no failover to mail for wang@example.com: "
+        "it has this news there already"
+    ]
 
 
 async def test_a_failover_goes_to_the_members_the_target_channel_has_not_reached(db) -> None:  # type: ignore[no-untyped-def]
@@ -189,6 +195,8 @@ async def test_a_failover_goes_to_the_members_the_target_channel_has_not_reached
     w.commit(incident, Transition.OPENED, config)
     await w.settle()
     assert [n.recipients for n in mail.sent] == [("wang@example.com",)]
+    said = [line for line in timeline(db, incident.id) if "failed for" in line]
+    assert said == ["opened via sms failed for +8613800000001: failing over to mail"]
     assert not_told_yet(mail.sent, Told({"mail": {"wang@example.com"}})) == []
     both = replace(mail.sent[0], recipients=("wang@example.com", "li@example.com"))
     (narrowed,) = not_told_yet([both], Told({"mail": {"wang@example.com"}}))
