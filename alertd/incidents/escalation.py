@@ -35,11 +35,15 @@ def paged_so_far(
     """The teams and channels paged about ``incident`` so far: who is paged at once, and each
     tier it was escalated to since. News such as its resolution goes to all of them, as
     Alertmanager sends a resolve to whoever had the alert: tier-2 and management paged
-    about it must not think it still open. ``plan``: ``incident``'s routing, if known."""
+    about it must not think it still open, nor the team of the route it left when its
+    level changed. ``plan``: ``incident``'s routing, if known."""
+    state = escalations.get(incident.id)
+    if state is not None and state.paged:
+        return state.paged
+    # an incident from before who was paged was recorded: the steps of its route now
     plan = route_plan(incident, config) if plan is None else plan
     if len(plan.steps) < 2:
         return plan.targets
-    state = escalations.get(incident.id)
     step = 0 if state is None else min(state.paged_step, len(plan.steps) - 1)
     targets = list(plan.targets)
     for later in plan.steps[1 : step + 1]:
@@ -85,6 +89,7 @@ class Escalator:
         start = incident.opened_at if since is None else since
         next_step, next_repeat = first_deadlines(plan, start, now)
         self.escalations.arm(incident.id, 0, next_step, next_repeat)
+        self.escalations.add_paged(incident.id, plan.targets)
 
     def run(self, now: float) -> list[Notification]:
         """Fire every escalation due at ``now``; call inside ``store.transaction()``."""
@@ -139,5 +144,6 @@ class Escalator:
         kind = "escalated" if transition is Transition.ESCALATED else "repeated"
         detail = f"step {step + 1}: {', '.join(names)} paged ({why})"
         self.store.add_timeline(incident.id, now, kind, detail)
+        self.escalations.add_paged(incident.id, names)
         log.info("incident #%d %s: %s", incident.id, kind, detail)
         return notifications_for(incident, transition, self.channels, now, targets=names)

@@ -246,6 +246,9 @@ class IncidentManager:
                     targets = paged_so_far(
                         self.escalator.escalations, incident, self.channels, plan
                     )
+                if transition is Transition.LEVEL_CHANGED:  # its route now pages them too
+                    targets = tuple(dict.fromkeys((*targets, *plan.targets)))
+                    self.escalator.escalations.add_paged(incident.id, plan.targets)
                 out += notifications_for(
                     incident, transition, self.channels, now, previous, targets
                 )
@@ -326,10 +329,13 @@ class IncidentManager:
             suppressed_by=suppressed,
         )
         # escalation armed in the INSERT itself (Escalator.arm_new's deadlines, step 0)
-        next_step, next_repeat = (
-            first_deadlines(self._plan(draft), now, now) if suppressed is None else (None, None)
-        )
-        opened = store.open(draft, next_step, next_repeat)
+        next_step, next_repeat = None, None
+        paged: tuple[str, ...] = ()
+        if suppressed is None:
+            plan = self._plan(draft)
+            next_step, next_repeat = first_deadlines(plan, now, now)
+            paged = plan.targets
+        opened = store.open(draft, next_step, next_repeat, paged)
         if event.metric == TARGET_UP_METRIC and self._down is not None:
             self._down.add(labels.get("instance", ""))
         level_name = LEVEL_NAMES[level]

@@ -296,6 +296,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         UPDATE incidents SET paged_step = escalation_step WHERE escalation_step > 0;
         """,
     ),
+    (
+        16,
+        """
+        -- every team (or channel) paged about the incident since it (re)opened, comma-joined:
+        -- its news reaches them all even after a level change moved it to another route,
+        -- whose steps are not the ones paged. '' for incidents from before (paged_step then)
+        ALTER TABLE incidents ADD COLUMN paged_targets TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 )
 
 

@@ -175,16 +175,17 @@ class IncidentStore:
         draft: Incident,
         next_escalation_at: float | None = None,
         next_repeat_at: float | None = None,
+        paged: Sequence[str] = (),
     ) -> Incident:
         """Insert a new incident (``draft.id`` is ignored) and return it with its id.
 
-        The escalation deadlines of a new incident (step 0 paged) go into the same row, so
-        arming it costs no UPDATE of its own."""
+        The escalation deadlines of a new incident (step 0 paged) and who that pages
+        (``paged``) go into the same row, so arming it costs no UPDATE of its own."""
         self._changed(draft.fingerprint)
         cur = self.conn.execute(
             "INSERT INTO incidents (fingerprint, rule, metric, labels, level, priority, state, "
             "summary, value, opened_at, updated_at, suppressed_by, next_escalation_at, "
-            "next_repeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "next_repeat_at, paged_targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 draft.fingerprint,
                 draft.rule,
@@ -200,6 +201,7 @@ class IncidentStore:
                 draft.suppressed_by,
                 next_escalation_at,
                 next_repeat_at,
+                ",".join(paged),
             ),
         )
         assert cur.lastrowid is not None
@@ -271,7 +273,8 @@ class IncidentStore:
         self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET state = 'open', resolved_at = NULL, acknowledged_at = NULL, "
-            "acknowledged_by = NULL, updated_at = ?, reopened_at = ?, paged_step = 0 "
+            "acknowledged_by = NULL, updated_at = ?, reopened_at = ?, paged_step = 0, "
+            "paged_targets = '' "
             "WHERE id = ?",
             (now, now, incident.id),
         )
@@ -503,6 +506,8 @@ class EscalationState:
     resolve_escalated: bool
     paged_step: int = 0  # the furthest step paged since it (re)opened (``step`` goes back
     # to 0 when an acknowledgement lapses)
+    paged: tuple[str, ...] = ()  # who was paged since it (re)opened, whatever the route
+    # now; () for incidents from before that was recorded (``paged_step`` tells then)
 
 
 class EscalationStore:
@@ -514,12 +519,25 @@ class EscalationStore:
     def get(self, incident_id: int) -> EscalationState | None:
         row = self.conn.execute(
             "SELECT id, escalation_step, next_escalation_at, next_repeat_at, resolve_escalated, "
-            "paged_step FROM incidents WHERE id = ?",
+            "paged_step, paged_targets FROM incidents WHERE id = ?",
             (incident_id,),
         ).fetchone()
         if row is None:
             return None
-        return EscalationState(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
+        paged = tuple(row[6].split(",")) if row[6] else ()
+        return EscalationState(row[0], row[1], row[2], row[3], bool(row[4]), row[5], paged)
+
+    def add_paged(self, incident_id: int, targets: Sequence[str]) -> None:
+        """Record that ``targets`` (teams or channels) were paged about the incident."""
+        state = self.get(incident_id)
+        if state is None:
+            return
+        paged = state.paged + tuple(t for t in dict.fromkeys(targets) if t not in state.paged)
+        if paged != state.paged:
+            self.conn.execute(
+                "UPDATE incidents SET paged_targets = ? WHERE id = ?",
+                (",".join(paged), incident_id),
+            )
 
     def arm(
         self,

@@ -335,3 +335,68 @@ def test_the_api_and_board_count_a_reopened_incidents_targets_from_its_reopening
     status = target_status(incident, channels.priorities.targets, clock.now())
     assert status is not None
     assert not status.overdue
+
+
+def by_priority() -> ChannelsFile:
+    """P1 goes to the duty lead at once; P2 to tier-1, then tier-2 after 15 minutes."""
+    base = config().model_dump(by_alias=True)
+    base["teams"]["lead"] = {"channels": ["log"]}
+    base["routes"] = [
+        {"match": {"priority": "P1"}, "escalate": [{"notify": ["lead"]}]},
+        {
+            "match": {"priority": "P2"},
+            "escalate": [{"notify": ["tier1"]}, {"after": "15m", "notify": ["tier2"]}],
+        },
+    ]
+    return ChannelsFile.model_validate(base)
+
+
+def level_event(e: Engine, level: Level) -> list[Notification]:
+    event = AlertEvent(
+        EventKind.FIRING,
+        "disk",
+        "disk_used",
+        LABELS,
+        level,
+        None,
+        99.0,
+        "disk full",
+        e.clock.now(),
+        fingerprint("disk", LABELS),
+    )
+    with e.store.transaction():
+        return e.manager.apply([event], e.clock.now())
+
+
+def test_news_after_a_level_change_to_another_route_reaches_both_routes_tiers(
+    tmp_path, clock
+) -> None:
+    # review finding: the news went to the new route's steps up to the index paged on the
+    # old one, so tier-1 and tier-2 never heard the P2 incident they had was resolved
+    e = Engine(tmp_path, clock, by_priority())
+    assert who(e.fire()) == [("opened", "pager")]
+    assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]
+    clock.advance(60)
+    worse = level_event(e, Level.CRITICAL)  # P2 -> P1: the lead's route now
+    assert sorted(who(worse)) == [
+        ("level_changed", "log"),
+        ("level_changed", "mail"),
+        ("level_changed", "pager"),
+    ]
+    clock.advance(60)
+    assert sorted(who(resolve_event(e))) == [
+        ("resolved", "log"),
+        ("resolved", "mail"),
+        ("resolved", "pager"),
+    ]
+
+
+def test_a_reopened_incident_tells_only_who_was_paged_since(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, settings(reopen_within="1h"))
+    e.fire()
+    e.run_until(15 * MIN)  # tier-2 paged
+    resolve_event(e)
+    clock.advance(60)
+    assert who(e.fire()) == [("reopened", "pager")]
+    clock.advance(60)
+    assert who(resolve_event(e)) == [("resolved", "pager")]  # tier-2 heard of none of it

@@ -5,12 +5,15 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from alertd.config.channels import ChannelsFile
 from alertd.errors import StoreError
 from alertd.incidents.actions import acknowledge, add_comment
+from alertd.incidents.escalation import paged_so_far
 from alertd.model import Incident, IncidentState, Level, StateRecord, make_labels
 from alertd.state.db import DB_NAME, MIGRATIONS, connect, migrate
 from alertd.state.incidents import IncidentStore
@@ -36,6 +39,19 @@ def draft(fingerprint: str = "f1") -> Incident:
         opened_at=T0,
         updated_at=T0,
     )
+
+
+def open_before(conn: sqlite3.Connection, d: Incident) -> Incident:
+    """Insert ``d`` as a release before the newest columns did (``IncidentStore.open``
+    writes those), and return it with its id."""
+    times = (d.opened_at, d.updated_at)
+    cur = conn.execute(
+        "INSERT INTO incidents (fingerprint, rule, metric, labels, level, priority, state, "
+        "summary, value, opened_at, updated_at) VALUES (?, ?, ?, '[]', ?, ?, 'open', ?, ?, ?, ?)",
+        (d.fingerprint, d.rule, d.metric, int(d.level), d.priority, d.summary, d.value, *times),
+    )
+    assert cur.lastrowid is not None
+    return replace(d, id=cur.lastrowid, labels=())
 
 
 def versions(conn: sqlite3.Connection) -> list[int]:
@@ -228,7 +244,7 @@ def test_after_migration_12_new_intents_keep_their_body_apart_and_old_ones_still
             for statement in _statements(sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, T0))
-    incident = IncidentStore(conn).open(draft())
+    incident = open_before(conn, draft())
     n = Notification(incident, Transition.OPENED, "mail", ("a@example.com",), key="k1")
     conn.execute(
         "INSERT INTO outbox (key, incident_id, transition, channel, team, recipients, message, "
@@ -265,12 +281,30 @@ def test_migration_15_starts_paged_step_at_the_step_already_paged(tmp_path: Path
             for statement in _statements(sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, T0))
-    escalated = IncidentStore(conn).open(draft("fp-escalated"))
-    quiet = IncidentStore(conn).open(draft("fp-quiet"))
+    escalated = open_before(conn, draft("fp-escalated"))
+    quiet = open_before(conn, draft("fp-quiet"))
     conn.execute("UPDATE incidents SET escalation_step = 2 WHERE id = ?", (escalated.id,))
     assert migrate(conn) == LATEST
     state = EscalationStore(conn).get(escalated.id)
     assert state is not None
     assert state.paged_step == 2
     assert EscalationStore(conn).get(quiet.id).paged_step == 0  # type: ignore[union-attr]
+    # who was paged is not known for it (migration 16): the steps of its route tell
+    assert state.paged == ()
+    config = ChannelsFile.model_validate(
+        {
+            "channels": {"log": {"type": "log"}},
+            "teams": {t: {"channels": ["log"]} for t in ("t1", "t2", "t3")},
+            "routes": [
+                {
+                    "escalate": [
+                        {"notify": ["t1"]},
+                        {"after": "5m", "notify": ["t2"]},
+                        {"after": "10m", "notify": ["t3"]},
+                    ]
+                }
+            ],
+        }
+    )
+    assert paged_so_far(EscalationStore(conn), escalated, config) == ("t1", "t2", "t3")
     conn.close()
