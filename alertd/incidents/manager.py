@@ -249,6 +249,7 @@ class IncidentManager:
                 if transition is Transition.LEVEL_CHANGED:  # its route now pages them too
                     targets = tuple(dict.fromkeys((*targets, *plan.targets)))
                     self.escalator.escalations.add_paged(incident.id, plan.targets)
+                    self._follow_new_policy(incident, previous, plan, now)
                 out += notifications_for(
                     incident, transition, self.channels, now, previous, targets
                 )
@@ -262,6 +263,35 @@ class IncidentManager:
                 ", ".join(f"{n} incident(s) {what}" for what, n in sorted(counts.items())),
             )
         return out
+
+    def _follow_new_policy(
+        self, incident: Incident, previous: Level | None, plan: RoutePlan, now: float
+    ) -> None:
+        """A level change that moved an unacknowledged incident to a route with other
+        escalation steps: it escalates by those from their first step, paged now (the old
+        step index means nothing there)."""
+        if previous is None or incident.state is not IncidentState.OPEN:
+            return
+        before = replace(
+            incident,
+            level=previous,
+            priority=priority_of(incident.labels, previous, self.channels.priorities),
+        )
+        if self._plan(before).steps == plan.steps:
+            return
+        self.escalator.arm_new(incident, now, since=now)
+        later = (
+            f"step 2 in {format_duration(plan.steps[1].after)}"
+            if len(plan.steps) > 1
+            else "it has no later step"
+        )
+        self.store.add_timeline(
+            incident.id,
+            now,
+            "escalation",
+            f"its level moved it to another route: escalation starts over at step 1 "
+            f"({', '.join(plan.targets) or '-'}, paged now); {later}",
+        )
 
     def _plan(self, incident: Incident) -> RoutePlan:
         """Route ``incident`` once per batch: arming its escalation and paging it agree."""

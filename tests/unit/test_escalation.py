@@ -400,3 +400,36 @@ def test_a_reopened_incident_tells_only_who_was_paged_since(tmp_path, clock) -> 
     assert who(e.fire()) == [("reopened", "pager")]
     clock.advance(60)
     assert who(resolve_event(e)) == [("resolved", "pager")]  # tier-2 heard of none of it
+
+
+def test_a_level_change_to_another_route_escalates_by_its_steps_from_the_first(
+    tmp_path, clock
+) -> None:
+    # review finding: the old route's step index was applied to the new route's steps
+    config = by_priority()
+    config.routes[0].escalate.append(
+        config.routes[1].escalate[1].model_copy(update={"notify": ["management"]})
+    )  # P1: the lead at once, management 15 minutes later
+    e = Engine(tmp_path, clock, config)
+    e.fire()
+    assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]  # P2's tier-2
+    worse = level_event(e, Level.CRITICAL)
+    assert ("level_changed", "log") in who(worse)
+    line = e.store.timeline(1)[-1]
+    assert (line.kind, line.detail) == (
+        "escalation",
+        "its level moved it to another route: escalation starts over at step 1 "
+        "(lead, paged now); step 2 in 15m",
+    )
+    assert who(e.run_until(14 * MIN)) == []
+    assert sorted(who(e.run_until(60))) == [("escalated", "log"), ("escalated", "mail")]
+    assert e.store.timeline(1)[-1].detail.startswith("step 2: management paged")
+
+
+def test_a_level_change_on_the_same_route_keeps_its_escalation(tmp_path, clock) -> None:
+    e = Engine(tmp_path, clock, config())  # one route for P1 and P2
+    e.fire()
+    assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]
+    level_event(e, Level.CRITICAL)
+    assert e.store.timeline(1)[-1].kind == "level_changed"  # no start over
+    assert sorted(who(e.run_until(30 * MIN))) == [("escalated", "log"), ("escalated", "mail")]
