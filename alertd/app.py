@@ -315,7 +315,7 @@ class App:
         )
         routes += twilio_routes(
             config.server.base_url,
-            self._twilio_token,
+            self._twilio_tokens,
             self.inbound.provider_status,
             self.inbound.sms_reply,
             self.inbound.seen_hook,
@@ -326,12 +326,15 @@ class App:
     def _require(self, request: web.Request, scope: Scope) -> None:
         self.authorizer.require(request, scope)
 
-    def _twilio_token(self) -> str | None:
-        """The auth token of the first configured SMS channel: Twilio signs with it."""
-        for channel in self.config.channels.channels.values():
-            if isinstance(channel, SmsChannelConfig) and channel.configured:
-                return channel.resolve_auth_token()
-        return None
+    def _twilio_tokens(self) -> list[str]:
+        """The auth tokens of the configured SMS channels: Twilio signs each account's
+        callbacks and replies with that account's."""
+        tokens = (
+            channel.resolve_auth_token()
+            for channel in self.config.channels.channels.values()
+            if isinstance(channel, SmsChannelConfig) and channel.configured
+        )
+        return list(dict.fromkeys(t for t in tokens if t))
 
     def _count_events(self, events: Sequence[AlertEvent]) -> None:
         self.storm.count(len(events))

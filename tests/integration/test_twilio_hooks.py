@@ -81,14 +81,15 @@ class Hooks:
     public: str  # what Twilio was configured with, and signs
     session: aiohttp.ClientSession | None = None
     token: str | None = TOKEN
+    others: tuple[str, ...] = ()  # the tokens of more SMS channels' accounts
     statuses: list[tuple[str, str, str]] = field(default_factory=list)
     replies: list[tuple[str, str, int]] = field(default_factory=list)
     handled: set[str] = field(default_factory=set)
     forgotten: list[str] = field(default_factory=list)
     fail: bool = False
 
-    def token_for(self) -> str | None:
-        return self.token
+    def token_for(self) -> list[str]:
+        return [self.token, *self.others] if self.token else list(self.others)
 
     async def on_status(self, sid: str, status: str, error_code: str) -> bool:
         if self.fail:
@@ -232,6 +233,18 @@ async def test_no_auth_token_refuses_everything(hooks: Hooks) -> None:
     status, _ = await hooks.post(SMS, sms_form("ACK 42"))
     assert status == 403
     assert hooks.replies == []
+
+
+async def test_each_sms_accounts_token_signs_its_own_requests(hooks: Hooks) -> None:
+    # review finding: only the first SMS channel's token was tried, so a second Twilio
+    # account's status callbacks and replies were all refused
+    hooks.others = ("second-account-token",)
+    form = status_form("delivered")
+    second = sign(hooks.public + STATUS, form, "second-account-token")
+    assert (await hooks.post(STATUS, form, signature=second))[0] == 204
+    stranger = sign(hooks.public + STATUS, form, "someone-elses-token")
+    assert (await hooks.post(STATUS, form, signature=stranger))[0] == 403
+    assert hooks.statuses == [(KNOWN_SID, "delivered", "")]
 
 
 async def test_replayed_reply_is_not_handled_twice(hooks: Hooks) -> None:

@@ -18,7 +18,7 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Literal, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
@@ -232,7 +232,7 @@ def _xml(text: str) -> web.Response:
 
 def twilio_routes(
     public_base_url: str,
-    auth_token_for: Callable[[], str | None],
+    auth_tokens: Callable[[], Sequence[str]],
     on_status: Callable[[str, str, str], Awaitable[bool] | bool],
     on_reply: Callable[[str, ReplyAction, int], Awaitable[str] | str],
     seen: Callable[[str], Awaitable[bool] | bool],
@@ -243,8 +243,9 @@ def twilio_routes(
     Every request is authenticated first: the ``X-Twilio-Signature`` must sign
     ``public_base_url`` + the request's path and query (what Twilio was configured to call,
     also behind a reverse proxy) and the form parameters, or for a JSON body (``bodySHA256`` in
-    the query) its hash, with the auth token ``auth_token_for()`` returns now (``None``: refuse
-    everything). A bad or missing signature gets 403 and no callback.
+    the query) its hash, with one of the auth tokens ``auth_tokens()`` returns now (each SMS
+    channel's account signs its own callbacks and replies; none: refuse everything). A bad or
+    missing signature gets 403 and no callback.
 
     ``seen(token)`` marks an ``I-Twilio-Idempotency-Token`` as handled and returns whether it
     already was (a replay: answered without a callback); ``forget(token)``, if given, unmarks it
@@ -260,8 +261,8 @@ def twilio_routes(
 
     async def authenticated(request: web.Request) -> dict[str, str] | web.Response:
         """Return the request's parameters if it is signed, else the response to send."""
-        token = auth_token_for()
-        if not token:
+        tokens = [t for t in auth_tokens() if t]
+        if not tokens:
             log.warning("twilio webhook %s refused: no auth token configured", request.path)
             return _forbidden()
         header = request.headers.get(SIGNATURE_HEADER)
@@ -272,7 +273,7 @@ def twilio_routes(
         params: dict[str, str] = {}
         if "bodySHA256" in request.query:
             body = await request.read()
-            if not valid_json_signature(token, url, body, header):
+            if not any(valid_json_signature(t, url, body, header) for t in tokens):
                 log.warning("twilio webhook %s refused: bad signature (JSON)", request.path)
                 return _forbidden()
             try:
@@ -286,7 +287,9 @@ def twilio_routes(
             return params
         form = await request.post()
         pairs = [(name, value) for name, value in form.items() if isinstance(value, str)]
-        if len(pairs) != len(form) or not valid_signature(token, url, pairs, header):
+        if len(pairs) != len(form) or not any(
+            valid_signature(t, url, pairs, header) for t in tokens
+        ):
             log.warning("twilio webhook %s refused: bad signature", request.path)
             return _forbidden()
         for name, value in pairs:
