@@ -223,16 +223,20 @@ async def test_wrong_credentials_are_permanent(twilio: FakeTwilio, notifier: Sms
     assert TOKEN not in str(err)
 
 
-async def test_rate_limited_with_retry_after(twilio: FakeTwilio, notifier: SmsNotifier) -> None:
+@pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), ("inf", None), ("nan", None)])
+async def test_rate_limited_with_retry_after(
+    twilio: FakeTwilio, notifier: SmsNotifier, header: str, seconds: float | None
+) -> None:
+    # review finding: "inf" was taken as is, so the page was given up instead of retried
     async def reply(_: web.Request) -> web.StreamResponse:
         response = error_json(429, 20429, "Too Many Requests")
-        response.headers["Retry-After"] = "7"
+        response.headers["Retry-After"] = header
         return response
 
     twilio.behaviour = reply
     err = await failure(notifier)
     assert (err.retryable, err.reason, err.ambiguous) == (True, FailureReason.RATE_LIMITED, False)
-    assert err.retry_after == 7.0
+    assert err.retry_after == seconds  # None: the channel's own backoff
     assert len(twilio.requests) == 1
 
 

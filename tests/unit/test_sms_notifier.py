@@ -23,7 +23,6 @@ from alertd.notify.sms.twilio_api import (
     MessageCreated,
     TwilioApiError,
     TwilioTransportError,
-    retry_after_seconds,
 )
 
 SID = "AC" + "0123456789abcdef" * 2
@@ -245,19 +244,6 @@ def test_classify_keeps_retry_after() -> None:
     assert classify("w", TwilioApiError(429, 20429, "x", 7.0)).retry_after == 7.0
     assert classify("w", TwilioApiError(503, None, "x", 30.0)).retry_after == 30.0
     assert classify("w", TwilioApiError(400, 21211, "x")).retry_after is None
-
-
-def test_retry_after_header_forms() -> None:
-    from datetime import UTC, datetime
-
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    assert retry_after_seconds("7", now) == 7.0
-    assert retry_after_seconds(" 1.5 ", now) == 1.5
-    assert retry_after_seconds("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
-    assert retry_after_seconds("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
-    assert retry_after_seconds("-3", now) == 0.0
-    assert retry_after_seconds("soon", now) is None
-    assert retry_after_seconds(None, now) is None
 
 
 # --- send ------------------------------------------------------------------------------------

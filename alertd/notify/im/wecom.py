@@ -32,7 +32,7 @@ CODES: dict[int, Code] = {
     45009: Code(
         FailureReason.RATE_LIMITED,
         retryable=True,
-        retry_after=60.0,
+        retry_after=61.0,  # "back off for more than 60 s": a minute exactly may be too soon
         hint="over 20 messages a minute; back off for more than a minute",
     ),
     93000: Code(FailureReason.AUTH, hint="the webhook key is invalid or the robot was removed"),

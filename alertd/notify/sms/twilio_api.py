@@ -25,10 +25,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,6 +36,7 @@ from twilio.base.exceptions import TwilioException  # type: ignore[import-untype
 from twilio.http.response import Response  # type: ignore[import-untyped,unused-ignore]
 from twilio.rest import Client  # type: ignore[import-untyped,unused-ignore]
 
+from alertd.notify.http import parse_retry_after
 from alertd.notify.notifier import nothing_written_yet
 
 _ERROR_TEXT_MAX = 300
@@ -90,24 +90,6 @@ async def _on_headers_sent(
     if isinstance(attempt, _Attempt):
         attempt.sent = True
         nothing_written_yet(False)  # (run in the sending task: aiohttp awaits its traces)
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Return a Retry-After header (delta-seconds or HTTP-date) as seconds, ``None`` if unset
-    or unreadable; a date in the past gives 0."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _error_of(status: int, text: str) -> tuple[int | None, str]:
@@ -171,7 +153,8 @@ class _Transport:
                     trace_request_ctx=attempt,
                 ) as resp:
                     status, text = resp.status, await resp.text(errors="replace")
-                    retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+                    # the HTTP channels' parser: an "inf" or "nan" must not give the page up
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
         except TimeoutError as exc:
             raise TwilioTransportError(
                 f"no answer within {self._timeout}s", sent=attempt.sent, timed_out=True
