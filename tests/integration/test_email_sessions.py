@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,27 @@ async def test_an_incident_is_one_thread(
         "resolved",
         "reopened",
     ]
+
+
+async def test_a_long_from_domain_still_threads(
+    smtp_server: SmtpServer, new_notifier: NewNotifier
+) -> None:
+    # review finding: past ~90 characters the header was folded as text into RFC 2047
+    # encoded-words, which are no msg-id; Python's own parser decoded them back, mail clients
+    # do not
+    domain = "alerts." + "monitoring-" * 5 + "example.com"
+    config = make_config(smtp_server.host, smtp_server.port, **{"from": f"alertd@{domain}"})
+    notifier = new_notifier(config)
+    await notifier.send(make_notification("a@example.com", key="k-open"))
+    resolved = make_notification("a@example.com", key="k-res", transition=Transition.RESOLVED)
+    await notifier.send(resolved)
+
+    raw = smtp_server.messages[-1].content
+    head = re.sub(rb"\r?\n[ \t]+", b" ", raw.split(b"\r\n\r\n", 1)[0])  # unfolded
+    root = thread_root(resolved.incident, domain).encode()
+    lines = {line.split(b":", 1)[0]: line.split(b":", 1)[1].strip() for line in head.splitlines()}
+    assert (lines[b"In-Reply-To"], lines[b"References"]) == (root, root)
+    assert b"=?" not in lines[b"In-Reply-To"]
 
 
 async def test_a_digest_joins_no_thread(smtp_server: SmtpServer, new_notifier: NewNotifier) -> None:

@@ -39,6 +39,7 @@ import hashlib
 import logging
 import ssl
 from dataclasses import dataclass
+from email.headerregistry import HeaderRegistry, MessageIDHeader
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -54,8 +55,14 @@ log = logging.getLogger(__name__)
 
 # Bodies are made 7-bit clean (quoted-printable/base64 for non-ASCII) when built, so any
 # server takes them without 8BITMIME; headers are RFC 2047-encoded unless SMTPUTF8 is used.
-_POLICY = email.policy.SMTP.clone(cte_type="7bit")
-_POLICY_UTF8 = email.policy.SMTPUTF8.clone(cte_type="7bit")
+# In-Reply-To and References hold a msg-id, as Message-ID does: folded as text, a long one
+# (a long From domain) became RFC 2047 encoded-words, which no mail client threads by
+_HEADERS = HeaderRegistry()
+# (the registry mixes BaseHeader in itself, as for its own defaults; typeshed wants it already)
+_HEADERS.map_to_type("in-reply-to", MessageIDHeader)  # type: ignore[arg-type]
+_HEADERS.map_to_type("references", MessageIDHeader)  # type: ignore[arg-type]
+_POLICY = email.policy.SMTP.clone(cte_type="7bit", header_factory=_HEADERS)
+_POLICY_UTF8 = email.policy.SMTPUTF8.clone(cte_type="7bit", header_factory=_HEADERS)
 _DATA = "send DATA"
 QUIT_TIMEOUT = 5.0  # at most this long (or the channel's timeout) to say goodbye
 
