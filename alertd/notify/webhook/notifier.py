@@ -39,7 +39,15 @@ GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert
 MAX_ALERTS = 1000  # alerts[] entries in one body; the rest are counted in truncatedAlerts
 KEEP_PATH = 1  # path segments shown in messages; the rest may be a token (/hooks/<id>/<token>)
 
-# Alertmanager's reasons where it has one; alertd's own transitions in the same words
+# ``notification_reason`` is Alertmanager's enum, which receivers switch on: "unknown" where it
+# has no word for the transition (a new firing after a resolve is a first notification there)
+_AM_REASONS = {
+    Transition.OPENED: "first notification",
+    Transition.REOPENED: "first notification",
+    Transition.RESOLVED: "all alerts resolved",
+    Transition.REPEAT: "repeat interval elapsed",
+}
+# ``incident.reason``: what happened, in alertd's words, for every transition
 _REASONS = {
     Transition.OPENED: "first notification",
     Transition.REOPENED: "fires again soon after it resolved",
@@ -80,7 +88,7 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
         "commonLabels": labels,
         "commonAnnotations": annotations,
         "externalURL": _external_url(n),
-        "notification_reason": _REASONS[n.transition],
+        "notification_reason": _AM_REASONS.get(n.transition, "unknown"),
         "alerts": alerts,
         "incident": {
             "id": inc.id,
@@ -95,6 +103,7 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
             "metric": inc.metric,
             "url": n.url,
             "transition": n.transition.value,
+            "reason": _REASONS[n.transition],
             "opened_at": render.format_ts(inc.opened_at),
             "acknowledged_by": inc.acknowledged_by,
             "resolved_at": render.format_ts(inc.resolved_at),
