@@ -22,9 +22,11 @@ from alertd.board.paths import incident_path
 from alertd.clock import Clock
 from alertd.config.channels import ChannelsFile
 from alertd.config.server import ServerFile
+from alertd.errors import ConfigError
 from alertd.model import IncidentState, Notification, Transition
 from alertd.notify.acklink import ack_url, make_ack_token
 from alertd.notify.delivery import Delivery, DeliverySettings
+from alertd.notify.http_config import HttpChannelConfig
 from alertd.notify.im.limits import DEFAULT_RATE_LIMITS
 from alertd.notify.notifier import Notifier
 from alertd.notify.ratelimit import Window
@@ -97,6 +99,7 @@ def configure(
     delivery.channels_removed(delivery.notifiers, notifiers)
     delivery.notifiers = notifiers
     delivery.limiter.per_channel, delivery.limiter.per_recipient = rate_limits(config)
+    delivery.limiter.shared = shared_destinations(config)
     delivery.settings = delivery_settings(config)
 
 
@@ -135,6 +138,26 @@ def rate_limits(
         if limit.per_recipient_per_minute:
             per_recipient[name] = limit.per_recipient_per_minute
     return per_channel, per_recipient
+
+
+def shared_destinations(config: HasDeliveryConfig) -> dict[str, str]:
+    """Return, for each channel posting to the same URL (robot) as an earlier one in name
+    order, that earlier channel: its rate limit counts them together, as the provider does
+    (a text and a markdown channel to one DingTalk group are one robot's 20 a minute)."""
+    first_by_url: dict[str, str] = {}
+    shared: dict[str, str] = {}
+    for name in sorted(config.channels.channels):
+        channel = config.channels.channels[name]
+        if not isinstance(channel, HttpChannelConfig):
+            continue
+        try:
+            url = channel.resolve_url()
+        except ConfigError:  # unreadable now: its notifier reports it; counted on its own
+            continue
+        first = first_by_url.setdefault(url, name)
+        if first != name:
+            shared[name] = first
+    return shared
 
 
 class Links:

@@ -46,6 +46,9 @@ class Limiter:
 
     per_channel: dict[str, tuple[Window, ...]] = field(default_factory=dict)
     per_recipient: dict[str, float] = field(default_factory=dict)  # channel -> per minute
+    # channel -> the channel whose windows it counts in: channels posting to one robot share
+    # its limit (the provider counts per robot, not per alertd channel)
+    shared: dict[str, str] = field(default_factory=dict)
     windows: dict[tuple[str, str, int], tuple[Window, SlidingWindow]] = field(default_factory=dict)
 
     def _window(self, channel: str, who: str, index: int, window: Window) -> SlidingWindow:
@@ -56,9 +59,10 @@ class Limiter:
         return known[1]
 
     def _windows_for(self, channel: str, recipients: Sequence[str]) -> list[SlidingWindow]:
+        counted_as = self.shared.get(channel, channel)
         out = [
-            self._window(channel, "", i, window)
-            for i, window in enumerate(self.per_channel.get(channel, ()))
+            self._window(counted_as, "", i, window)
+            for i, window in enumerate(self.per_channel.get(counted_as, ()))
         ]
         if (limit := self.per_recipient.get(channel)) is not None:
             out += [self._window(channel, r, 0, (limit, 60.0)) for r in recipients]

@@ -1,0 +1,47 @@
+"""Two channels posting to one robot share its rate limit, as the provider counts it: per
+robot (its URL), not per alertd channel (review finding: each got its own 20 a minute)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from alertd.config.channels import ChannelsFile
+from alertd.notify.configure import rate_limits, shared_destinations
+from alertd.notify.ratelimit import Limiter
+
+ROBOT = "https://oapi.dingtalk.com/robot/send?access_token=" + "a1" * 32
+OTHER = "https://oapi.dingtalk.com/robot/send?access_token=" + "b2" * 32
+
+
+def view(channels: dict[str, dict[str, str]]) -> SimpleNamespace:
+    return SimpleNamespace(channels=ChannelsFile.model_validate({"channels": channels}))
+
+
+def limiter_for(config: SimpleNamespace) -> Limiter:
+    per_channel, per_recipient = rate_limits(config)
+    return Limiter(per_channel, per_recipient, shared_destinations(config))
+
+
+def admitted(limiter: Limiter, channels: list[str], now: float = 1000.0) -> int:
+    return sum(limiter.admit(c, (), now) for c in channels)
+
+
+def test_two_channels_to_one_robot_share_its_twenty_a_minute() -> None:
+    config = view(
+        {
+            "dt-text": {"type": "dingtalk", "url": ROBOT},
+            "dt-md": {"type": "dingtalk", "url": ROBOT, "format": "markdown"},
+            "dt-other": {"type": "dingtalk", "url": OTHER},
+        }
+    )
+    assert shared_destinations(config) == {"dt-text": "dt-md"}
+    limiter = limiter_for(config)
+    assert admitted(limiter, ["dt-text", "dt-md"] * 20) == 20  # not 40
+    assert admitted(limiter, ["dt-other"] * 25) == 20  # another robot: its own 20
+    assert admitted(limiter, ["dt-text"], now=1061.0) == 1  # a minute later: room again
+
+
+def test_a_channel_on_its_own_is_counted_on_its_own() -> None:
+    config = view({"slack": {"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"}})
+    assert shared_destinations(config) == {}
+    assert admitted(limiter_for(config), ["slack"] * 3) == 1  # Slack: about 1 a second
