@@ -134,6 +134,7 @@ class Transition(enum.Enum):
     FLAPPING_START = "flapping_start"
     FLAPPING_STOP = "flapping_stop"
     REPEAT = "repeat"  # the current tier is paged again: still unacknowledged
+    GROUP_CHANGED = "group_changed"  # alerts joined or left a group (its group_interval)
     TEST = "test"
 
 

@@ -76,6 +76,8 @@ def _routes(channels: ChannelsFile) -> tuple[list[dict[str, Any]], list[str]]:
             if route.group_by:
                 child["group_by"] = list(route.group_by)
                 child["group_wait"] = go_duration(route.group_wait)
+                if route.group_interval:  # (off in alertd; Alertmanager has no "off")
+                    child["group_interval"] = go_duration(route.group_interval)
             if route.repeat is not None:
                 child["repeat_interval"] = go_duration(route.repeat)
             if i < len(targets) - 1 or route.continue_:

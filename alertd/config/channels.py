@@ -74,6 +74,9 @@ class Route(StrictModel):
     # alerts alike in these labels join one incident; its first page waits ``group_wait``
     group_by: list[str] = []
     group_wait: Duration = Field(default=0.0, ge=0)
+    # alerts joining or leaving a paged group: everyone paged hears of it at most this long
+    # after (Alertmanager's group_interval); 0: only when its level rises
+    group_interval: Duration = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
@@ -84,6 +87,8 @@ class Route(StrictModel):
         afters = [step.after for step in self.escalate]
         if any(b <= a for a, b in itertools.pairwise(afters)):
             raise ValueError("escalation steps must come later and later (`after` increasing)")
+        if self.group_interval and not self.group_by:
+            raise ValueError("group_interval is for a route that groups: set group_by too")
         return self
 
     @property

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from alertd.config.channels import ChannelsFile
+from alertd.config.channels import ChannelsFile, Route
 from alertd.config.types import format_duration
 from alertd.incidents.escalation import Escalator, first_deadlines, paged_so_far
 from alertd.incidents.grouping import (
@@ -69,6 +69,8 @@ def _value(event: AlertEvent) -> str:
 
 # news of an incident that every tier paged about it hears, not only the first
 NEWS_FOR_EVERY_TIER = frozenset({Transition.RESOLVED, Transition.LEVEL_CHANGED})
+# pages to every tier that list a group's alerts as they are: a group update waiting is moot
+_LISTS_THE_GROUP = NEWS_FOR_EVERY_TIER
 
 
 class IncidentManager:
@@ -124,6 +126,7 @@ class IncidentManager:
                 self.escalator.arm_new(incident, now, since=now)
         out.extend(self._window_ends(now))
         out.extend(self._first_pages(now))
+        out.extend(self._group_updates(now))
         return self._with_alerts(out + self.escalator.run(now))
 
     def _window_ends(self, now: float) -> list[Notification]:
@@ -231,6 +234,8 @@ class IncidentManager:
         # a parent that went down in this same batch suppresses children whatever the order
         down = self.store.down_targets(TARGET_UP_METRIC) if changes else set()
         for incident, transition, previous in changes:
+            if self._grouping and transition in _LISTS_THE_GROUP:
+                self.store.clear_group_update(incident.id)  # this page says it all
             parent = dict(incident.labels).get("parent")
             if (
                 transition is Transition.OPENED
@@ -509,7 +514,40 @@ class IncidentManager:
         )
         if store.first_page_at(current.id) is not None:
             self._quiet.add(current.id)  # its first page is still held: it will list this one
-        return self._group_level(current, store.worst_firing(current.id) or level, now)
+        change = self._group_level(current, store.worst_firing(current.id) or level, now)
+        if change is None:
+            self._group_changed(current, group.route if group else None, now)
+        return change
+
+    def _group_changed(self, group: Incident, route: Route | None, now: float) -> None:
+        """Alerts joined or left a group already paged: everyone paged hears of it at most
+        the route's ``group_interval`` later, in one update (none while its first page is
+        held: that page lists them; none for a group held back)."""
+        if route is None or not route.group_interval or group.suppressed_by is not None:
+            return
+        if group.id in self._quiet or self.store.first_page_at(group.id) is not None:
+            return
+        self.store.schedule_group_update(group.id, now + route.group_interval)
+
+    def _group_updates(self, now: float) -> list[Notification]:
+        """Send the groups' updates that are due: what fires now, to everyone paged."""
+        out: list[Notification] = []
+        for group in self.store.group_updates_due(now):
+            self.store.clear_group_update(group.id)
+            if group.state is IncidentState.RESOLVED or group.suppressed_by is not None:
+                continue
+            firing, _ = self.store.firing_members(group.id)
+            total = self.store.member_count(group.id)
+            summary = f"{firing} alert(s) firing in group {label_text(group.labels)}"
+            group = self.store.set_summary(group, summary)
+            self.store.add_timeline(
+                group.id, now, "group_update", f"{firing} of {total} alert(s) firing: update sent"
+            )
+            targets = paged_so_far(self.escalator.escalations, group, self.channels)
+            out += notifications_for(
+                group, Transition.GROUP_CHANGED, self.channels, now, targets=targets
+            )
+        return out
 
     def _group_level(
         self, current: Incident, worst: Level, now: float
@@ -546,6 +584,8 @@ class IncidentManager:
         )
         if store.worst_firing(current.id) is not None:
             self._relevel.add(current.id)  # others still fire: its level, after the batch
+            group = group_for(event, event.previous_level or Level.MINOR, self.channels)
+            self._group_changed(current, group.route if group else None, now)
             return None
         self._relevel.discard(current.id)
         # not "56 alert(s) firing in group ..." in the RESOLVED page: what it says now

@@ -196,6 +196,7 @@ _VERBS = {
     Transition.FLAPPING_START: "FLAPPING",
     Transition.FLAPPING_STOP: "STOPPED FLAPPING",
     Transition.REPEAT: "STILL OPEN",
+    Transition.GROUP_CHANGED: "UPDATED",
     Transition.TEST: "TEST",
 }
 

@@ -305,6 +305,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE incidents ADD COLUMN paged_targets TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        17,
+        """
+        -- a grouped incident's update (its route's group_interval): due when alerts joined or
+        -- left it since its last page; NULL when none is waiting
+        ALTER TABLE incidents ADD COLUMN group_update_at REAL;
+        CREATE INDEX incidents_group_update ON incidents(group_update_at)
+            WHERE group_update_at IS NOT NULL;
+        """,
+    ),
 )
 
 

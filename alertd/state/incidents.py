@@ -452,14 +452,42 @@ class IncidentStore:
         """Hold a new group's first page until ``at`` (None: paged, or never to be)."""
         self.conn.execute("UPDATE incidents SET first_page_at = ? WHERE id = ?", (at, incident_id))
 
+    def schedule_group_update(self, incident_id: int, at: float) -> None:
+        """A group changed since its last page: its update is due at ``at``, unless one is
+        due already (the first change since the page sets when)."""
+        self.conn.execute(
+            "UPDATE incidents SET group_update_at = ? WHERE id = ? AND group_update_at IS NULL",
+            (at, incident_id),
+        )
+
+    def clear_group_update(self, incident_id: int) -> None:
+        """The group was paged (or resolved) with all its alerts: no update is waiting."""
+        self.conn.execute(
+            "UPDATE incidents SET group_update_at = NULL "
+            "WHERE id = ? AND group_update_at IS NOT NULL",
+            (incident_id,),
+        )
+
+    def group_updates_due(self, now: float) -> list[Incident]:
+        """Return the grouped incidents whose update is due at ``now`` (any state: a
+        resolved one's is cleared by the caller)."""
+        rows = self.conn.execute(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents INDEXED BY incidents_group_update "
+            "WHERE group_update_at IS NOT NULL AND group_update_at <= ? ORDER BY id",
+            (now,),
+        )
+        return [incident_from_row(row) for row in rows]
+
     def next_deadline(self) -> float | None:
-        """The earliest of: a held first page (``group_wait``), an open incident's next
-        escalation step, a pushed alert's ``endsAt``; None if there is none. Each through
-        its index."""
+        """The earliest of: a held first page (``group_wait``), a group's update
+        (``group_interval``), an open incident's next escalation step, a pushed alert's
+        ``endsAt``; None if there is none. Each through its index."""
         row = self.conn.execute(
             "SELECT MIN(t) FROM ("
             "SELECT MIN(first_page_at) AS t FROM incidents INDEXED BY incidents_first_page "
             "WHERE first_page_at IS NOT NULL AND state != 'resolved' "
+            "UNION ALL SELECT MIN(group_update_at) FROM incidents "
+            "INDEXED BY incidents_group_update WHERE group_update_at IS NOT NULL "
             "UNION ALL SELECT MIN(next_escalation_at) FROM incidents "
             "WHERE state = 'open' AND next_escalation_at IS NOT NULL "
             "UNION ALL SELECT MIN(ends_at) FROM external_alerts WHERE state = 'firing')"

@@ -140,6 +140,7 @@ routes:
   - match: {{alertname: [PortDown]}}
     group_by: [instance]
     group_wait: 2s
+    group_interval: 2s
     notify: [hook]
   - escalate:
       - {{notify: [hook]}}
@@ -169,6 +170,18 @@ routes:
         assert member["generatorURL"] == sent["generatorURL"]
         assert member["startsAt"] == sent["startsAt"]
     assert grouped["commonAnnotations"] == {"runbook_url": "https://rb.example/p"}
+
+    # a third port joins the paged group: one update within group_interval, listing all three
+    third = {**ports[1], "labels": {**ports[1]["labels"], "port": "3"}}
+    assert post_alerts(d, [third], None)[0] == 200
+
+    def updates() -> list[dict[str, Any]]:
+        return [b for b in bodies.bodies if b["incident"]["transition"] == "group_changed"]
+
+    wait_for("the group's update", lambda: len(updates()) == 1)
+    (update,) = updates()
+    assert sorted(a["labels"]["port"] for a in update["alerts"]) == ["1", "2", "3"]
+    assert update["incident"]["summary"].startswith("3 alert(s) firing")
 
     soon = float(int(time.time()) + 6)  # after the escalation step (2 s), not before it
     cpu = {

@@ -57,6 +57,7 @@ _REASONS = {
     Transition.FLAPPING_START: "flapping",
     Transition.FLAPPING_STOP: "no longer flapping",
     Transition.REPEAT: "repeat interval elapsed",
+    Transition.GROUP_CHANGED: "alerts joined or left the group",
     Transition.TEST: "test message",
 }
 
