@@ -298,6 +298,34 @@ async def test_waiting_past_the_deadline_for_a_connection_sent_nothing(peer: Raw
         await asyncio.sleep(0)
 
 
+async def test_each_waiting_request_gives_up_at_its_own_deadline(peer: RawServer) -> None:
+    # one timer serves every waiting request: a later one with a shorter timeout is not
+    # held to the earlier one's deadline
+    peer.default = peer.stall
+    pool = http_pool.Pool(max_body=MAX_BODY, limit=1)
+    done: list[str] = []
+
+    async def tagged(name: str, seconds: float) -> None:
+        try:
+            await post(pool, peer.url(), seconds=seconds)
+        except wire.WireError as exc:
+            done.append(f"{name}: {type(exc).__name__}")
+
+    try:
+        holder = asyncio.create_task(tagged("holder", 3 * TIMEOUT))
+        await asyncio.sleep(0.05)  # it has the one connection, and stalls
+        slow = asyncio.create_task(tagged("slow", 6 * TIMEOUT))
+        await asyncio.sleep(0.05)
+        await tagged("quick", TIMEOUT)
+        assert done == ["quick: ConnectTimeout"]  # before the holder's answer timed out
+        await asyncio.gather(holder, slow)
+        assert done[1] == "holder: AnswerTimeout"
+        assert len(peer.requests) == 2  # the slow one got the freed slot, nothing more
+    finally:
+        pool.close()
+        await asyncio.sleep(0)
+
+
 async def test_idle_connections_expire(peer: RawServer) -> None:
     pool = http_pool.Pool(max_body=MAX_BODY, keepalive=0.01)
     try:
