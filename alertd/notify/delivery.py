@@ -747,7 +747,7 @@ def commit_failover(
     for channel, addresses in _told_already(proposed, fallbacks).items():
         lines.append(
             f"{failed_for}: no failover to {channel} for {', '.join(addresses) or '-'}: "
-            "it has this news there already"
+            "this news went there already (sent, on its way, or given up there too)"
         )
     added = store.enqueue(fallbacks, now, failover_of=intent.id) if fallbacks else 0
     for _ in fallbacks:

@@ -181,7 +181,7 @@ async def test_a_failover_to_a_channel_the_team_has_too_sends_nothing_twice(db) 
     said = [line for line in timeline(db, incident.id) if "failed for" in line]
     assert said == [
         "opened via sms failed for +8613800000001: no failover to mail for wang@example.com: "
-        "it has this news there already"
+        "this news went there already (sent, on its way, or given up there too)"
     ]
 
 
