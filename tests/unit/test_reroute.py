@@ -185,6 +185,27 @@ async def test_a_failover_to_a_channel_the_team_has_too_sends_nothing_twice(db) 
     ]
 
 
+async def test_two_failing_channels_do_not_fail_over_to_each_other_forever(db) -> None:  # type: ignore[no-untyped-def]
+    # a page given up on a channel counts as gone there: what stops sms -> mail -> sms -> ...
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    config = cfg(
+        {"sms": SMS, "mail": MAIL}, {"ops": ["sms"]}, failover={"sms": "mail", "mail": "sms"}
+    )
+    mail, sms = Channel("mail", [fail(False)] * 10), Channel("sms", [fail(False)] * 10)
+    w = Worker(db, clock, config, [mail, sms])
+    w.commit(incident, Transition.OPENED, config)
+    await w.settle()
+    assert (len(sms.attempts), len(mail.attempts)) == (2, 2)  # Wang and Li: an SMS, a mail
+    said = sorted(line for line in timeline(db, incident.id) if "no failover" in line)
+    why = "this news went there already (sent, on its way, or given up there too)"
+    assert said == [
+        f"opened via mail failed for li@example.com: no failover to sms for +8613800000002: {why}",
+        f"opened via mail failed for wang@example.com: no failover to sms for +8613800000001: "
+        f"{why}",
+    ]
+
+
 async def test_a_failover_goes_to_the_members_the_target_channel_has_not_reached(db) -> None:  # type: ignore[no-untyped-def]
     clock = FakeClock()
     (incident,) = open_incidents(db, 1)
