@@ -22,7 +22,15 @@ from alertd.notify.outbox import Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
 from alertd.state.incidents import IncidentStore
 from tests.open_incidents import open_incidents
-from tests.unit.test_outbox import CHANNELS, Behaviour, Channel, delivery_for, fail, timeline
+from tests.unit.test_outbox import (
+    CHANNELS,
+    MINUTE,
+    Behaviour,
+    Channel,
+    delivery_for,
+    fail,
+    timeline,
+)
 
 
 def news(incident: Incident, transition: Transition, clock: FakeClock) -> list[Notification]:
@@ -169,7 +177,7 @@ async def test_a_digest_is_never_superseded_by_one_of_its_incidents(
     opened = [Notification(i, Transition.OPENED, "robot", key=f"{i.id}.opened") for i in incidents]
     commit_news(d, opened, clock)
     await d.settle()
-    clock.advance(60.0)
+    clock.advance(MINUTE)
     await d.settle()  # the digest of #3-#5 went out and failed: pending again
     last = dataclasses.replace(incidents[-1], state=IncidentState.RESOLVED, resolved_at=0.0)
     commit_news(d, [Notification(last, Transition.RESOLVED, "robot", key="5.resolved")], clock)

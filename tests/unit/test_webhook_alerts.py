@@ -16,7 +16,7 @@ from alertd.notify.render import format_ts, short_text
 from alertd.notify.webhook.notifier import GO_ZERO_TIME, MAX_ALERTS, payload
 from tests.open_incidents import open_incidents
 from tests.unit.test_grouping import T0, alert, apply, manager_on, port
-from tests.unit.test_outbox import Channel, commit, delivery_for, note
+from tests.unit.test_outbox import MINUTE, Channel, commit, delivery_for, note
 
 
 def test_a_plain_incident_is_one_alert(db) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ async def test_a_digest_lists_every_incident_it_stands_for(db) -> None:  # type:
     d = delivery_for(db, {"robot": robot}, clock, limiter=Limiter({"robot": ((20, 60.0),)}))
     commit(d, [note(i, "robot") for i in incidents], clock)
     await d.settle()
-    clock.advance(60.0)
+    clock.advance(MINUTE)
     await d.settle()
     digest = robot.sent[-1]  # committed and read back from the outbox, as a worker sends it
     assert len(digest.digest) == 7
