@@ -94,8 +94,8 @@ class Limiter:
 
     def horizon(self) -> float:
         """How far back a send still counts against some window (0: no limits)."""
-        spans = [seconds for windows in self.per_channel.values() for _, seconds in windows]
-        spans += [60.0 for _ in self.per_recipient]
+        spans = [SlidingWindow.of(w).seconds for ws in self.per_channel.values() for w in ws]
+        spans += [SlidingWindow.of((1, 60.0)).seconds for _ in self.per_recipient]
         return max(spans, default=0.0)
 
     def check(self, channel: str, recipients: Sequence[str], now: float) -> tuple[bool, list[str]]:

@@ -134,6 +134,8 @@ def test_a_robots_minute_has_a_margin_for_the_way_to_the_provider() -> None:
     assert not w.peek(60.0)
     assert not w.peek(62.9)
     assert w.peek(63.0)
+    # a restart reads back as far as the window reaches, margin included
+    assert Limiter({"robot": ((20, 60.0),)}, {"mail": 2.0}).horizon() == MINUTE
 
 
 def test_a_channel_with_two_windows_obeys_both() -> None:
