@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
+import alertd
 from alertd.metrics import Metrics
 from alertd.notify.configure import HasDeliveryConfig, WorkerConfig
 from alertd.notify.delivery import Failover, commit_failover
@@ -36,6 +37,8 @@ RESTART_MAX = 30.0
 STEADY = 60.0  # a worker that ran this long resets the restart delay
 READY_WAIT = 30.0  # seconds start() waits for the worker to say it runs
 REPORT_LIMIT = 1 << 20  # bytes of one report line, well over one series set
+# where the daemon's alertd package lives: the worker imports the very same one
+_OWN_ROOT = str(Path(alertd.__file__).resolve().parent.parent)
 PROFILE_ENV = "ALERTD_PROFILE_WORKER"  # a file: run the worker under cProfile, write it there
 
 
@@ -127,10 +130,14 @@ class DeliveryWorker:
     async def _spawn(self) -> None:
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
+        # the daemon's own alertd, not one in its working directory: "-m" would put that
+        # first on the path (an old checkout there ran as the worker: user-test finding)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_OWN_ROOT, env.get("PYTHONPATH")]))
         profile = os.environ.get(PROFILE_ENV)  # bench/profile_daemon.py
         profiling = ["-m", "cProfile", "-o", profile] if profile else []
         self._proc = await asyncio.create_subprocess_exec(
             self.python,
+            "-P",  # no working directory on the path (Python 3.11)
             *profiling,
             "-m",
             "alertd.notify.worker",

@@ -28,7 +28,16 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT) -> Non
 
 
 class Daemon:
-    def __init__(self, cfg: Path, state: Path, log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Path,
+        state: Path,
+        log_path: Path,
+        port: int | None = None,
+        *,
+        cwd: Path | None = None,
+        python_flags: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port() if port is None else port
         self.state = state
         self.log_path = log_path
@@ -36,6 +45,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
+                *python_flags,
                 "-m",
                 "alertd",
                 "run",
@@ -48,6 +58,7 @@ class Daemon:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
 
     def log(self) -> str:

@@ -108,6 +108,33 @@ def test_a_dead_worker_is_replaced_and_delivers_what_waited(
     assert (d.metric('alertd_state_write_lock_held_seconds_total{process="delivery"}') or 0) > 0
 
 
+def test_the_worker_runs_the_daemons_alertd_not_one_in_its_working_directory(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # user-test finding: "python -m" put the working directory first on the worker's path,
+    # so an old alertd checkout there ran as the worker (and crash-looped on a newer schema)
+    elsewhere = tmp_path / "old-checkout"
+    (elsewhere / "alertd").mkdir(parents=True)
+    (elsewhere / "alertd" / "__init__.py").write_text("raise SystemExit('the wrong alertd')\n")
+    write_config(tmp_path / "cfg", receiver.url)
+    # -P: the daemon itself is started as its console script would be, without the cwd
+    d = Daemon(
+        tmp_path / "cfg",
+        tmp_path / "state",
+        tmp_path / "daemon.log",
+        cwd=elsewhere,
+        python_flags=("-P",),
+    )
+    try:
+        wait_for("the daemon to be ready", lambda: d.get("/-/ready")[0] == 200)
+        post_alert(d, "from-elsewhere")
+        wait_for("its webhook", arrived(receiver, "from-elsewhere"))
+        assert "the wrong alertd" not in d.log()
+        assert d.metric("alertd_delivery_worker_restarts_total") == 0
+    finally:
+        d.stop()
+
+
 def test_a_killed_daemons_worker_exits_too(
     tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
