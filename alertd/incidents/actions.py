@@ -6,6 +6,7 @@ Each action is one transaction and leaves a timeline entry naming who and how.
 from __future__ import annotations
 
 from alertd.model import Incident, IncidentState
+from alertd.notify.outbox import OutboxStore
 from alertd.state.incidents import IncidentStore
 
 
@@ -34,6 +35,8 @@ def acknowledge_within(
     store.acknowledge(incident, who, now)
     detail = f"acknowledged via {how}" + (f": {comment}" if comment else "")
     store.add_timeline(incident.id, now, "acknowledged", detail, actor=who)
+    # its pages still waiting (a rate limit, a retry) would ask someone to act on it: not sent
+    OutboxStore(store.conn).drop_pages(incident.id, who, now)
     return f"incident #{incident.id} acknowledged by {who}", True
 
 

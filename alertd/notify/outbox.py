@@ -154,6 +154,12 @@ def dump_notification(n: Notification) -> str:
     )
 
 
+# pages ask someone to act: moot once someone acknowledged (``drop_pages``)
+_PAGES = tuple(
+    t.value
+    for t in (Transition.OPENED, Transition.REOPENED, Transition.ESCALATED, Transition.REPEAT)
+)
+
 # pending intents; the IN lets SQLite use the partial index outbox_due (pending or sending)
 _PENDING = "state IN ('pending', 'sending') AND state = 'pending'"
 
@@ -505,6 +511,37 @@ class OutboxStore:
             "INSERT INTO timeline (incident_id, ts, kind, detail, actor) VALUES (?, ?, ?, ?, ?)",
             timeline,
         )
+
+    def drop_pages(self, incident_id: int, who: str, now: float) -> int:
+        """``incident_id`` was acknowledged by ``who``: its pages still waiting (pending,
+        held: not in flight) ask nobody to act any more and are not sent, each with a
+        timeline line; news (a level change, the resolve) still goes. Return how many."""
+        marks = ",".join("?" * len(_PAGES))
+        rows = self.conn.execute(
+            "SELECT id, channel, transition, recipients FROM outbox WHERE incident_id = ? "
+            f"AND state IN ('pending', 'held') AND transition IN ({marks}) AND key NOT LIKE ?",
+            (incident_id, *_PAGES, DIGEST_KEY_PREFIX + "%"),
+        ).fetchall()
+        why = f"acknowledged by {who} before it went out"
+        self.conn.executemany(
+            "UPDATE outbox SET state = 'superseded', updated_at = ?, last_error = ? WHERE id = ?",
+            [(now, why, row[0]) for row in rows],
+        )
+        self.conn.executemany(
+            "INSERT INTO timeline (incident_id, ts, kind, detail, actor) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    incident_id,
+                    now,
+                    "superseded",
+                    f"{transition} via {channel} to "
+                    f"{', '.join(compact_json.loads(recipients)) or '-'}: not sent: {why}",
+                    channel,
+                )
+                for _, channel, transition, recipients in rows
+            ],
+        )
+        return len(rows)
 
     def has_newer_news(self, intent: Intent) -> bool:
         """Whether a notification of a later incident change to the same channel and team

@@ -282,3 +282,37 @@ async def test_a_resolve_to_every_tier_paged_supersedes_each_tiers_waiting_page(
     await d.settle()
     assert [n.transition for n in mail.sent] == [Transition.RESOLVED]
     assert d.store.counts() == {"superseded": 1, "delivered": 1}
+
+
+async def test_an_acknowledged_incidents_waiting_pages_are_not_sent(db: sqlite3.Connection) -> None:
+    # user-test finding: incidents acknowledged mid-storm still went out as "opened" in the
+    # rate limit's digest a minute later
+    from alertd.incidents.actions import acknowledge
+
+    clock = FakeClock()
+    incidents = open_incidents(db, 4)
+    robot = Channel("robot")
+    d = delivery_for(db, {"robot": robot}, clock, limiter=Limiter({"robot": ((2, 60.0),)}))
+    pages = [Notification(i, Transition.OPENED, "robot", key=f"{i.id}.opened") for i in incidents]
+    commit_news(d, pages, clock)
+    await d.settle()
+    assert len(robot.sent) == 2  # #3 and #4 are held for the digest
+    store = IncidentStore(db)
+    assert acknowledge(store, incidents[2], "wang", None, clock.now(), "api").endswith("wang")
+    level = Notification(incidents[3], Transition.LEVEL_CHANGED, "robot", key="4.level")
+    commit_news(d, [level], clock)  # news, not a page: it still goes
+    acknowledge(store, incidents[3], "li", None, clock.now(), "cli")
+
+    clock.advance(MINUTE)
+    await d.settle()
+    # #3's page never went; #4's level change did (alone: no digest of one)
+    sent = [(n.transition, n.incident.id) for n in robot.sent]
+    assert sent == [
+        (Transition.OPENED, 1),
+        (Transition.OPENED, 2),
+        (Transition.LEVEL_CHANGED, 4),
+    ]
+    assert d.store.counts() == {"delivered": 3, "superseded": 2}
+    assert timeline(db, incidents[2].id)[-1] == (
+        "opened via robot to -: not sent: acknowledged by wang before it went out"
+    )
