@@ -8,14 +8,17 @@ in the same transaction as its timeline entry: no escalation is lost or fired tw
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+from dataclasses import replace
 
 from alertd.config.channels import ChannelsFile, EscalationStep
 from alertd.config.types import format_duration
 from alertd.incidents.routing import RoutePlan, notifications_for, route_plan
 from alertd.ingest import external
 from alertd.model import Incident, IncidentState, Notification, Transition
+from alertd.notify.outbox import OutboxStore
 from alertd.state.incidents import EscalationStore, IncidentStore
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,38 @@ def resolved_by_hand_news(
         return []
     targets = paged_so_far(EscalationStore(conn), resolved, config)
     notes = notifications_for(resolved, Transition.RESOLVED, config, now, targets=targets)
-    return external.stored_sources(conn, notes)
+    return external.stored_sources(conn, notes + failed_over_news(conn, notes))
+
+
+def failed_over_news(conn: sqlite3.Connection, notes: list[Notification]) -> list[Notification]:
+    """The same news as ``notes`` (news to every tier paged) to each channel a failover
+    delivered the incident's pages on, for the addresses it reached there and ``notes`` do
+    not: a WeCom group that got the pages when the DingTalk robot failed must hear of the
+    resolve too (user-test finding)."""
+    if not notes:
+        return []
+    where = OutboxStore(conn).failed_over_to([n.incident.id for n in notes])
+    covered = {(n.incident.id, n.channel, a) for n in notes for a in n.recipients or ("",)}
+    first = {n.incident.id: n for n in reversed(notes)}
+    out: list[Notification] = []
+    for incident_id, fallbacks in where.items():
+        base = first[incident_id]
+        for channel, recipients, team in fallbacks:
+            people = json.loads(recipients) or [""]
+            missing = tuple(a for a in people if (incident_id, channel, a) not in covered)
+            if not missing:
+                continue
+            covered.update((incident_id, channel, a) for a in missing)
+            out.append(
+                replace(
+                    base,
+                    channel=channel,
+                    recipients=tuple(a for a in missing if a),
+                    team=team,
+                    key=f"{base.key}>{channel}:{','.join(missing)}",  # as a failover's key
+                )
+            )
+    return out
 
 
 def first_deadlines(plan: RoutePlan, start: float, now: float) -> tuple[float | None, float | None]:

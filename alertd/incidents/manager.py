@@ -13,7 +13,12 @@ from dataclasses import replace
 
 from alertd.config.channels import ChannelsFile, Route
 from alertd.config.types import format_duration
-from alertd.incidents.escalation import Escalator, first_deadlines, paged_so_far
+from alertd.incidents.escalation import (
+    Escalator,
+    failed_over_news,
+    first_deadlines,
+    paged_so_far,
+)
 from alertd.incidents.grouping import (
     Group,
     any_grouping,
@@ -233,6 +238,7 @@ class IncidentManager:
                 changes.append(change)
         # a parent that went down in this same batch suppresses children whatever the order
         down = self.store.down_targets(TARGET_UP_METRIC) if changes else set()
+        news: list[Notification] = []  # to every tier paged: and where failovers took pages
         for incident, transition, previous in changes:
             if self._grouping and transition in _LISTS_THE_GROUP:
                 self.store.clear_group_update(incident.id)  # this page says it all
@@ -255,9 +261,13 @@ class IncidentManager:
                     targets = tuple(dict.fromkeys((*targets, *plan.targets)))
                     self.escalator.escalations.add_paged(incident.id, plan.targets)
                     self._follow_new_policy(incident, previous, plan, now)
-                out += notifications_for(
+                notes = notifications_for(
                     incident, transition, self.channels, now, previous, targets
                 )
+                out += notes
+                if transition in NEWS_FOR_EVERY_TIER:
+                    news += notes
+        out += failed_over_news(self.store.conn, news)
         for parent in released:
             out.extend(self._release_children(parent, now))
         if self._each_level != logging.INFO and changes:
@@ -544,9 +554,10 @@ class IncidentManager:
                 group.id, now, "group_update", f"{firing} of {total} alert(s) firing: update sent"
             )
             targets = paged_so_far(self.escalator.escalations, group, self.channels)
-            out += notifications_for(
+            notes = notifications_for(
                 group, Transition.GROUP_CHANGED, self.channels, now, targets=targets
             )
+            out += notes + failed_over_news(self.store.conn, notes)
         return out
 
     def _group_level(

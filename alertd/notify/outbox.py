@@ -512,6 +512,30 @@ class OutboxStore:
             timeline,
         )
 
+    def failed_over_to(self, incident_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str]]]:
+        """Where a failover delivered news of each of ``incident_ids`` (its own page's, or a
+        digest's it was in): (channel, recipients JSON, team) per delivered fallback."""
+        out: dict[int, list[tuple[str, str, str]]] = {}
+        ids = list(dict.fromkeys(incident_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                # a page of its own that failed over ...
+                "SELECT incident_id, channel, recipients, team FROM outbox "
+                f"WHERE incident_id IN ({marks}) AND failover_of IS NOT NULL "
+                "AND state = 'delivered' AND key NOT LIKE ? "
+                # ... or a held page whose digest failed over
+                "UNION SELECT o.incident_id, f.channel, f.recipients, f.team FROM outbox o "
+                "JOIN outbox f ON f.failover_of = o.digest_id "
+                f"WHERE o.incident_id IN ({marks}) AND o.state = 'digested' "
+                "AND f.state = 'delivered'",
+                (*chunk, DIGEST_KEY_PREFIX + "%", *chunk),
+            )
+            for incident_id, channel, recipients, team in rows:
+                out.setdefault(incident_id, []).append((channel, recipients, team))
+        return out
+
     def drop_pages(self, incident_id: int, who: str, now: float) -> int:
         """``incident_id`` was acknowledged by ``who``: its pages still waiting (pending,
         held: not in flight) ask nobody to act any more and are not sent, each with a

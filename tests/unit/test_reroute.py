@@ -429,3 +429,88 @@ def test_a_team_moved_onto_a_channel_another_team_uses_still_reaches_its_own_mem
     assert [(m.channel, m.recipients, m.team) for m in moved] == [
         ("mail", ("li@example.com",), "ops")
     ]
+
+
+# -- news after a failover -----------------------------------------------------------------
+
+
+async def test_the_resolve_also_goes_where_a_failover_took_the_page(db) -> None:  # type: ignore[no-untyped-def]
+    # user-test finding: the WeCom group got 200 pages when the DingTalk robot failed, and
+    # never one resolve: those went to the broken robot only
+    from alertd.incidents.escalation import failed_over_news
+
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    config = cfg({"chat": LOG, "mail": MAIL}, {"ops": ["chat"]}, failover={"chat": "mail"})
+    chat, mail = Channel("chat", [fail(False)]), Channel("mail")
+    w = Worker(db, clock, config, [chat, mail])
+    w.commit(incident, Transition.OPENED, config)
+    await w.settle()
+    assert sent_to(mail) == [("wang@example.com", "li@example.com")]  # the page, failed over
+
+    resolved = replace(incident, state=IncidentState.RESOLVED, resolved_at=clock.now())
+    news = notifications_for(resolved, Transition.RESOLVED, config, clock.now())
+    assert [n.channel for n in news] == ["chat"]  # the route's own channel
+    (extra,) = failed_over_news(db, news)
+    assert (extra.channel, extra.recipients) == ("mail", ("wang@example.com", "li@example.com"))
+    assert (extra.transition, extra.team) == (Transition.RESOLVED, "ops")
+    assert failed_over_news(db, [*news, extra]) == []  # covered already: nothing twice
+    with w.d.store.transaction():
+        w.d.store.enqueue([*news, extra], clock.now(), supersede=True)
+    await w.settle()
+    assert [(n.transition, n.recipients) for n in mail.sent][-1] == (
+        Transition.RESOLVED,
+        ("wang@example.com", "li@example.com"),
+    )
+
+
+async def test_the_incident_managers_resolve_adds_the_failed_over_channel(db) -> None:  # type: ignore[no-untyped-def]
+    from alertd.incidents.manager import IncidentManager
+    from alertd.model import AlertEvent, EventKind, Level
+    from alertd.state.incidents import IncidentStore
+
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    config = cfg({"chat": LOG, "mail": MAIL}, {"ops": ["chat"]}, failover={"chat": "mail"})
+    w = Worker(db, clock, config, [Channel("chat", [fail(False)]), Channel("mail")])
+    w.commit(incident, Transition.OPENED, config)
+    await w.settle()
+    manager = IncidentManager(IncidentStore(db), config)
+    ok = AlertEvent(
+        EventKind.RESOLVED, "cpu", "cpu", incident.labels, None, Level.MAJOR, 1.0, "ok",
+        clock.now(), incident.fingerprint,
+    )  # fmt: skip
+    with manager.store.transaction():
+        news = manager.apply([ok], clock.now())
+    assert sorted((n.transition.value, n.channel) for n in news) == [
+        ("resolved", "chat"),
+        ("resolved", "mail"),
+    ]
+
+
+async def test_the_resolve_also_goes_where_a_failed_digest_took_the_page(db) -> None:  # type: ignore[no-untyped-def]
+    from alertd.incidents.escalation import failed_over_news
+
+    clock = FakeClock()
+    incidents = open_incidents(db, 4)
+    config = cfg(
+        {"chat": LOG, "mail": MAIL},
+        {"ops": ["chat"]},
+        failover={"chat": "mail"},
+        rate_limits={"chat": {"per_minute": 2}},
+    )
+    ok = lambda n: None  # noqa: E731
+    chat, mail = Channel("chat", [ok, ok, fail(False)]), Channel("mail")
+    w = Worker(db, clock, config, [chat, mail])
+    for incident in incidents:
+        w.commit(incident, Transition.OPENED, config)
+    await w.settle()
+    await w.settle(advance=70.0)  # the digest of #3 and #4 goes, fails, fails over to mail
+    assert [len(n.digest) for n in mail.sent] == [2]
+
+    resolved = replace(incidents[2], state=IncidentState.RESOLVED, resolved_at=clock.now())
+    news = notifications_for(resolved, Transition.RESOLVED, config, clock.now())
+    (extra,) = failed_over_news(db, news)
+    assert (extra.channel, extra.incident.id) == ("mail", incidents[2].id)
+    first = replace(incidents[0], state=IncidentState.RESOLVED, resolved_at=clock.now())
+    assert failed_over_news(db, notifications_for(first, Transition.RESOLVED, config, 0)) == []
