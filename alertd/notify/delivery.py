@@ -752,10 +752,19 @@ def commit_failover(
     added = store.enqueue(fallbacks, now, failover_of=intent.id) if fallbacks else 0
     for _ in fallbacks:
         metrics.notification_failovers.labels(n.channel).inc()
+    rows = [(n.incident.id, now, n.channel, line) for line in lines]
+    if n.digest:  # on the timeline of every incident it holds, as its outcomes are
+        members = store.digest_members(intent.id)
+        said = [line.removeprefix(f"{n.transition.value} via {n.channel} ") for line in lines]
+        rows = [
+            (incident_id, now, n.channel, f"{what}: in a digest of {len(members)}: {line}")
+            for incident_id, what in members
+            for line in said
+        ]
     store.conn.executemany(
         "INSERT INTO timeline (incident_id, ts, kind, actor, detail) "
         "VALUES (?, ?, 'notification', ?, ?)",
-        [(n.incident.id, now, n.channel, line) for line in lines],
+        rows,
     )
     return added
 

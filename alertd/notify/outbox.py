@@ -694,7 +694,15 @@ class OutboxStore:
         return intent
 
     def digest_members(self, digest_id: int) -> list[tuple[int, str]]:
-        """Return (incident id, what it said) of each intent a digest stands for."""
+        """Return (incident id, what it said) of each intent a digest stands for (a digest's
+        failover stands for the digest's own)."""
+        for _ in range(100):  # a failover chain is as long as the failover config, at most
+            row = self.conn.execute(
+                "SELECT failover_of FROM outbox WHERE id = ?", (digest_id,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                break
+            digest_id = row[0]
         rows = self.conn.execute(
             "SELECT incident_id, transition || ' via ' || channel FROM outbox "
             "WHERE digest_id = ? ORDER BY id",
@@ -732,12 +740,14 @@ class OutboxStore:
             if n.digest:
                 members = self.digest_members(r.intent.id)
                 for incident_id, what in members:
+                    # a digest's failover goes on another channel than the pages it holds
+                    via = "" if what.endswith(f" via {n.channel}") else f" via {n.channel}"
                     timeline.append(
                         (
                             incident_id,
                             now,
                             "notification",
-                            f"{what}: in a digest of {len(members)}: {detail}",
+                            f"{what}: in a digest of {len(members)}{via}: {detail}",
                             n.channel,
                         )
                     )

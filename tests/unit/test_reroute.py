@@ -507,6 +507,12 @@ async def test_the_resolve_also_goes_where_a_failed_digest_took_the_page(db) -> 
     await w.settle()
     await w.settle(advance=70.0)  # the digest of #3 and #4 goes, fails, fails over to mail
     assert [len(n.digest) for n in mail.sent] == [2]
+    for incident in incidents[2:]:  # each held incident's timeline tells the whole story
+        assert timeline(db, incident.id)[1:] == [
+            "opened via chat: in a digest of 2: failed (server_error): scripted failure",
+            "opened via chat: in a digest of 2: failed for -: failing over to mail",
+            "opened via chat: in a digest of 2 via mail: sent",
+        ]  # user-test finding: it ended at "failed", as if the page was lost
 
     resolved = replace(incidents[2], state=IncidentState.RESOLVED, resolved_at=clock.now())
     news = notifications_for(resolved, Transition.RESOLVED, config, clock.now())
