@@ -163,6 +163,21 @@ async def test_all_recipients_refused_is_permanent(
     assert smtp_server.messages == []
 
 
+async def test_starttls_to_a_server_without_it_says_how_to_turn_it_off(
+    smtp_server: SmtpServer, new_notifier: NewNotifier
+) -> None:
+    # user-test finding: starttls is on by default, check-config says OK, and every mail to a
+    # plain server failed with "STARTTLS extension not supported" and no hint
+    config = EmailChannelConfig.model_validate(
+        {"type": "email", "host": smtp_server.host, "port": smtp_server.port, "from": "a@x.org"}
+    )
+    assert config.starttls  # the default
+    with pytest.raises(NotifyError, match=r"STARTTLS: .*set starttls: false") as info:
+        await new_notifier(config).send(make_notification("a@example.com"))
+    assert info.value.retryable is False
+    assert smtp_server.messages == []
+
+
 async def test_451_on_data_is_retryable(smtp_server: SmtpServer, new_notifier: NewNotifier) -> None:
     smtp_server.handler.fail_data = True
     notifier = new_notifier(make_config(smtp_server.host, smtp_server.port))

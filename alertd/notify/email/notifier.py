@@ -394,6 +394,10 @@ def _classify(where: str, exc: Exception, timeout: float, step: str | None = Non
         retryable, reason, why = _by_code(exc.code), r.SERVER_ERROR, _reply(exc)
     elif isinstance(exc, aiosmtplib.SMTPNotSupported):
         reason = r.CLIENT_ERROR
+    elif "STARTTLS extension not supported" in why:  # (a bare SMTPException: no subclass)
+        # starttls is on by default: a server without TLS needs it off, not a retry
+        at, reason = "STARTTLS", r.CLIENT_ERROR
+        why += " (starttls is true by default: set starttls: false for a server without TLS)"
     elif isinstance(exc, ssl.SSLCertVerificationError) or isinstance(
         exc.__cause__, ssl.SSLCertVerificationError
     ):
