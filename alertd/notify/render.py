@@ -345,9 +345,14 @@ def _default_subject(n: Notification) -> str:
     elif n.transition is not Transition.RESOLVED:
         head += f" {inc.level.label}"
     text = f"{head}: {_single_line(inc.summary)}"
-    if n.digest:
-        text = f"[digest of {len(n.digest)}] {text}"
+    if n.digest:  # a list, not one page (user test: it read as #1000's page alone)
+        more = f" and {len(n.digest) - 1} more" if len(n.digest) > 1 else ""
+        text = f"{_digest_head(n)} {_single_line(n.digest[0])}{more}"
     return _cut(text, SUBJECT_MAX)
+
+
+def _digest_head(n: Notification) -> str:
+    return f"[digest of {len(n.digest)}] held by a rate limit:"
 
 
 def text_body(n: Notification, templates: MessageTemplates | None = None) -> str:
@@ -375,16 +380,17 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
     """
     if templates is not None and (short := _override(templates.short, n)) is not None:
         return _cut(short, SHORT_MAX)
+    if n.digest:  # which incidents it stands for, one a line (cut to fit the channel)
+        shown = n.digest[:DIGEST_SHORT_MAX]
+        text = _digest_head(n) + "".join(f"\n{_single_line(line)}" for line in shown)
+        if len(n.digest) > len(shown):
+            text += f"\n... and {len(n.digest) - len(shown)} more"
+        return _cut(text, SHORT_MAX)
     text = _default_subject(n)
     if n.alerts:
         text += f" ({n.alert_count} alerts)"
     if n.url:
         text += f" {n.url}"
-    if n.digest:  # which incidents it stands for, not only the latest (cut to fit the channel)
-        shown = n.digest[:DIGEST_SHORT_MAX]
-        text += "".join(f"\n{_single_line(line)}" for line in shown)
-        if len(n.digest) > len(shown):
-            text += f"\n... and {len(n.digest) - len(shown)} more"
     return _cut(text, SHORT_MAX)
 
 

@@ -194,10 +194,14 @@ async def test_storm_is_the_limit_plus_one_digest_never_a_drop(db) -> None:  # t
     assert len(robot.sent) == 21
     digest = robot.sent[-1]
     assert len(digest.digest) == 37
-    assert render.subject(digest).startswith("[digest of 37]")
+    # a list, not one page: it read as the newest incident's page alone (user test)
+    assert render.subject(digest) == (
+        "[digest of 37] held by a rate limit: #21 [P2] opened major: cpu high on h20 and 36 more"
+    )
     assert "#21 [P2] opened major: cpu high on h20" in render.text_body(digest)
     # the short form (SMS, IM) names the incidents too, not only the latest (user test)
     short = render.short_text(digest).splitlines()
+    assert short[0] == "[digest of 37] held by a rate limit:"
     assert short[1] == "#21 [P2] opened major: cpu high on h20"
     assert short[10] == "#30 [P2] opened major: cpu high on h29"
     assert short[11] == "... and 27 more"
