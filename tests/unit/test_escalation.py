@@ -62,13 +62,13 @@ class Engine:
         self.manager = IncidentManager(self.store, channels)
         self.clock = clock
 
-    def fire(self) -> list[Notification]:
+    def fire(self, level: Level = Level.MAJOR) -> list[Notification]:
         event = AlertEvent(
             EventKind.FIRING,
             "disk",
             "disk_used",
             LABELS,
-            Level.MAJOR,
+            level,
             None,
             97.0,
             "disk full",
@@ -351,23 +351,6 @@ def by_priority() -> ChannelsFile:
     return ChannelsFile.model_validate(base)
 
 
-def level_event(e: Engine, level: Level) -> list[Notification]:
-    event = AlertEvent(
-        EventKind.FIRING,
-        "disk",
-        "disk_used",
-        LABELS,
-        level,
-        None,
-        99.0,
-        "disk full",
-        e.clock.now(),
-        fingerprint("disk", LABELS),
-    )
-    with e.store.transaction():
-        return e.manager.apply([event], e.clock.now())
-
-
 def test_news_after_a_level_change_to_another_route_reaches_both_routes_tiers(
     tmp_path, clock
 ) -> None:
@@ -377,7 +360,7 @@ def test_news_after_a_level_change_to_another_route_reaches_both_routes_tiers(
     assert who(e.fire()) == [("opened", "pager")]
     assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]
     clock.advance(60)
-    worse = level_event(e, Level.CRITICAL)  # P2 -> P1: the lead's route now
+    worse = e.fire(Level.CRITICAL)  # P2 -> P1: the lead's route now
     assert sorted(who(worse)) == [
         ("level_changed", "log"),
         ("level_changed", "mail"),
@@ -413,7 +396,7 @@ def test_a_level_change_to_another_route_escalates_by_its_steps_from_the_first(
     e = Engine(tmp_path, clock, config)
     e.fire()
     assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]  # P2's tier-2
-    worse = level_event(e, Level.CRITICAL)
+    worse = e.fire(Level.CRITICAL)
     assert ("level_changed", "log") in who(worse)
     line = e.store.timeline(1)[-1]
     assert (line.kind, line.detail) == (
@@ -430,6 +413,6 @@ def test_a_level_change_on_the_same_route_keeps_its_escalation(tmp_path, clock) 
     e = Engine(tmp_path, clock, config())  # one route for P1 and P2
     e.fire()
     assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]
-    level_event(e, Level.CRITICAL)
+    e.fire(Level.CRITICAL)
     assert e.store.timeline(1)[-1].kind == "level_changed"  # no start over
     assert sorted(who(e.run_until(30 * MIN))) == [("escalated", "log"), ("escalated", "mail")]
