@@ -8,7 +8,6 @@ in the same transaction as its timeline entry: no escalation is lost or fired tw
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from dataclasses import replace
@@ -64,35 +63,54 @@ def resolved_by_hand_news(
         return []
     targets = paged_so_far(EscalationStore(conn), resolved, config)
     notes = notifications_for(resolved, Transition.RESOLVED, config, now, targets=targets)
-    return external.stored_sources(conn, notes + failed_over_news(conn, notes))
+    return external.stored_sources(conn, news_where_pages_went(conn, notes))
 
 
-def failed_over_news(conn: sqlite3.Connection, notes: list[Notification]) -> list[Notification]:
-    """The same news as ``notes`` (news to every tier paged) to each channel a failover
-    delivered the incident's pages on, for the addresses it reached there and ``notes`` do
-    not: a WeCom group that got the pages when the DingTalk robot failed must hear of the
-    resolve too (user-test finding)."""
+def news_where_pages_went(
+    conn: sqlite3.Connection, notes: list[Notification]
+) -> list[Notification]:
+    """``notes`` (news to every tier paged) sent where the incidents' pages went: to each
+    channel a failover delivered them on, for the addresses it reached there (a WeCom group
+    that got the pages while the DingTalk robot was broken must hear of the resolve:
+    user-test finding), instead of to the channel that failed them, unless that channel
+    reached those people itself since (they never saw the incident there; and a resolve
+    to it that failed again would fail over a second time: verification finding).
+    ``notes`` itself when no failover took any of their pages."""
     if not notes:
-        return []
-    where = OutboxStore(conn).failed_over_to([n.incident.id for n in notes])
-    covered = {(n.incident.id, n.channel, a) for n in notes for a in n.recipients or ("",)}
-    first = {n.incident.id: n for n in reversed(notes)}
+        return notes
+    failed, reached = OutboxStore(conn).where_pages_went([n.incident.id for n in notes])
+    if not failed:
+        return notes
     out: list[Notification] = []
-    for incident_id, fallbacks in where.items():
-        base = first[incident_id]
-        for channel, recipients, team in fallbacks:
-            people = json.loads(recipients) or [""]
-            missing = tuple(a for a in people if (incident_id, channel, a) not in covered)
+    for n in notes:
+        seen = reached.get(n.incident.id, set())
+        moved = {
+            a for f in failed.get(n.incident.id, ()) if f.channel == n.channel for a in f.recipients
+        }
+        wanted = n.recipients or ("",)
+        keep = tuple(a for a in wanted if a not in moved or (n.channel, a) in seen)
+        if keep == wanted:
+            out.append(n)
+        elif keep:
+            out.append(replace(n, recipients=tuple(a for a in keep if a)))
+    covered = {(n.incident.id, n.channel, a) for n in out for a in n.recipients or ("",)}
+    first = {n.incident.id: n for n in reversed(notes)}
+    for incident_id, fallbacks in failed.items():
+        base = first.get(incident_id)
+        if base is None:
+            continue
+        for f in fallbacks:
+            missing = tuple(a for a in f.to_recipients if (incident_id, f.to, a) not in covered)
             if not missing:
                 continue
-            covered.update((incident_id, channel, a) for a in missing)
+            covered.update((incident_id, f.to, a) for a in missing)
             out.append(
                 replace(
                     base,
-                    channel=channel,
+                    channel=f.to,
                     recipients=tuple(a for a in missing if a),
-                    team=team,
-                    key=f"{base.key}>{channel}:{','.join(missing)}",  # as a failover's key
+                    team=f.team,
+                    key=f"{base.key}>{f.to}:{','.join(missing)}",  # as a failover's key
                 )
             )
     return out

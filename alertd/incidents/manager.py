@@ -15,8 +15,8 @@ from alertd.config.channels import ChannelsFile, Route
 from alertd.config.types import format_duration
 from alertd.incidents.escalation import (
     Escalator,
-    failed_over_news,
     first_deadlines,
+    news_where_pages_went,
     paged_so_far,
 )
 from alertd.incidents.grouping import (
@@ -267,7 +267,10 @@ class IncidentManager:
                 out += notes
                 if transition in NEWS_FOR_EVERY_TIER:
                     news += notes
-        out += failed_over_news(self.store.conn, news)
+        where = news_where_pages_went(self.store.conn, news)
+        if where is not news:  # a failover took some of their pages elsewhere: follow them
+            sent_as_is = {id(n) for n in news}
+            out = [n for n in out if id(n) not in sent_as_is] + where
         for parent in released:
             out.extend(self._release_children(parent, now))
         if self._each_level != logging.INFO and changes:
@@ -557,7 +560,7 @@ class IncidentManager:
             notes = notifications_for(
                 group, Transition.GROUP_CHANGED, self.channels, now, targets=targets
             )
-            out += notes + failed_over_news(self.store.conn, notes)
+            out += news_where_pages_went(self.store.conn, notes)
         return out
 
     def _group_level(

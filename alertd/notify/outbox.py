@@ -208,6 +208,22 @@ def load_notification(text: str) -> Notification:
     )
 
 
+class FailedOver(NamedTuple):
+    """A page that failed on ``channel`` for ``recipients`` and that a failover delivered on
+    ``to`` for ``to_recipients`` ("" stands for a channel without addresses)."""
+
+    channel: str
+    recipients: tuple[str, ...]
+    to: str
+    to_recipients: tuple[str, ...]
+    team: str
+
+
+def _addresses(recipients: str) -> tuple[str, ...]:
+    """An intent's recipients column as addresses; ("",) for a channel without any."""
+    return tuple(json.loads(recipients)) or ("",)
+
+
 class _SentRow(NamedTuple):
     """An intent as ``OutboxStore.told`` reads it."""
 
@@ -512,29 +528,46 @@ class OutboxStore:
             timeline,
         )
 
-    def failed_over_to(self, incident_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str]]]:
-        """Where a failover delivered news of each of ``incident_ids`` (its own page's, or a
-        digest's it was in): (channel, recipients JSON, team) per delivered fallback."""
-        out: dict[int, list[tuple[str, str, str]]] = {}
+    def where_pages_went(
+        self, incident_ids: Sequence[int]
+    ) -> tuple[dict[int, list[FailedOver]], dict[int, set[tuple[str, str]]]]:
+        """For each of ``incident_ids``: its pages that failed on a channel and that a
+        failover delivered (its own page's, or a digest's it was in), and the (channel,
+        address) pairs its pages reached ("" for a channel without addresses)."""
+        failed: dict[int, list[FailedOver]] = {}
+        reached: dict[int, set[tuple[str, str]]] = {}
         ids = list(dict.fromkeys(incident_ids))
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
                 # a page of its own that failed over ...
-                "SELECT incident_id, channel, recipients, team FROM outbox "
-                f"WHERE incident_id IN ({marks}) AND failover_of IS NOT NULL "
-                "AND state = 'delivered' AND key NOT LIKE ? "
+                "SELECT f.incident_id, o.channel, o.recipients, f.channel, f.recipients, f.team "
+                "FROM outbox f JOIN outbox o ON o.id = f.failover_of "
+                f"WHERE f.incident_id IN ({marks}) AND f.state = 'delivered' AND f.key NOT LIKE ? "
                 # ... or a held page whose digest failed over
-                "UNION SELECT o.incident_id, f.channel, f.recipients, f.team FROM outbox o "
-                "JOIN outbox f ON f.failover_of = o.digest_id "
-                f"WHERE o.incident_id IN ({marks}) AND o.state = 'digested' "
+                "UNION SELECT m.incident_id, m.channel, m.recipients, f.channel, f.recipients, "
+                "f.team FROM outbox m JOIN outbox f ON f.failover_of = m.digest_id "
+                f"WHERE m.incident_id IN ({marks}) AND m.state = 'digested' "
                 "AND f.state = 'delivered'",
                 (*chunk, DIGEST_KEY_PREFIX + "%", *chunk),
             )
-            for incident_id, channel, recipients, team in rows:
-                out.setdefault(incident_id, []).append((channel, recipients, team))
-        return out
+            for incident_id, channel, recipients, to, to_recipients, team in rows:
+                failed.setdefault(incident_id, []).append(
+                    FailedOver(channel, _addresses(recipients), to, _addresses(to_recipients), team)
+                )
+            rows = self.conn.execute(
+                "SELECT o.incident_id, o.channel, o.recipients FROM outbox o "
+                f"WHERE o.incident_id IN ({marks}) AND (o.state = 'delivered' OR "
+                "(o.state = 'digested' AND EXISTS (SELECT 1 FROM outbox d "
+                "WHERE d.id = o.digest_id AND d.state = 'delivered')))",
+                chunk,
+            )
+            for incident_id, channel, recipients in rows:
+                reached.setdefault(incident_id, set()).update(
+                    (channel, a) for a in _addresses(recipients)
+                )
+        return failed, reached
 
     def drop_pages(self, incident_id: int, who: str, now: float) -> int:
         """``incident_id`` was acknowledged by ``who``: its pages still waiting (pending,

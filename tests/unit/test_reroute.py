@@ -434,10 +434,10 @@ def test_a_team_moved_onto_a_channel_another_team_uses_still_reaches_its_own_mem
 # -- news after a failover -----------------------------------------------------------------
 
 
-async def test_the_resolve_also_goes_where_a_failover_took_the_page(db) -> None:  # type: ignore[no-untyped-def]
+async def test_the_resolve_goes_where_a_failover_took_the_page(db) -> None:  # type: ignore[no-untyped-def]
     # user-test finding: the WeCom group got 200 pages when the DingTalk robot failed, and
     # never one resolve: those went to the broken robot only
-    from alertd.incidents.escalation import failed_over_news
+    from alertd.incidents.escalation import news_where_pages_went
 
     clock = FakeClock()
     (incident,) = open_incidents(db, 1)
@@ -451,12 +451,14 @@ async def test_the_resolve_also_goes_where_a_failover_took_the_page(db) -> None:
     resolved = replace(incident, state=IncidentState.RESOLVED, resolved_at=clock.now())
     news = notifications_for(resolved, Transition.RESOLVED, config, clock.now())
     assert [n.channel for n in news] == ["chat"]  # the route's own channel
-    (extra,) = failed_over_news(db, news)
-    assert (extra.channel, extra.recipients) == ("mail", ("wang@example.com", "li@example.com"))
-    assert (extra.transition, extra.team) == (Transition.RESOLVED, "ops")
-    assert failed_over_news(db, [*news, extra]) == []  # covered already: nothing twice
+    # not to chat, which never showed the incident (a resolve failing there again would
+    # fail over a second time: verification finding), but where the page went
+    (moved,) = news_where_pages_went(db, news)
+    assert (moved.channel, moved.recipients) == ("mail", ("wang@example.com", "li@example.com"))
+    assert (moved.transition, moved.team) == (Transition.RESOLVED, "ops")
+    assert news_where_pages_went(db, [moved]) == [moved]  # covered already: nothing twice
     with w.d.store.transaction():
-        w.d.store.enqueue([*news, extra], clock.now(), supersede=True)
+        w.d.store.enqueue([moved], clock.now(), supersede=True)
     await w.settle()
     assert [(n.transition, n.recipients) for n in mail.sent][-1] == (
         Transition.RESOLVED,
@@ -464,7 +466,7 @@ async def test_the_resolve_also_goes_where_a_failover_took_the_page(db) -> None:
     )
 
 
-async def test_the_incident_managers_resolve_adds_the_failed_over_channel(db) -> None:  # type: ignore[no-untyped-def]
+async def test_the_incident_managers_resolve_goes_to_the_failed_over_channel(db) -> None:  # type: ignore[no-untyped-def]
     from alertd.incidents.manager import IncidentManager
     from alertd.model import AlertEvent, EventKind, Level
     from alertd.state.incidents import IncidentStore
@@ -482,14 +484,11 @@ async def test_the_incident_managers_resolve_adds_the_failed_over_channel(db) ->
     )  # fmt: skip
     with manager.store.transaction():
         news = manager.apply([ok], clock.now())
-    assert sorted((n.transition.value, n.channel) for n in news) == [
-        ("resolved", "chat"),
-        ("resolved", "mail"),
-    ]
+    assert [(n.transition.value, n.channel) for n in news] == [("resolved", "mail")]
 
 
 async def test_the_resolve_also_goes_where_a_failed_digest_took_the_page(db) -> None:  # type: ignore[no-untyped-def]
-    from alertd.incidents.escalation import failed_over_news
+    from alertd.incidents.escalation import news_where_pages_went
 
     clock = FakeClock()
     incidents = open_incidents(db, 4)
@@ -516,7 +515,25 @@ async def test_the_resolve_also_goes_where_a_failed_digest_took_the_page(db) -> 
 
     resolved = replace(incidents[2], state=IncidentState.RESOLVED, resolved_at=clock.now())
     news = notifications_for(resolved, Transition.RESOLVED, config, clock.now())
-    (extra,) = failed_over_news(db, news)
+    (extra,) = news_where_pages_went(db, news)
     assert (extra.channel, extra.incident.id) == ("mail", incidents[2].id)
     first = replace(incidents[0], state=IncidentState.RESOLVED, resolved_at=clock.now())
-    assert failed_over_news(db, notifications_for(first, Transition.RESOLVED, config, 0)) == []
+    reached = notifications_for(first, Transition.RESOLVED, config, 0)
+    assert news_where_pages_went(db, reached) == reached  # its page went out on chat
+
+
+async def test_a_channel_that_reached_them_later_keeps_its_news(db) -> None:  # type: ignore[no-untyped-def]
+    from alertd.incidents.escalation import news_where_pages_went
+
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    config = cfg({"chat": LOG, "mail": MAIL}, {"ops": ["chat"]}, failover={"chat": "mail"})
+    ok = lambda n: None  # noqa: E731
+    w = Worker(db, clock, config, [Channel("chat", [fail(False), ok]), Channel("mail")])
+    w.commit(incident, Transition.OPENED, config)
+    await w.settle()  # the page failed on chat, went by mail
+    w.commit(incident, Transition.REPEAT, config)
+    await w.settle()  # chat works again: the re-page reached the group there
+    resolved = replace(incident, state=IncidentState.RESOLVED, resolved_at=clock.now())
+    news = notifications_for(resolved, Transition.RESOLVED, config, clock.now())
+    assert sorted(n.channel for n in news_where_pages_went(db, news)) == ["chat", "mail"]
