@@ -172,7 +172,20 @@ async def test_starttls_to_a_server_without_it_says_how_to_turn_it_off(
         {"type": "email", "host": smtp_server.host, "port": smtp_server.port, "from": "a@x.org"}
     )
     assert config.starttls  # the default
-    with pytest.raises(NotifyError, match=r"STARTTLS: .*set starttls: false") as info:
+    with pytest.raises(
+        NotifyError, match=r"STARTTLS: .*unless the channel says starttls: false"
+    ) as info:
+        await new_notifier(config).send(make_notification("a@example.com"))
+    assert info.value.retryable is False
+    assert smtp_server.messages == []
+
+
+async def test_implicit_tls_to_a_plain_port_fails_at_once_and_says_why(
+    smtp_server: SmtpServer, new_notifier: NewNotifier
+) -> None:
+    # verification finding: it was retried for max_age (an hour), WRONG_VERSION_NUMBER each time
+    config = make_config(smtp_server.host, smtp_server.port, tls=True, starttls=False)
+    with pytest.raises(NotifyError, match=r"TLS handshake: .*does not speak TLS") as info:
         await new_notifier(config).send(make_notification("a@example.com"))
     assert info.value.retryable is False
     assert smtp_server.messages == []

@@ -397,13 +397,23 @@ def _classify(where: str, exc: Exception, timeout: float, step: str | None = Non
     elif "STARTTLS extension not supported" in why:  # (a bare SMTPException: no subclass)
         # starttls is on by default: a server without TLS needs it off, not a retry
         at, reason = "STARTTLS", r.CLIENT_ERROR
-        why += " (starttls is true by default: set starttls: false for a server without TLS)"
+        why += (
+            " (STARTTLS is on unless the channel says starttls: false;"
+            " say so for a server without TLS)"
+        )
     elif isinstance(exc, ssl.SSLCertVerificationError) or isinstance(
         exc.__cause__, ssl.SSLCertVerificationError
     ):
         # A wrong certificate needs a human (or cafile/validate_certs), not a retry. With
         # implicit TLS (port 465) aiosmtplib wraps it in an SMTPConnectError
         at, reason = "TLS handshake", r.CONNECT
+    elif "WRONG_VERSION_NUMBER" in f"{exc} {exc.__cause__}":
+        # tls (implicit TLS) against a port that speaks plain SMTP: no retry will do
+        at, reason = "TLS handshake", r.CONNECT
+        why += (
+            " (the server does not speak TLS on this port: tls: true is implicit TLS, usually"
+            " port 465; use starttls on 587 or 25)"
+        )
     elif isinstance(exc, aiosmtplib.SMTPConnectError):
         at, retryable, reason = "connect", True, r.CONNECT
     elif isinstance(exc, aiosmtplib.SMTPServerDisconnected):
