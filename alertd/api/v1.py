@@ -98,6 +98,7 @@ class Caller:
 Handler = Callable[[web.Request, Caller], Awaitable[web.StreamResponse]]
 
 BY_MAX = 200  # characters of a ``by`` name
+SYSTEM_ACTOR = "alertd"  # the actor of the timeline lines alertd writes itself
 _RESPOND_FIELDS = frozenset({"comment", "by"})
 _COMMENT_FIELDS = frozenset({"text", "by"})
 
@@ -109,9 +110,14 @@ def _acting(caller: Caller, body: Mapping[str, Any]) -> tuple[str, str | None]:
     tokens, a shared one (a chat bot's) acts for the person it names, and the token stays
     on the record beside them.
     """
+    given = "by" in body
     by = text_field(body, "by", required=False, limit=BY_MAX).strip()
+    if given and not by:
+        raise ApiError(400, "by: a name is required (leave the field out to act as yourself)")
     if not by.isprintable():  # it is shown in notifications and log lines, one line each
         raise ApiError(400, "by: a name on one line, without control characters")
+    if by == SYSTEM_ACTOR:  # the timeline's own lines: nobody writes as alertd
+        raise ApiError(400, f"by: {SYSTEM_ACTOR!r} is alertd's own name on the timeline")
     if not by or by == caller.name:
         return caller.name, None
     return by, None if caller.scopes is None else caller.name

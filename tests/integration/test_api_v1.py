@@ -614,7 +614,7 @@ async def test_by_names_who_acts_and_a_shared_token_stays_on_the_record(api: Api
     ]
 
 
-@pytest.mark.parametrize("by", ["", "x" * 201, "wang\nresolved by boss", 7])
+@pytest.mark.parametrize("by", ["", "   ", "alertd", "x" * 201, "wang\nresolved by boss", 7])
 async def test_a_bad_by_is_refused_and_changes_nothing(api: Api, by: Any) -> None:
     status, body = await api.call("POST", "/api/v1/incidents/2/ack", "responder", {"by": by})
     assert (status, body["code"]) == (400, "bad_request")
