@@ -159,6 +159,7 @@ class Incident:
     resolved_at: float | None = None
     suppressed_by: str | None = None  # e.g. "parent core-sw1": recorded, but does not page
     reopened_at: float | None = None  # when it last fired again soon after resolving
+    resolved_by: str | None = None  # who resolved it by hand (None: its source recovered)
 
     @property
     def targets_from(self) -> float:

@@ -54,6 +54,7 @@ def incident_json(incident: Incident, channels: ChannelsFile) -> dict[str, Any]:
         "acknowledged_at": rfc3339(incident.acknowledged_at),
         "acknowledged_by": incident.acknowledged_by,
         "resolved_at": rfc3339(incident.resolved_at),
+        "resolved_by": incident.resolved_by,
         "suppressed_by": incident.suppressed_by,
         "teams": teams_paged(incident, channels),
         "respond_by": rfc3339(incident.targets_from + target.respond_within) if target else None,

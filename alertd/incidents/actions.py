@@ -57,7 +57,7 @@ def resolve_within(
     incident = store.get(incident.id) or incident  # re-read under the write lock
     if incident.state is IncidentState.RESOLVED:
         return f"incident #{incident.id} is already resolved", None
-    resolved = store.resolve(incident, now)
+    resolved = store.resolve(incident, now, by=who)
     detail = f"resolved by hand via {how}" + (f": {comment}" if comment else "")
     store.add_timeline(incident.id, now, "resolved", detail, actor=who)
     return f"incident #{incident.id} resolved by {who}", resolved

@@ -105,6 +105,7 @@ def _incident_json(i: Incident) -> dict[str, Any]:
         "acknowledged_by": i.acknowledged_by,
         "resolved_at": i.resolved_at,
         "suppressed_by": i.suppressed_by,
+        "resolved_by": i.resolved_by,
     }
 
 
@@ -190,6 +191,7 @@ def load_notification(text: str) -> Notification:
         acknowledged_by=i["acknowledged_by"],
         resolved_at=i["resolved_at"],
         suppressed_by=i["suppressed_by"],
+        resolved_by=i.get("resolved_by"),
     )
     return Notification(
         incident=incident,

@@ -80,7 +80,8 @@ Opened at:    {{ opened_at }}
 Acknowledged: by {{ acknowledged_by or "unknown" }} at {{ acknowledged_at or "unknown" }}
 {% endif %}
 {% if resolved_at %}
-Resolved at:  {{ resolved_at }}
+Resolved at:  {{ resolved_at }}{% if resolved_by %} by hand, by {{ resolved_by }}{% endif %}
+
 {% endif %}
 {% if url %}
 Incident page: {{ url }}
@@ -151,7 +152,8 @@ _HTML_BODY = _HTML_ENV.from_string(
 at {{ acknowledged_at or "unknown" }}</td></tr>
 {% endif %}
 {% if resolved_at %}
-<tr><th align="left">Resolved at</th><td>{{ resolved_at }}</td></tr>
+<tr><th align="left">Resolved at</th><td>{{ resolved_at }}\
+{% if resolved_by %} by hand, by {{ resolved_by }}{% endif %}</td></tr>
 {% endif %}
 </table>
 {% if url %}
@@ -344,6 +346,8 @@ def _default_subject(n: Notification) -> str:
         head += f" {n.previous_level.label}→{inc.level.label}"
     elif n.transition is not Transition.RESOLVED:
         head += f" {inc.level.label}"
+    elif inc.resolved_by:  # closed by hand, not recovered: its source may still fail
+        head += f" by hand ({_single_line(inc.resolved_by)})"
     text = f"{head}: {_single_line(inc.summary)}"
     if n.digest:  # a list, not one page (user test: it read as #1000's page alone)
         more = f" and {len(n.digest) - 1} more" if len(n.digest) > 1 else ""
@@ -441,6 +445,8 @@ def one_line(n: Notification) -> str:
         parts.append(f"digest_of={len(n.digest)}")
     if inc.acknowledged_by:
         parts.append(f"acknowledged_by={_quote_if_needed(inc.acknowledged_by)}")
+    if inc.resolved_by:
+        parts.append(f"resolved_by={_quote_if_needed(inc.resolved_by)}")
     parts.append(f"summary={_quote(inc.summary)}")
     return " ".join(parts)
 
@@ -502,6 +508,7 @@ def _context(n: Notification) -> dict[str, Any]:
         "acknowledged_by": inc.acknowledged_by,
         "acknowledged_at": format_ts(inc.acknowledged_at),
         "resolved_at": format_ts(inc.resolved_at),
+        "resolved_by": inc.resolved_by,
         "alerts": [_single_line(line) for line in n.alerts[:ALERTS_MAX]],
         "alerts_total": n.alert_count,
         "alerts_more": max(0, n.alert_count - ALERTS_MAX),

@@ -315,6 +315,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             WHERE group_update_at IS NOT NULL;
         """,
     ),
+    (
+        18,
+        """
+        -- who resolved an incident by hand (API, CLI, SMS, board); NULL when its source
+        -- recovered, so a notification tells a closed-by-hand incident from a recovery
+        ALTER TABLE incidents ADD COLUMN resolved_by TEXT;
+        """,
+    ),
 )
 
 

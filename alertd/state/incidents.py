@@ -29,7 +29,7 @@ class TimelineEntry:
 INCIDENT_COLUMNS = (
     "id, fingerprint, rule, metric, labels, level, priority, state, summary, value, "
     "opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at, suppressed_by, "
-    "reopened_at"
+    "reopened_at, resolved_by"
 )
 
 
@@ -53,6 +53,7 @@ def incident_from_row(row: Sequence[Any]) -> Incident:
         resolved_at=row[14],
         suppressed_by=row[15],
         reopened_at=row[16],
+        resolved_by=row[17],
     )
 
 
@@ -244,12 +245,15 @@ class IncidentStore:
             incident, level=level, priority=priority, summary=summary, value=value, updated_at=now
         )
 
-    def resolve(self, incident: Incident, now: float, value: float | None = None) -> Incident:
+    def resolve(
+        self, incident: Incident, now: float, value: float | None = None, by: str | None = None
+    ) -> Incident:
+        """Resolve ``incident``: its source recovered, or ``by`` someone by hand."""
         self._changed(incident.fingerprint)
         self.conn.execute(
             "UPDATE incidents SET state = 'resolved', resolved_at = ?, updated_at = ?, "
-            "value = COALESCE(?, value) WHERE id = ?",
-            (now, now, value, incident.id),
+            "value = COALESCE(?, value), resolved_by = ? WHERE id = ?",
+            (now, now, value, by, incident.id),
         )
         return replace(
             incident,
@@ -257,6 +261,7 @@ class IncidentStore:
             resolved_at=now,
             updated_at=now,
             value=incident.value if value is None else value,
+            resolved_by=by,
         )
 
     def recently_resolved(self, fingerprint: str, after: float) -> Incident | None:
@@ -274,8 +279,7 @@ class IncidentStore:
         self.conn.execute(
             "UPDATE incidents SET state = 'open', resolved_at = NULL, acknowledged_at = NULL, "
             "acknowledged_by = NULL, updated_at = ?, reopened_at = ?, paged_step = 0, "
-            "paged_targets = '' "
-            "WHERE id = ?",
+            "resolved_by = NULL, paged_targets = '' WHERE id = ?",
             (now, now, incident.id),
         )
         return replace(
@@ -286,6 +290,7 @@ class IncidentStore:
             acknowledged_by=None,
             updated_at=now,
             reopened_at=now,
+            resolved_by=None,
         )
 
     def expired_acks(self, acked_before: float) -> list[Incident]:

@@ -416,3 +416,28 @@ def test_a_level_change_on_the_same_route_keeps_its_escalation(tmp_path, clock) 
     e.fire(Level.CRITICAL)
     assert e.store.timeline(1)[-1].kind == "level_changed"  # no start over
     assert sorted(who(e.run_until(30 * MIN))) == [("escalated", "log"), ("escalated", "mail")]
+
+
+def test_a_resolve_by_hand_says_who_closed_it_not_that_it_recovered(tmp_path, clock) -> None:
+    # verification finding: it read as the source recovered; only the timeline said otherwise
+    from alertd.notify import render
+    from alertd.notify.outbox import dump_notification, load_notification
+    from alertd.notify.webhook.notifier import payload
+
+    e = Engine(tmp_path, clock, config())
+    e.fire()
+    clock.advance(60)
+    page = resolve_within_and_tell(e)[0]
+    assert page.incident.resolved_by == "wang"
+    assert load_notification(dump_notification(page)) == page  # as the worker reads it
+    assert render.subject(page) == "[P2] RESOLVED #1 by hand (wang): disk full"
+    assert "by hand, by wang" in render.text_body(page)
+    assert "by hand, by wang" in render.html_body(page)
+    body = payload(page, "hook")["incident"]
+    assert (body["resolved_by"], body["reason"]) == ("wang", "resolved by hand by wang")
+    # a recovery says nothing of the kind
+    other = Engine(tmp_path / "other", clock, config())
+    other.fire()
+    recovered = resolve_event(other)[0]
+    assert recovered.incident.resolved_by is None
+    assert payload(recovered, "hook")["incident"]["reason"] == "all alerts resolved"

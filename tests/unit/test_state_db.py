@@ -226,7 +226,7 @@ def test_open_returns_the_draft_as_stored_every_field_kept(conn: sqlite3.Connect
     assert opened.id > 0
     assert replace(opened, id=0) == full
     assert IncidentStore(conn).get(opened.id) == opened  # what a read gives back, field for field
-    assert len(fields(Incident)) == 17  # a new field: keep IncidentStore.open's copy of it
+    assert len(fields(Incident)) == 18  # a new field: keep IncidentStore.open's copy of it
 
 
 def test_after_migration_12_new_intents_keep_their_body_apart_and_old_ones_still_load(
@@ -308,3 +308,13 @@ def test_migration_15_starts_paged_step_at_the_step_already_paged(tmp_path: Path
     )
     assert paged_so_far(EscalationStore(conn), escalated, config) == ("t1", "t2", "t3")
     conn.close()
+
+
+def test_who_resolved_by_hand_is_kept_until_it_reopens(conn: sqlite3.Connection) -> None:
+    store = IncidentStore(conn)
+    opened = store.open(draft("fp-hand"))
+    assert store.resolve(opened, T0 + 5, by="wang").resolved_by == "wang"
+    assert store.get(opened.id).resolved_by == "wang"  # type: ignore[union-attr]
+    store.reopen(store.get(opened.id), T0 + 10)  # type: ignore[arg-type]
+    assert store.get(opened.id).resolved_by is None  # type: ignore[union-attr]
+    assert store.resolve(store.get(opened.id), T0 + 20).resolved_by is None  # type: ignore[arg-type]

@@ -104,10 +104,15 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
             "metric": inc.metric,
             "url": n.url,
             "transition": n.transition.value,
-            "reason": _REASONS[n.transition],
+            "reason": (
+                f"resolved by hand by {inc.resolved_by}"
+                if n.transition is Transition.RESOLVED and inc.resolved_by
+                else _REASONS[n.transition]
+            ),
             "opened_at": render.format_ts(inc.opened_at),
             "acknowledged_by": inc.acknowledged_by,
             "resolved_at": render.format_ts(inc.resolved_at),
+            "resolved_by": inc.resolved_by,  # by hand; None: its source recovered
             "team": n.team,
             "recipients": list(n.recipients),
             "message": message,
