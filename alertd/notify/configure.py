@@ -15,6 +15,7 @@ from datetime import date, datetime, time, timedelta
 from enum import Enum
 from pathlib import PurePath
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from pydantic import SecretBytes, SecretStr
 
@@ -154,10 +155,17 @@ def shared_destinations(config: HasDeliveryConfig) -> dict[str, str]:
             url = channel.resolve_url()
         except ConfigError:  # unreadable now: its notifier reports it; counted on its own
             continue
-        first = first_by_url.setdefault(url, name)
+        first = first_by_url.setdefault(_robot(url), name)
         if first != name:
             shared[name] = first
     return shared
+
+
+def _robot(url: str) -> str:
+    """What names the robot a URL posts to: its path and query (the token is there), not
+    how the host is spelled (``localhost`` or ``127.0.0.1``, a proxy's name)."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{'&'.join(sorted(parts.query.split('&')))}"
 
 
 class Links:

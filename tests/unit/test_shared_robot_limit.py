@@ -41,6 +41,19 @@ def test_two_channels_to_one_robot_share_its_twenty_a_minute() -> None:
     assert admitted(limiter, ["dt-text"], now=1063.0) == 1  # a minute (and margin) later
 
 
+def test_one_robot_however_its_host_is_spelled() -> None:
+    # verification finding: 127.0.0.1 and localhost for the same robot counted apart
+    token = "access_token=" + "a1" * 32
+    config = view(
+        {
+            "a": {"type": "dingtalk", "url": f"http://127.0.0.1:8080/robot/send?{token}"},
+            "b": {"type": "dingtalk", "url": f"http://localhost:8080/robot/send?{token}"},
+            "c": {"type": "dingtalk", "url": f"http://localhost:8080/robot/send?{token[:-1]}x"},
+        }
+    )
+    assert shared_destinations(config) == {"b": "a"}
+
+
 def test_a_channel_on_its_own_is_counted_on_its_own() -> None:
     config = view({"slack": {"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"}})
     assert shared_destinations(config) == {}
