@@ -551,4 +551,5 @@ def _print_incident(i: Incident) -> None:
         lapsed = " (lapsed)" if i.state is IncidentState.OPEN else ""
         print(f"  acked:     {_when(i.acknowledged_at)} by {i.acknowledged_by}{lapsed}")
     if i.resolved_at:
-        print(f"  resolved:  {_when(i.resolved_at)}")
+        by_hand = f" by hand, by {i.resolved_by}" if i.resolved_by else ""
+        print(f"  resolved:  {_when(i.resolved_at)}{by_hand}")

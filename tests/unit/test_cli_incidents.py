@@ -90,11 +90,14 @@ def test_a_resolve_queues_what_the_config_routes(
     state: Path, config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["incidents", "resolve", "1", "--state-dir", str(state), "--config-dir", str(config)]
-    assert main(argv) == 0
+    assert main([*argv, "--by", "zhao"]) == 0
     assert "1 notification(s) queued" in capsys.readouterr().out
     assert rows(state, "SELECT transition, channel, state FROM outbox") == [
         ("resolved", "log", "pending")
     ]
+    assert main(["incidents", "show", "1", "--state-dir", str(state)]) == 0
+    shown = capsys.readouterr().out
+    assert "by hand, by zhao" in shown  # not as if it recovered
 
 
 def test_the_config_dir_of_a_resolve_defaults_to_alertd_config_dir(
