@@ -89,6 +89,8 @@ class Delivery:
         # channel -> when a reload here took it away (``channels_removed``)
         self.removed: dict[str, float] = {}
         self._make_due: set[str] = set()  # removed channels whose waiting intents go now
+        # channels that refused alertd's credentials for good: what they hold fails over now
+        self._refusing: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
@@ -599,6 +601,8 @@ class Delivery:
         if not exc.retryable:
             outcome = "ambiguous" if exc.ambiguous else "permanent"
             detail = f"failed ({exc.reason.value}): {exc}"
+            if exc.reason is FailureReason.AUTH:  # the channel is broken, not this send
+                self._refusing.add(channel)
         else:
             detail = f"failed ({exc.reason.value}): {exc}; gave up after {age:.0f}s"
         return self._given_up(intent, outcome, detail)
@@ -642,6 +646,7 @@ class Delivery:
                     # on its way to the same people
                     and not self.store.has_newer_news(r.intent)
                 )
+                follow_ups += self._fail_over_what_refusing_channels_hold(now)
         except Exception:
             # nothing was written (a locked or full database): keep the outcomes and try
             # again soon; until then the intents stay ``sending`` (a crash re-sends them)
@@ -658,6 +663,30 @@ class Delivery:
         if follow_ups:
             self.wake()
         return True
+
+    def _fail_over_what_refusing_channels_hold(self, now: float) -> int:
+        """A channel that refused alertd's credentials (a robot removed, a token revoked)
+        would refuse the digest of what it holds too, a minute later: those pages fail over
+        now instead (user-test finding). Inside ``flush``'s transaction."""
+        channels, self._refusing = self._refusing, set()
+        count = 0
+        for channel in sorted(channels):
+            held = [i for who in self._held_for(channel) for i in self.store.held(channel, who)]
+            if not held:
+                continue
+            why = f"not sent: {channel} refused alertd's credentials (auth) on another send"
+            results = [AttemptResult(i, "permanent", why, "failed") for i in held]
+            self.store.record(results, now)
+            count += sum(
+                self._follow_up_alone(r, None, now)
+                for r in results
+                if not self.store.has_newer_news(r.intent)
+            )
+        return count
+
+    def _held_for(self, channel: str) -> list[str]:
+        """Whom ``channel`` holds intents for ("" the channel's own limit, else a recipient's)."""
+        return sorted(who for c, who in self.store.holding() if c == channel)
 
     def _not_retried_if_superseded(
         self, batch: Sequence[tuple[AttemptResult, Sent | None]]

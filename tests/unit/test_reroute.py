@@ -537,3 +537,33 @@ async def test_a_channel_that_reached_them_later_keeps_its_news(db) -> None:  # 
     resolved = replace(incident, state=IncidentState.RESOLVED, resolved_at=clock.now())
     news = notifications_for(resolved, Transition.RESOLVED, config, clock.now())
     assert sorted(n.channel for n in news_where_pages_went(db, news)) == ["chat", "mail"]
+
+
+async def test_what_a_channel_refusing_our_credentials_holds_fails_over_at_once(db) -> None:  # type: ignore[no-untyped-def]
+    # user-test finding: after the robot's token was refused for good, the 180 pages its rate
+    # limit held went to it as a digest a minute later, and only then failed over
+    from alertd.errors import FailureReason, NotifyError
+
+    def refused(n: Notification) -> None:
+        raise NotifyError("token revoked", retryable=False, reason=FailureReason.AUTH)
+
+    clock = FakeClock()
+    incidents = open_incidents(db, 5)
+    config = cfg(
+        {"chat": LOG, "mail": MAIL},
+        {"ops": ["chat"]},
+        failover={"chat": "mail"},
+        rate_limits={"chat": {"per_minute": 2}},
+    )
+    ok = lambda n: None  # noqa: E731
+    chat, mail = Channel("chat", [ok, refused]), Channel("mail")
+    w = Worker(db, clock, config, [chat, mail])
+    for incident in incidents:
+        w.commit(incident, Transition.OPENED, config)
+    await w.settle()  # no minute passes
+    assert len(chat.attempts) == 2  # nothing more was tried on the broken robot
+    assert sorted(n.incident.id for n in mail.sent) == [i.id for i in incidents[1:]]
+    assert timeline(db, incidents[4].id)[1:3] == [
+        "opened via chat to -: not sent: chat refused alertd's credentials (auth) on another send",
+        "opened via chat failed for -: failing over to mail",
+    ]
