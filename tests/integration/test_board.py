@@ -355,6 +355,9 @@ async def test_comment_and_resolve_by_hand(serve: Serve) -> None:
     assert ("comment", RESPONDER, "flapping optic, ticket NET-88") in kinds
     assert ("resolved", RESPONDER, "resolved by hand via board") in kinds
     assert len([k for k in kinds if k[0] == "comment"]) == 1
+    assert incident.resolved_by == RESPONDER
+    _, body, _ = await b.get("/board/incidents/3")
+    assert f"by hand, by {RESPONDER}" in body  # not as if it recovered
 
 
 async def test_a_read_only_token_can_look_but_not_act(serve: Serve) -> None:
