@@ -162,10 +162,14 @@ def shared_destinations(config: HasDeliveryConfig) -> dict[str, str]:
 
 
 def _robot(url: str) -> str:
-    """What names the robot a URL posts to: its path and query (the token is there), not
-    how the host is spelled (``localhost`` or ``127.0.0.1``, a proxy's name)."""
+    """What names the robot a URL posts to: the URL, however its host's case, its default
+    port or the order of its query are written (not the path alone: two receivers on other
+    hosts may well both be ``/hook``, verification finding)."""
     parts = urlsplit(url)
-    return f"{parts.path}?{'&'.join(sorted(parts.query.split('&')))}"
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    query = "&".join(sorted(parts.query.split("&")))
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}{parts.path}?{query}"
 
 
 class Links:

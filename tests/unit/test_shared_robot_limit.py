@@ -41,17 +41,28 @@ def test_two_channels_to_one_robot_share_its_twenty_a_minute() -> None:
     assert admitted(limiter, ["dt-text"], now=1063.0) == 1  # a minute (and margin) later
 
 
-def test_one_robot_however_its_host_is_spelled() -> None:
-    # verification finding: 127.0.0.1 and localhost for the same robot counted apart
+def test_one_robot_however_its_url_is_written() -> None:
     token = "access_token=" + "a1" * 32
     config = view(
         {
-            "a": {"type": "dingtalk", "url": f"http://127.0.0.1:8080/robot/send?{token}"},
-            "b": {"type": "dingtalk", "url": f"http://localhost:8080/robot/send?{token}"},
-            "c": {"type": "dingtalk", "url": f"http://localhost:8080/robot/send?{token[:-1]}x"},
+            "a": {"type": "dingtalk", "url": f"https://oapi.dingtalk.com/robot/send?{token}"},
+            "b": {"type": "dingtalk", "url": f"https://OAPI.dingtalk.com:443/robot/send?{token}"},
+            "c": {"type": "dingtalk", "url": f"https://oapi.dingtalk.com/robot/send?{token}x"},
         }
     )
     assert shared_destinations(config) == {"b": "a"}
+
+
+def test_receivers_on_other_hosts_are_not_one_robot_whatever_their_path() -> None:
+    # verification finding: keyed by path alone, two webhooks at /hook shared one limit
+    config = view(
+        {
+            "wh1": {"type": "webhook", "url": "http://127.0.0.1:8001/hook"},
+            "wh2": {"type": "webhook", "url": "http://127.0.0.1:8002/hook"},
+            "wh3": {"type": "webhook", "url": "http://alerts.example/hook"},
+        }
+    )
+    assert shared_destinations(config) == {}
 
 
 def test_a_channel_on_its_own_is_counted_on_its_own() -> None:
