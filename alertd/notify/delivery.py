@@ -89,8 +89,10 @@ class Delivery:
         # channel -> when a reload here took it away (``channels_removed``)
         self.removed: dict[str, float] = {}
         self._make_due: set[str] = set()  # removed channels whose waiting intents go now
-        # channels that refused alertd's credentials for good: what they hold fails over now
+        # channels that refused alertd's credentials for good and delivered nothing since:
+        # what they hold fails over at once (until a send there works, or a reload)
         self._refusing: set[str] = set()
+        self._refused: set[str] = set()  # channels refused in the batch being recorded
         self._wake = asyncio.Event()
         self._stopping = False
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
@@ -117,6 +119,7 @@ class Delivery:
         now = self.clock.now()
         kept = set(now_configured)
         gone = set(before) - kept
+        self._refusing.clear()  # a reload may have mended the credentials
         self.removed = {c: t for c, t in self.removed.items() if c not in kept}
         self.removed.update((c, now) for c in gone)
         if gone:
@@ -601,8 +604,8 @@ class Delivery:
         if not exc.retryable:
             outcome = "ambiguous" if exc.ambiguous else "permanent"
             detail = f"failed ({exc.reason.value}): {exc}"
-            if exc.reason is FailureReason.AUTH:  # the channel is broken, not this send
-                self._refusing.add(channel)
+            if exc.reason is FailureReason.AUTH:  # the channel may be broken, not this send
+                self._refused.add(channel)
         else:
             detail = f"failed ({exc.reason.value}): {exc}; gave up after {age:.0f}s"
         return self._given_up(intent, outcome, detail)
@@ -632,6 +635,17 @@ class Delivery:
         """Write every finished attempt's outcome, and any failover it causes, at once.
         Return False if the database refused (the outcomes are kept for the next try)."""
         if not self._results:
+            # pages a refusing channel came to hold since fail over too (a read first: the
+            # writers' lock only when there is something to move)
+            if self._refusing and any(c in self._refusing for c, _ in self.store.holding()):
+                try:
+                    with self.store.transaction():
+                        moved = self._fail_over_what_refusing_channels_hold((), self.clock.now())
+                except Exception:
+                    log.exception("delivery: could not fail over what a refusing channel holds")
+                    return False
+                if moved:
+                    self.wake()
             return True
         batch, self._results = self._results, []
         now = self.clock.now()
@@ -646,7 +660,7 @@ class Delivery:
                     # on its way to the same people
                     and not self.store.has_newer_news(r.intent)
                 )
-                follow_ups += self._fail_over_what_refusing_channels_hold(now)
+                follow_ups += self._fail_over_what_refusing_channels_hold(batch, now)
         except Exception:
             # nothing was written (a locked or full database): keep the outcomes and try
             # again soon; until then the intents stay ``sending`` (a crash re-sends them)
@@ -664,13 +678,20 @@ class Delivery:
             self.wake()
         return True
 
-    def _fail_over_what_refusing_channels_hold(self, now: float) -> int:
+    def _fail_over_what_refusing_channels_hold(
+        self, batch: Sequence[tuple[AttemptResult, Sent | None]], now: float
+    ) -> int:
         """A channel that refused alertd's credentials (a robot removed, a token revoked)
         would refuse the digest of what it holds too, a minute later: those pages fail over
-        now instead (user-test finding). Inside ``flush``'s transaction."""
-        channels, self._refusing = self._refusing, set()
+        now instead (user-test finding), and so do those it comes to hold while it refuses
+        (verification finding). A channel that delivered anything in the batch is not
+        broken (a DingTalk robot refuses a message without its keyword with the same code).
+        Inside ``flush``'s transaction."""
+        delivered = {r.intent.notification.channel for r, _ in batch if r.state == "delivered"}
+        self._refusing = (self._refusing | self._refused) - delivered
+        self._refused = set()
         count = 0
-        for channel in sorted(channels):
+        for channel in sorted(self._refusing):
             held = [i for who in self._held_for(channel) for i in self.store.held(channel, who)]
             if not held:
                 continue

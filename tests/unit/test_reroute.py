@@ -555,15 +555,46 @@ async def test_what_a_channel_refusing_our_credentials_holds_fails_over_at_once(
         failover={"chat": "mail"},
         rate_limits={"chat": {"per_minute": 2}},
     )
-    ok = lambda n: None  # noqa: E731
-    chat, mail = Channel("chat", [ok, refused]), Channel("mail")
+    chat, mail = Channel("chat", [refused, refused]), Channel("mail")
     w = Worker(db, clock, config, [chat, mail])
-    for incident in incidents:
+    for incident in incidents[:4]:
         w.commit(incident, Transition.OPENED, config)
     await w.settle()  # no minute passes
     assert len(chat.attempts) == 2  # nothing more was tried on the broken robot
-    assert sorted(n.incident.id for n in mail.sent) == [i.id for i in incidents[1:]]
-    assert timeline(db, incidents[4].id)[1:3] == [
+    assert sorted(n.incident.id for n in mail.sent) == [i.id for i in incidents[:4]]
+    assert timeline(db, incidents[3].id)[1:3] == [
         "opened via chat to -: not sent: chat refused alertd's credentials (auth) on another send",
         "opened via chat failed for -: failing over to mail",
     ]
+    # a page it comes to hold while it refuses goes the same way (verification finding)
+    w.commit(incidents[4], Transition.OPENED, config)
+    await w.settle(advance=10.0)
+    assert len(chat.attempts) == 2
+    assert mail.sent[-1].incident.id == incidents[4].id
+
+
+async def test_a_refusal_with_sends_working_is_about_the_message_not_the_channel(db) -> None:  # type: ignore[no-untyped-def]
+    # verification finding: DingTalk refuses a message without its keyword with the same
+    # code (310000) as a revoked token; the pages it holds would have gone through
+    from alertd.errors import FailureReason, NotifyError
+
+    def refused(n: Notification) -> None:
+        raise NotifyError("keywords not in content", retryable=False, reason=FailureReason.AUTH)
+
+    clock = FakeClock()
+    incidents = open_incidents(db, 4)
+    config = cfg(
+        {"chat": LOG, "mail": MAIL},
+        {"ops": ["chat"]},
+        failover={"chat": "mail"},
+        rate_limits={"chat": {"per_minute": 2}},
+    )
+    ok = lambda n: None  # noqa: E731
+    chat, mail = Channel("chat", [refused, ok, ok]), Channel("mail")
+    w = Worker(db, clock, config, [chat, mail])
+    for incident in incidents:
+        w.commit(incident, Transition.OPENED, config)
+    await w.settle()
+    assert [n.incident.id for n in mail.sent] == [incidents[0].id]  # only the refused one
+    await w.settle(advance=70.0)
+    assert len(chat.sent[-1].digest) == 2  # the held two went to chat, as a digest
