@@ -30,7 +30,7 @@ from alertd.clock import Clock
 from alertd.errors import FailureReason, NotifyError
 from alertd.incidents.routing import not_told_yet
 from alertd.metrics import Metrics
-from alertd.model import Notification
+from alertd.model import Notification, Transition
 from alertd.notify.alert_entries import gathered
 from alertd.notify.notifier import Notifier, Sent, known_unsent, nothing_written_yet
 from alertd.notify.outbox import DIGEST_KEY_PREFIX, AttemptResult, Intent, OutboxStore
@@ -838,8 +838,12 @@ def failover_key(original: Notification, fallback: Notification) -> str:
 
 
 def _line(n: Notification) -> str:
+    """One incident's line in a digest: ``#12 [P2] opened major: disk full``."""
     i = n.incident
-    return f"#{i.id} [{i.priority}] {n.transition.value} {i.level.label}: {i.summary}"
+    what = n.transition.value
+    if n.transition is Transition.RESOLVED and i.resolved_by:  # not a recovery
+        what += f" by hand ({i.resolved_by})"
+    return f"#{i.id} [{i.priority}] {what} {i.level.label}: {i.summary}"
 
 
 def _timed_out(detail: str) -> NotifyError:

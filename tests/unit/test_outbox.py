@@ -21,7 +21,7 @@ from alertd.config.channels import ChannelsFile
 from alertd.errors import FailureReason, NotifyError
 from alertd.incidents.routing import failover_for, notifications_for
 from alertd.metrics import Metrics
-from alertd.model import Incident, Level, Notification, Transition
+from alertd.model import Incident, IncidentState, Level, Notification, Transition
 from alertd.notify import render
 from alertd.notify.delivery import (
     UNCONFIGURED_GRACE,
@@ -947,3 +947,18 @@ def test_a_batch_with_an_intent_committed_before_stores_each_body_once(db) -> No
     due = store.due(clock.now(), 10)
     assert [i.notification for i in due] == [note(first, "mail"), note(second, "mail")]
     assert db.execute("SELECT COUNT(*) FROM outbox_body").fetchone() == (2,)
+
+
+def test_a_digest_line_says_a_resolve_was_by_hand(db) -> None:  # type: ignore[no-untyped-def]
+    # verification finding: a digest of resolves by zhao and li read as two recoveries
+    from alertd.notify.delivery import _line
+
+    (incident,) = open_incidents(db, 1)
+    closed = replace(incident, state=IncidentState.RESOLVED, resolved_at=1.0, resolved_by="zhao")
+    assert _line(Notification(closed, Transition.RESOLVED, "robot")) == (
+        "#1 [P2] resolved by hand (zhao) major: cpu high on h0"
+    )
+    recovered = replace(closed, resolved_by=None)
+    assert _line(Notification(recovered, Transition.RESOLVED, "robot")) == (
+        "#1 [P2] resolved major: cpu high on h0"
+    )
