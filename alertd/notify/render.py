@@ -334,6 +334,8 @@ def subject(n: Notification, templates: MessageTemplates | None = None) -> str:
     if templates is not None and templates.subject is not None:
         text = _override(templates.subject, n)
         if text is not None:
+            if n.digest and not _lists_digest(templates.subject):
+                text = f"[digest of {len(n.digest)}] {text}"
             return _cut(_single_line(text), SUBJECT_MAX)
     return _default_subject(n)
 
@@ -359,9 +361,25 @@ def _digest_head(n: Notification) -> str:
     return f"[digest of {len(n.digest)}] held by a rate limit:"
 
 
+def _digest_list(n: Notification) -> str:
+    """The digest's head and its first incidents, one a line."""
+    shown = n.digest[:DIGEST_SHORT_MAX]
+    text = _digest_head(n) + "".join(f"\n{_single_line(line)}" for line in shown)
+    if len(n.digest) > len(shown):
+        text += f"\n... and {len(n.digest) - len(shown)} more"
+    return text
+
+
+def _lists_digest(source: str | None) -> bool:
+    """Whether a channel's template says itself what a digest stands for."""
+    return source is not None and "digest" in source
+
+
 def text_body(n: Notification, templates: MessageTemplates | None = None) -> str:
     """Return the plain-text body: every incident field, labels sorted one per line."""
     if templates is not None and (text := _override(templates.text, n)) is not None:
+        if n.digest and not _lists_digest(templates.text):
+            text += "\n\n" + "\n".join([_digest_head(n), *map(_single_line, n.digest)])
         return text
     return _TEXT_BODY.render(_context(n))
 
@@ -383,13 +401,13 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
     (``truncate``/``truncate_utf8``).
     """
     if templates is not None and (short := _override(templates.short, n)) is not None:
+        if n.digest and not _lists_digest(templates.short):
+            # the channel's own words first (a DingTalk keyword survives any cut), then what
+            # the digest stands for: it went out as one incident's page (verification finding)
+            short = f"{short}\n{_digest_list(n)}"
         return _cut(short, SHORT_MAX)
     if n.digest:  # which incidents it stands for, one a line (cut to fit the channel)
-        shown = n.digest[:DIGEST_SHORT_MAX]
-        text = _digest_head(n) + "".join(f"\n{_single_line(line)}" for line in shown)
-        if len(n.digest) > len(shown):
-            text += f"\n... and {len(n.digest) - len(shown)} more"
-        return _cut(text, SHORT_MAX)
+        return _cut(_digest_list(n), SHORT_MAX)
     text = _default_subject(n)
     if n.alerts:
         text += f" ({n.alert_count} alerts)"

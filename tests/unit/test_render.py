@@ -195,3 +195,32 @@ def test_a_template_reads_one_label_by_name_and_still_walks_them_all() -> None:
     n = make_notification()
     assert render.short_text(n, templates) == "web1: Memory used 87.5% on web1"
     assert render.text_body(n, templates) == "instance=web1;job=host;"
+
+
+def test_a_channels_own_template_still_says_what_a_digest_stands_for() -> None:
+    # verification finding: with template.short set (the usual way to carry a DingTalk
+    # keyword), a digest of 10 went out as the newest incident's page alone
+    lines = tuple(f"#{i} [P2] opened major: disk {i} full" for i in range(21, 31))
+    digest = dataclasses.replace(make_notification(), digest=lines)
+    own = render.MessageTemplates(
+        subject="ALERTKW {{ summary }}", short="ALERTKW [{{ priority }}] {{ summary }} (#{{ id }})"
+    )
+    short = render.short_text(digest, own).splitlines()
+    assert short[:3] == [
+        "ALERTKW [P2] Memory used 87.5% on web1 (#12)",  # its keyword first: it survives a cut
+        "[digest of 10] held by a rate limit:",
+        "#21 [P2] opened major: disk 21 full",
+    ]
+    assert render.subject(digest, own) == "[digest of 10] ALERTKW Memory used 87.5% on web1"
+    text = render.text_body(digest, render.MessageTemplates(text="ALERTKW {{ summary }}"))
+    assert text.splitlines()[2:4] == [
+        "[digest of 10] held by a rate limit:",
+        "#21 [P2] opened major: disk 21 full",
+    ]
+    # a template that lists the digest itself is left as it is
+    listing = render.MessageTemplates(short="{{ digest_total }}: {{ digest | join(', ') }}")
+    assert render.short_text(digest, listing).startswith("10: #21 [P2] opened major")
+    # and a plain page is the template alone
+    assert render.short_text(make_notification(), own) == (
+        "ALERTKW [P2] Memory used 87.5% on web1 (#12)"
+    )
