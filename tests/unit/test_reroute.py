@@ -539,24 +539,34 @@ async def test_a_channel_that_reached_them_later_keeps_its_news(db) -> None:  # 
     assert sorted(n.channel for n in news_where_pages_went(db, news)) == ["chat", "mail"]
 
 
-async def test_what_a_channel_refusing_our_credentials_holds_fails_over_at_once(db) -> None:  # type: ignore[no-untyped-def]
-    # user-test finding: after the robot's token was refused for good, the 180 pages its rate
-    # limit held went to it as a digest a minute later, and only then failed over
+def refused(n: Notification) -> None:
+    """A robot's 310000: a revoked token, or a message without the robot's keyword."""
     from alertd.errors import FailureReason, NotifyError
 
-    def refused(n: Notification) -> None:
-        raise NotifyError("token revoked", retryable=False, reason=FailureReason.AUTH)
+    raise NotifyError("refused (310000)", retryable=False, reason=FailureReason.AUTH)
 
-    clock = FakeClock()
-    incidents = open_incidents(db, 5)
+
+def limited_chat_failing_over_to_mail(
+    db, clock: FakeClock, chat: Channel
+) -> tuple[Worker, Channel, ChannelsFile]:  # type: ignore[no-untyped-def]
+    """A chat robot allowed 2 a minute, failing over to mail."""
     config = cfg(
         {"chat": LOG, "mail": MAIL},
         {"ops": ["chat"]},
         failover={"chat": "mail"},
         rate_limits={"chat": {"per_minute": 2}},
     )
-    chat, mail = Channel("chat", [refused, refused]), Channel("mail")
-    w = Worker(db, clock, config, [chat, mail])
+    mail = Channel("mail")
+    return Worker(db, clock, config, [chat, mail]), mail, config
+
+
+async def test_what_a_channel_refusing_our_credentials_holds_fails_over_at_once(db) -> None:  # type: ignore[no-untyped-def]
+    # user-test finding: after the robot's token was refused for good, the 180 pages its rate
+    # limit held went to it as a digest a minute later, and only then failed over
+    clock = FakeClock()
+    incidents = open_incidents(db, 5)
+    chat = Channel("chat", [refused, refused])
+    w, mail, config = limited_chat_failing_over_to_mail(db, clock, chat)
     for incident in incidents[:4]:
         w.commit(incident, Transition.OPENED, config)
     await w.settle()  # no minute passes
@@ -576,22 +586,11 @@ async def test_what_a_channel_refusing_our_credentials_holds_fails_over_at_once(
 async def test_a_refusal_with_sends_working_is_about_the_message_not_the_channel(db) -> None:  # type: ignore[no-untyped-def]
     # verification finding: DingTalk refuses a message without its keyword with the same
     # code (310000) as a revoked token; the pages it holds would have gone through
-    from alertd.errors import FailureReason, NotifyError
-
-    def refused(n: Notification) -> None:
-        raise NotifyError("keywords not in content", retryable=False, reason=FailureReason.AUTH)
-
     clock = FakeClock()
     incidents = open_incidents(db, 4)
-    config = cfg(
-        {"chat": LOG, "mail": MAIL},
-        {"ops": ["chat"]},
-        failover={"chat": "mail"},
-        rate_limits={"chat": {"per_minute": 2}},
-    )
     ok = lambda n: None  # noqa: E731
-    chat, mail = Channel("chat", [refused, ok, ok]), Channel("mail")
-    w = Worker(db, clock, config, [chat, mail])
+    chat = Channel("chat", [refused, ok, ok])
+    w, mail, config = limited_chat_failing_over_to_mail(db, clock, chat)
     for incident in incidents:
         w.commit(incident, Transition.OPENED, config)
     await w.settle()
