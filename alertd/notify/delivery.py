@@ -33,7 +33,7 @@ from alertd.metrics import Metrics
 from alertd.model import Notification, Transition
 from alertd.notify.alert_entries import gathered
 from alertd.notify.notifier import Notifier, Sent, known_unsent, nothing_written_yet
-from alertd.notify.outbox import DIGEST_KEY_PREFIX, AttemptResult, Intent, OutboxStore
+from alertd.notify.outbox import DIGEST_KEY_PREFIX, NOT_SENT, AttemptResult, Intent, OutboxStore
 from alertd.notify.ratelimit import Limiter
 from alertd.state.db import writers_turn_async
 
@@ -59,6 +59,7 @@ FLUSH_DELAY = 0.002  # seconds outcomes wait to share one transaction with the n
 CLAIM_FRACTION = 8  # a channel with sends in flight claims again once 1/8 of its room is free
 UNCONFIGURED_GRACE = 5.0  # seconds an intent for a channel unknown here is tried again
 UNCONFIGURED_RETRY = 0.5  # seconds between those tries: the worker's reload is that close
+WORKED_LATELY = 60.0  # seconds: a channel that delivered since is not taken for broken by a refusal
 
 
 def _no_failover(n: Notification, recipients: tuple[str, ...], why: str) -> list[Notification]:
@@ -93,6 +94,7 @@ class Delivery:
         # what they hold fails over at once (until a send there works, or a reload)
         self._refusing: set[str] = set()
         self._refused: set[str] = set()  # channels refused in the batch being recorded
+        self._delivered_at: dict[str, float] = {}  # channel -> its last delivery (clock)
         self._wake = asyncio.Event()
         self._stopping = False
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
@@ -684,18 +686,22 @@ class Delivery:
         """A channel that refused alertd's credentials (a robot removed, a token revoked)
         would refuse the digest of what it holds too, a minute later: those pages fail over
         now instead (user-test finding), and so do those it comes to hold while it refuses
-        (verification finding). A channel that delivered anything in the batch is not
-        broken (a DingTalk robot refuses a message without its keyword with the same code).
+        (verification finding). A channel that delivered anything in the last
+        ``WORKED_LATELY`` seconds is not broken (a DingTalk robot refuses a message without
+        its keyword with the same code).
         Inside ``flush``'s transaction."""
-        delivered = {r.intent.notification.channel for r, _ in batch if r.state == "delivered"}
-        self._refusing = (self._refusing | self._refused) - delivered
+        for r, _ in batch:
+            if r.state == "delivered":
+                self._delivered_at[r.intent.notification.channel] = now
+        working = {c for c, at in self._delivered_at.items() if now - at < WORKED_LATELY}
+        self._refusing = (self._refusing | self._refused) - working
         self._refused = set()
         count = 0
         for channel in sorted(self._refusing):
             held = [i for who in self._held_for(channel) for i in self.store.held(channel, who)]
             if not held:
                 continue
-            why = f"not sent: {channel} refused alertd's credentials (auth) on another send"
+            why = f"{NOT_SENT}: {channel} refused alertd's credentials (auth) on another send"
             results = [AttemptResult(i, "permanent", why, "failed") for i in held]
             self.store.record(results, now)
             count += sum(

@@ -155,6 +155,9 @@ def dump_notification(n: Notification) -> str:
     )
 
 
+# an attempt row for an intent given up without a send (it counts against no rate limit)
+NOT_SENT = "not sent"
+
 # pages ask someone to act: moot once someone acknowledged (``drop_pages``)
 _PAGES = tuple(
     t.value
@@ -817,16 +820,19 @@ class OutboxStore:
 
     def sends_since(self, since: float) -> list[tuple[str, tuple[str, ...], float]]:
         """Return (channel, recipients, when) of each attempt since ``since`` that may have
-        reached its provider, oldest first (newest rows only: no scan of older ones)."""
+        reached its provider, oldest first (newest rows only: no scan of older ones). A
+        refusal reached it too, and counts against its limit as a success does (a robot
+        refusing a message without its keyword: verification finding); only what alertd
+        recorded as never sent is left out."""
         rows = self.conn.execute(
-            "SELECT o.channel, o.recipients, a.ts, a.outcome FROM outbox_attempts a "
+            "SELECT o.channel, o.recipients, a.ts, a.detail FROM outbox_attempts a "
             "JOIN outbox o ON o.id = a.outbox_id ORDER BY a.id DESC"
         )
         out: list[tuple[str, tuple[str, ...], float]] = []
-        for channel, recipients, ts, outcome in rows:
+        for channel, recipients, ts, detail in rows:
             if ts < since:
                 break
-            if outcome in ("ok", "ambiguous"):
+            if not detail.startswith(NOT_SENT):
                 out.append((channel, tuple(json.loads(recipients)), ts))
         out.reverse()
         return out

@@ -298,6 +298,25 @@ async def test_a_restart_remembers_what_the_window_has_sent_already(db) -> None:
     assert len(robot.sent[-1].digest) == 3
 
 
+async def test_a_restart_counts_refused_sends_too(db) -> None:  # type: ignore[no-untyped-def]
+    # verification finding: only sent and ambiguous attempts were read back, but a robot
+    # counts the messages it refused (a missing keyword) against its limit as well
+    clock = FakeClock()
+    incidents = open_incidents(db, 8)
+    limits = {"robot": ((5, 60.0),)}
+    robot = Channel("robot", [fail(False)] * 5)
+    d = delivery_for(db, {"robot": robot}, clock, limiter=Limiter(dict(limits)))
+    commit(d, [note(i, "robot") for i in incidents[:5]], clock)
+    await d.settle()
+    assert len(robot.attempts) == 5  # the minute's five, all refused
+    clock.advance(10.0)
+    again = delivery_for(db, {"robot": robot}, clock, limiter=Limiter(dict(limits)))
+    again.recover()
+    commit(again, [note(i, "robot") for i in incidents[5:]], clock)
+    await again.settle()
+    assert len(robot.attempts) == 5  # held: the robot saw five in the last 10 s
+
+
 async def test_retry_after_is_honoured(db) -> None:  # type: ignore[no-untyped-def]
     clock = FakeClock()
     (incident,) = open_incidents(db, 1)

@@ -546,15 +546,15 @@ def refused(n: Notification) -> None:
     raise NotifyError("refused (310000)", retryable=False, reason=FailureReason.AUTH)
 
 
-def limited_chat_failing_over_to_mail(
-    db, clock: FakeClock, chat: Channel
-) -> tuple[Worker, Channel, ChannelsFile]:  # type: ignore[no-untyped-def]
-    """A chat robot allowed 2 a minute, failing over to mail."""
+def limited_chat_failing_over_to_mail(  # type: ignore[no-untyped-def]
+    db, clock: FakeClock, chat: Channel, per_minute: int = 2
+) -> tuple[Worker, Channel, ChannelsFile]:
+    """A chat robot allowed ``per_minute`` a minute, failing over to mail."""
     config = cfg(
         {"chat": LOG, "mail": MAIL},
         {"ops": ["chat"]},
         failover={"chat": "mail"},
-        rate_limits={"chat": {"per_minute": 2}},
+        rate_limits={"chat": {"per_minute": per_minute}},
     )
     mail = Channel("mail")
     return Worker(db, clock, config, [chat, mail]), mail, config
@@ -597,3 +597,24 @@ async def test_a_refusal_with_sends_working_is_about_the_message_not_the_channel
     assert [n.incident.id for n in mail.sent] == [incidents[0].id]  # only the refused one
     await w.settle(advance=70.0)
     assert len(chat.sent[-1].digest) == 2  # the held two went to chat, as a digest
+
+
+async def test_a_refusal_soon_after_working_sends_is_about_the_message(db) -> None:  # type: ignore[no-untyped-def]
+    # verification finding: the working sends were in an earlier batch than the refusal,
+    # and the pages held behind it failed over although the robot took such pages
+    clock = FakeClock()
+    incidents = open_incidents(db, 5)
+    ok = lambda n: None  # noqa: E731
+    chat = Channel("chat", [ok, ok, refused, ok])
+    w, mail, config = limited_chat_failing_over_to_mail(db, clock, chat, per_minute=3)
+    for incident in incidents[:2]:
+        w.commit(incident, Transition.OPENED, config)
+    await w.settle()  # both delivered
+    clock.advance(1.0)
+    for incident in incidents[2:]:
+        w.commit(incident, Transition.OPENED, config)
+    await w.settle()  # the third of the minute is refused (its keyword missing); two held
+    assert [n.incident.id for n in mail.sent] == [incidents[2].id]
+    await w.settle(advance=65.0)  # the two held go to chat as a digest, as they should
+    assert [len(n.digest) for n in chat.sent if n.digest] == [2]
+    assert len(mail.sent) == 1
