@@ -540,10 +540,14 @@ def _print_table(incidents: Sequence[Incident]) -> None:
 
 
 def _print_incident(i: Incident) -> None:
+    from alertd.notify.render import shows_value
+
     print(f"incident #{i.id}  {i.priority} {i.level.label}  {i.state.value}")
     print(f"  summary:   {i.summary}")
     value = "unknown" if i.value is None else f"{i.value:g}"
-    print(f"  rule:      {i.rule} ({i.metric}), value {value}")
+    # a pushed alert has no value by nature: no "value unknown" (as in mail and the log)
+    shown = f", value {value}" if shows_value(i) else ""
+    print(f"  rule:      {i.rule} ({i.metric}){shown}")
     print(f"  labels:    {', '.join(f'{k}={v}' for k, v in i.labels)}")
     print(f"  opened:    {_when(i.opened_at)}")
     if i.acknowledged_at:

@@ -455,7 +455,7 @@ def one_line(n: Notification) -> str:
     parts.extend(
         f"{_quote_if_needed(name)}={_quote_if_needed(value)}" for name, value in sorted(inc.labels)
     )
-    if _shows_value(inc):
+    if shows_value(inc):
         parts.append(f"value={format_value(inc.value)}")
     if n.alerts:
         parts.append(f"alerts={n.alert_count}")
@@ -485,7 +485,7 @@ def format_ts(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))  # 2.4x datetime's isoformat
 
 
-def _shows_value(inc: Incident) -> bool:
+def shows_value(inc: Incident) -> bool:
     """Whether a message shows the incident's value: a pushed alert has none by nature (no
     "Value: unknown"); a rule's missing value is worth saying."""
     return inc.value is not None or inc.metric != EXTERNAL_METRIC
@@ -519,7 +519,7 @@ def _context(n: Notification) -> dict[str, Any]:
         "rule": inc.rule,
         "metric": inc.metric,
         "value": format_value(inc.value),
-        "shows_value": _shows_value(inc),
+        "shows_value": shows_value(inc),
         "summary": _single_line(inc.summary),
         "labels": Pairs((_single_line(k), _single_line(v)) for k, v in sorted(inc.labels)),
         "opened_at": format_ts(inc.opened_at),

@@ -13,6 +13,7 @@ import pytest
 from alertd.api.views import incident_detail_json
 from alertd.cli import main
 from alertd.config.load import load_config
+from alertd.ingest.external import EXTERNAL_METRIC
 from alertd.state.db import connect
 from alertd.state.incidents import IncidentStore
 from tests.open_incidents import open_incidents
@@ -136,6 +137,13 @@ def test_show_says_unknown_for_an_incident_without_a_value(
     conn.close()
     assert main(["incidents", "show", "1", "--state-dir", str(state)]) == 0
     assert "value unknown" in capsys.readouterr().out
+    # a pushed alert has no value by nature: nothing to call unknown (as mail and the log)
+    conn = connect(state)
+    conn.execute("UPDATE incidents SET metric = ?", (EXTERNAL_METRIC,))
+    conn.commit()
+    conn.close()
+    assert main(["incidents", "show", "1", "--state-dir", str(state)]) == 0
+    assert "value" not in capsys.readouterr().out.split("rule:")[1].splitlines()[0]
 
 
 def test_an_action_with_nothing_to_do_fails_as_the_apis_409_does(
