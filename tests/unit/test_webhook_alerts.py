@@ -156,3 +156,14 @@ def test_external_url_is_alertds_public_url_as_the_links_are(db) -> None:  # typ
     body = payload(linked, "hook")
     assert body["externalURL"] == "https://alertd.example/ops"
     assert body["incident"]["url"] == linked.url
+
+
+def test_a_pushed_alert_without_a_generator_url_has_none_as_alertmanager_sends(db) -> None:  # type: ignore[no-untyped-def]
+    from alertd.ingest.external import EXTERNAL_METRIC
+
+    (incident,) = open_incidents(db, 1)
+    url = f"https://alertd.example/board/incidents/{incident.id}"
+    rule = replace(note(incident, "hook"), url=url)
+    assert payload(rule, "hook")["alerts"][0]["generatorURL"] == url  # its incident page
+    pushed = replace(rule, incident=replace(incident, metric=EXTERNAL_METRIC))
+    assert payload(pushed, "hook")["alerts"][0]["generatorURL"] == ""

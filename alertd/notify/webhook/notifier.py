@@ -29,6 +29,7 @@ from typing import Any
 
 from alertd import compact_json
 from alertd.board.paths import incident_path
+from alertd.ingest.external import EXTERNAL_METRIC
 from alertd.model import AlertEntry, Notification, Transition
 from alertd.notify import render
 from alertd.notify.alert_entries import entries_of
@@ -75,7 +76,10 @@ def payload(n: Notification, receiver: str, message: str = "") -> dict[str, Any]
     entries = entries_of(n)
     # as Alertmanager's: firing while any of its alerts fires
     status = "firing" if any(e.status == "firing" for e in entries) else "resolved"
-    alerts = [_alert(e, n.url) for e in entries[:MAX_ALERTS]]
+    # a rule's alert links to its incident page; a pushed one keeps what Prometheus sent,
+    # "" when it sent none, as Alertmanager does
+    source = "" if inc.metric == EXTERNAL_METRIC else n.url
+    alerts = [_alert(e, source) for e in entries[:MAX_ALERTS]]
     labels = _common([a["labels"] for a in alerts])
     annotations = _common([a["annotations"] for a in alerts])
     grouped = bool(n.entries) and not n.digest  # a grouped incident's labels are its group's
