@@ -61,9 +61,22 @@ def resolved_by_hand_news(
     paged nobody)."""
     if resolved.suppressed_by is not None:
         return []
-    targets = paged_so_far(EscalationStore(conn), resolved, config)
-    notes = notifications_for(resolved, Transition.RESOLVED, config, now, targets=targets)
-    return external.stored_sources(conn, news_where_pages_went(conn, notes))
+    news = news_to_everyone_paged(conn, resolved, Transition.RESOLVED, config, now)
+    return external.stored_sources(conn, news)
+
+
+def news_to_everyone_paged(
+    conn: sqlite3.Connection,
+    incident: Incident,
+    transition: Transition,
+    config: ChannelsFile,
+    now: float,
+) -> list[Notification]:
+    """``transition``'s notifications to every tier paged about ``incident`` so far, where
+    their pages went (``news_where_pages_went``)."""
+    targets = paged_so_far(EscalationStore(conn), incident, config)
+    notes = notifications_for(incident, transition, config, now, targets=targets)
+    return news_where_pages_went(conn, notes)
 
 
 def news_where_pages_went(

@@ -16,6 +16,7 @@ from alertd.config.types import format_duration
 from alertd.incidents.escalation import (
     Escalator,
     first_deadlines,
+    news_to_everyone_paged,
     news_where_pages_went,
     paged_so_far,
 )
@@ -556,11 +557,9 @@ class IncidentManager:
             self.store.add_timeline(
                 group.id, now, "group_update", f"{firing} of {total} alert(s) firing: update sent"
             )
-            targets = paged_so_far(self.escalator.escalations, group, self.channels)
-            notes = notifications_for(
-                group, Transition.GROUP_CHANGED, self.channels, now, targets=targets
+            out += news_to_everyone_paged(
+                self.store.conn, group, Transition.GROUP_CHANGED, self.channels, now
             )
-            out += news_where_pages_went(self.store.conn, notes)
         return out
 
     def _group_level(

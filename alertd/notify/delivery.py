@@ -532,7 +532,7 @@ class Delivery:
         """The outcome of a send cancelled past ``send_timeout`` (``overdue``), or by a stop
         before it wrote anything (it goes out plainly on the next start)."""
         if not overdue:
-            why = "not sent: alertd stopped before it was written"
+            why = f"{NOT_SENT}: alertd stopped before it was written"
             return AttemptResult(intent, "retryable", why, "pending", next_at=self.clock.now())
         timeout = f"{self.settings.send_timeout:g}s"
         if known_unsent():  # all that time before a byte of it went out (e.g. no connection)
@@ -557,7 +557,7 @@ class Delivery:
         """Try again in ``UNCONFIGURED_RETRY``: not a failure (nothing was sent, no backoff,
         no failure counted); the timeline says so once, at the first try."""
         channel = intent.notification.channel
-        why = f"not sent yet: channel {channel} is not configured here yet; trying again"
+        why = f"{NOT_SENT} yet: channel {channel} is not configured here yet; trying again"
         log.debug("incident #%d: %s", intent.notification.incident.id, why)
         next_at = self.clock.now() + UNCONFIGURED_RETRY
         quiet = intent.attempts > 0
@@ -698,7 +698,7 @@ class Delivery:
         self._refused = set()
         count = 0
         for channel in sorted(self._refusing):
-            held = [i for who in self._held_for(channel) for i in self.store.held(channel, who)]
+            held = self.store.held(channel, held_for=None)
             if not held:
                 continue
             why = f"{NOT_SENT}: {channel} refused alertd's credentials (auth) on another send"
@@ -710,10 +710,6 @@ class Delivery:
                 if not self.store.has_newer_news(r.intent)
             )
         return count
-
-    def _held_for(self, channel: str) -> list[str]:
-        """Whom ``channel`` holds intents for ("" the channel's own limit, else a recipient's)."""
-        return sorted(who for c, who in self.store.holding() if c == channel)
 
     def _not_retried_if_superseded(
         self, batch: Sequence[tuple[AttemptResult, Sent | None]]

@@ -455,12 +455,13 @@ class OutboxStore:
             ],
         )
 
-    def held(self, channel: str, held_for: str = "") -> list[Intent]:
-        """Return the intents held on ``channel`` for ``held_for``, oldest first."""
+    def held(self, channel: str, held_for: str | None = "") -> list[Intent]:
+        """Return the intents held on ``channel`` for ``held_for`` (None: for anyone),
+        oldest first."""
         rows = self.conn.execute(
             f"SELECT {_COLUMNS} FROM outbox WHERE state = 'held' AND channel = ? "
-            "AND held_for = ? ORDER BY id",
-            (channel, held_for),
+            "AND (? IS NULL OR held_for = ?) ORDER BY id",
+            (channel, held_for, held_for),
         ).fetchall()
         return [_intent(r) for r in rows]
 
@@ -656,7 +657,7 @@ class OutboxStore:
         reached: dict[str, set[str]] = {}
         for r in rows:
             if r.state != "superseded" and any(_copy_of(r.key, k) for k in same_change):
-                reached.setdefault(r.channel, set()).update(json.loads(r.recipients) or [""])
+                reached.setdefault(r.channel, set()).update(_addresses(r.recipients))
         teams = _teams(n.team)
         newer = any(
             r.id > root_id
@@ -675,6 +676,12 @@ class OutboxStore:
             "SELECT id, created_at, transition, failover_of FROM outbox WHERE key = ?",
             (key.split("~", 1)[0],),
         ).fetchone()
+        row = self._root(row)
+        return None if row is None else (row[0], row[1], row[2])
+
+    def _root(self, row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+        """The first intent of the failover chain ``row`` (id, created_at, transition,
+        failover_of) is on: itself, unless it stands in for another."""
         for _ in range(100):  # a failover chain is as long as the failover config, at most
             if row is None or row[3] is None:
                 break
@@ -682,7 +689,7 @@ class OutboxStore:
                 "SELECT id, created_at, transition, failover_of FROM outbox WHERE id = ?",
                 (row[3],),
             ).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+        return row
 
     def make_due(self, channels: Iterable[str], now: float) -> None:
         """Make the pending intents of ``channels`` due now (a reload removed them: what
@@ -734,13 +741,13 @@ class OutboxStore:
     def digest_members(self, digest_id: int) -> list[tuple[int, str]]:
         """Return (incident id, what it said) of each intent a digest stands for (a digest's
         failover stands for the digest's own)."""
-        for _ in range(100):  # a failover chain is as long as the failover config, at most
-            row = self.conn.execute(
-                "SELECT failover_of FROM outbox WHERE id = ?", (digest_id,)
+        root = self._root(
+            self.conn.execute(
+                "SELECT id, created_at, transition, failover_of FROM outbox WHERE id = ?",
+                (digest_id,),
             ).fetchone()
-            if row is None or row[0] is None:
-                break
-            digest_id = row[0]
+        )
+        digest_id = digest_id if root is None else root[0]
         rows = self.conn.execute(
             "SELECT incident_id, transition || ' via ' || channel FROM outbox "
             "WHERE digest_id = ? ORDER BY id",
