@@ -361,25 +361,32 @@ def _digest_head(n: Notification) -> str:
     return f"[digest of {len(n.digest)}] held by a rate limit:"
 
 
-def _digest_list(n: Notification) -> str:
-    """The digest's head and its first incidents, one a line."""
-    shown = n.digest[:DIGEST_SHORT_MAX]
+def _digest_list(n: Notification, limit: int = DIGEST_SHORT_MAX) -> str:
+    """The digest's head and its first ``limit`` incidents, one a line."""
+    shown = n.digest[:limit]
     text = _digest_head(n) + "".join(f"\n{_single_line(line)}" for line in shown)
     if len(n.digest) > len(shown):
         text += f"\n... and {len(n.digest) - len(shown)} more"
     return text
 
 
+_DIGEST_VARIABLES = frozenset({"digest", "digest_total", "digest_more"})
+
+
+@lru_cache(maxsize=256)
 def _lists_digest(source: str | None) -> bool:
-    """Whether a channel's template says itself what a digest stands for."""
-    return source is not None and "digest" in source
+    """Whether a channel's template says itself what a digest stands for: it reads one of
+    the digest variables (the word in its text does not count)."""
+    if source is None:
+        return False
+    return bool(_DIGEST_VARIABLES & meta.find_undeclared_variables(_TEXT_ENV.parse(source)))
 
 
 def text_body(n: Notification, templates: MessageTemplates | None = None) -> str:
     """Return the plain-text body: every incident field, labels sorted one per line."""
     if templates is not None and (text := _override(templates.text, n)) is not None:
         if n.digest and not _lists_digest(templates.text):
-            text += "\n\n" + "\n".join([_digest_head(n), *map(_single_line, n.digest)])
+            text += "\n\n" + _digest_list(n, limit=len(n.digest))
         return text
     return _TEXT_BODY.render(_context(n))
 
