@@ -42,7 +42,7 @@ from alertd.collect.snmp.v3 import close_engines
 from alertd.config.channels import ChannelsFile
 from alertd.config.load import Config, load_config
 from alertd.config.server import Scope
-from alertd.errors import CollectError, ConfigError
+from alertd.errors import CollectError, ConfigError, StoreError
 from alertd.evaluate.evaluator import Evaluator
 from alertd.heap import settle_after_start
 from alertd.inbound import Inbound
@@ -72,7 +72,7 @@ from alertd.notify.sms.hooks import twilio_routes
 from alertd.notify.worker_process import DeliveryWorker
 from alertd.sdnotify import SystemdNotifier
 from alertd.server import build_web_app, start_server, tls_context
-from alertd.state.db import connect, observe_write_turns, read_in_thread
+from alertd.state.db import connect, observe_write_turns, read_in_thread, require_writable
 from alertd.state.events import DeviceEvent, record_device_event
 from alertd.state.incidents import IncidentStore
 from alertd.state.maintenance import stored_windows
@@ -86,6 +86,8 @@ KPI_WINDOW = 30 * 86400.0  # the window of the alertd_kpi_* gauges
 DEADLINE_POLL = 1.0  # seconds between looks for a group_wait, escalation or endsAt now due
 KPI_EVERY = 60.0  # seconds between refreshes of the alertd_kpi_* gauges (and outbox purges)
 OUTBOX_RETENTION = 30 * 86400.0  # finished intents are kept this long (timelines: forever)
+# alert events kept, at most, for the next try while the state database refuses writes
+MAX_UNAPPLIED = 100_000
 
 
 @dataclass(slots=True)
@@ -126,6 +128,9 @@ class App:
         self._kpi_facts = FactsCache()
         self.storm = StormWatch(clock=self.clock.monotonic)
         self.systemd = SystemdNotifier()
+        # what a failed write did not store, applied first by the next ``_apply``
+        self._unapplied_events: list[AlertEvent] = []
+        self._unapplied_changes: dict[str, StateRecord | None] = {}
 
     # -- building -----------------------------------------------------------------------
     def _build(self, config: Config, previous: Evaluator | None) -> _Built:
@@ -175,6 +180,11 @@ class App:
                 log.error("server.yaml: tls: cannot use the certificate or key: %s", exc)
                 return 1
         self.conn = connect(self.state_dir)
+        try:
+            require_writable(self.conn, self.state_dir)
+        except StoreError:
+            self.conn.close()
+            raise
         observe_write_turns(self.conn, self.metrics.write_turns_of("daemon"))
         # signs board sessions; kept in the state dir so logins survive a restart
         self._board_key = load_or_create_key(self.state_dir / "board-session.key")
@@ -409,19 +419,59 @@ class App:
         expire: bool = False,
     ) -> None:
         """Turn alert events into incident changes (with the rule state, atomically) and
-        commit the resulting notifications to the outbox in the same transaction."""
-        with self.manager.store.transaction():
-            save_rule_state(self.conn, changes)
-            if expire:  # pushed alerts whose endsAt passed without a refresh
-                events = [*events, *external.expire(self.conn, now)]
-            notifications = self.manager.apply(events, now)
-            notifications += self.manager.escalate(now)
-            notifications = external.stored_sources(self.conn, notifications)
-            # the intents commit with the incident changes that caused them, before any send
-            self.outbox.enqueue(notifications, now, supersede=True)
-        self._count_events(events)
+        commit the resulting notifications to the outbox in the same transaction.
+
+        If the write fails (the database locked by another program, a full disk), the events
+        and rule state are kept and go first in the next try: the evaluator has moved on and
+        will not report those changes again, so dropping them would lose the incident."""
+        if self._unapplied_events or self._unapplied_changes:
+            events = [*self._unapplied_events, *events]
+            changes = {**self._unapplied_changes, **changes}
+        try:
+            with self.manager.store.transaction():
+                save_rule_state(self.conn, changes)
+                applied = events
+                if expire:  # pushed alerts whose endsAt passed without a refresh
+                    applied = [*events, *external.expire(self.conn, now)]
+                notifications = self.manager.apply(applied, now)
+                notifications += self.manager.escalate(now)
+                notifications = external.stored_sources(self.conn, notifications)
+                # the intents commit with the incident changes that caused them, before any send
+                self.outbox.enqueue(notifications, now, supersede=True)
+        except Exception:
+            self._keep_unapplied(events, changes)
+            raise
+        if self._unapplied_events or self._unapplied_changes:
+            log.info(
+                "the state database took the writes again: %d alert event(s) kept from "
+                "failed tries applied",
+                len(self._unapplied_events),
+            )
+            self._unapplied_events, self._unapplied_changes = [], {}
+        self._count_events(applied)
         if notifications:
             self.delivery.wake()
+
+    def _keep_unapplied(
+        self, events: Sequence[AlertEvent], changes: Mapping[str, StateRecord | None]
+    ) -> None:
+        """Keep what a failed write did not store for the next try, the oldest events
+        dropped past ``MAX_UNAPPLIED`` (memory stays bounded however long the outage)."""
+        dropped = max(0, len(events) - MAX_UNAPPLIED)
+        if dropped:
+            log.error(
+                "the state database has refused writes for long: %d alert event(s) dropped, "
+                "the oldest; the %d newest are kept for the next try",
+                dropped,
+                MAX_UNAPPLIED,
+            )
+        self._unapplied_events = list(events[dropped:])
+        self._unapplied_changes = dict(changes)
+        if self._unapplied_events:
+            log.warning(
+                "could not store %d alert event(s); they are kept and applied at the next try",
+                len(self._unapplied_events),
+            )
 
     def _incident_state(self, incident_id: int) -> str | None:
         incident = self.manager.store.get(incident_id)

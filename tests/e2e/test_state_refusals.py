@@ -1,0 +1,106 @@
+"""End to end: the daemon when the state database refuses writes.
+
+* Another program holds the database locked past the busy timeout while a threshold is
+  crossed: the evaluation's write fails, and the incident must still open once the lock is
+  gone (the evaluator reports a change once; the daemon keeps it for the next try).
+* A database this process may not write: the daemon refuses to start, saying so, instead of
+  starting healthy and answering every alert with a 503.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from alertd.state.db import connect
+from tests.conftest import free_port
+from tests.e2e.conftest import Daemon, wait_for
+
+pytestmark = pytest.mark.e2e
+
+THRESHOLDS = """\
+evaluation_interval: 1s
+rules:
+  - metric: host_memory_used_percent
+    name: memory
+    above: {{major: {major}}}
+"""
+
+
+def write_config(cfg: Path, major: float) -> None:
+    (cfg / "collectors").mkdir(parents=True, exist_ok=True)
+    (cfg / "thresholds.yaml").write_text(THRESHOLDS.format(major=major))
+    (cfg / "collectors" / "local.yaml").write_text(
+        "hosts:\n  - instance: locked-host\n    interval: 1s\n    labels: {criticality: high}\n"
+    )
+    (cfg / "channels.yaml").write_text(
+        "channels:\n  log: {type: log}\nroutes:\n  - notify: [log]\n"
+    )
+
+
+def test_a_threshold_crossed_while_the_database_is_locked_opens_its_incident_afterwards(
+    tmp_path: Path, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, major=1000)  # no machine crosses it
+    d = daemon_factory(cfg)
+    wait_for("an evaluation", lambda: (d.metric("alertd_rule_evaluations_total") or 0) >= 2)
+
+    locker = sqlite3.connect(d.state / "alertd.sqlite3", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # as `sqlite3` at a shell prompt would
+    try:
+        write_config(cfg, major=0)  # every machine crosses it
+        d.proc.send_signal(signal.SIGHUP)
+        # the cycle's write waits out the busy timeout (10 s), then fails
+        wait_for("a refused write", lambda: "evaluation cycle failed" in d.log(), timeout=40)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+    wait_for("the incident", lambda: "memory" in d.cli("list"), timeout=30)
+    listed = [line for line in d.cli("list").splitlines() if "memory" in line]
+    assert len(listed) == 1, listed
+    assert "could not store" in d.log()
+    assert "kept from failed tries applied" in d.log()
+
+
+def test_a_database_the_daemon_may_not_write_stops_it_at_start(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, major=1000)
+    state = tmp_path / "state"
+    connect(state).close()  # create and migrate the database, as a first start would
+    (state / "alertd.sqlite3").chmod(0o444)
+    command = [
+        sys.executable,
+        "-m",
+        "alertd",
+        "run",
+        "--config-dir",
+        str(cfg),
+        "--state-dir",
+        str(state),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+    ]
+    if os.geteuid() == 0:  # root writes any file: drop the capability that lets it
+        command = [
+            "setpriv",
+            "--inh-caps=-all",
+            "--bounding-set=-dac_override,-dac_read_search,-fowner",
+            *command,
+        ]
+    started = time.monotonic()
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "cannot write" in out.stderr, out.stderr
+    assert "check their owner and mode" in out.stderr
+    assert str(state / "alertd.sqlite3") in out.stderr
+    assert time.monotonic() - started < 30  # at once, not after taking alerts for a while
