@@ -531,13 +531,21 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         try:
             yield
         except BaseException:
-            conn.execute("ROLLBACK")
+            _roll_back(conn)
             raise
         try:
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _roll_back(conn)
             raise
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already: after a full disk or an I/O
+    error it rolls back by itself, and a ROLLBACK then would fail with "no transaction is
+    active", hiding the error that says what went wrong."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _open_writer_lock(state_dir: Path) -> int | None:
@@ -556,7 +564,7 @@ def connect(state_dir: Path) -> sqlite3.Connection:
             state_dir / DB_NAME, timeout=10.0, isolation_level=None, factory=StateConnection
         )
     except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"state database {state_dir / DB_NAME}: {exc}") from exc
+        raise StoreError(f"state database {state_dir / DB_NAME}: {exc}{_hint(exc)}") from exc
     try:
         conn.writer_lock = _open_writer_lock(state_dir)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -568,8 +576,38 @@ def connect(state_dir: Path) -> sqlite3.Connection:
         conn.close()
         if isinstance(exc, StoreError):
             raise
-        raise StoreError(f"state database {state_dir / DB_NAME}: {exc}") from exc
+        raise StoreError(f"state database {state_dir / DB_NAME}: {exc}{_hint(exc)}") from exc
     return conn
+
+
+def require_writable(conn: sqlite3.Connection, state_dir: Path) -> None:
+    """Raise ``StoreError`` now if this process cannot write the state database. SQLite opens
+    a file it may not write read-only without a word, and a daemon started on one would take
+    alerts and answer each with a 503, paging nobody. (A write rolled back: nothing stays.)"""
+    try:
+        with writers_turn(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (-1, 0)")
+            finally:
+                _roll_back(conn)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(
+            f"state database {state_dir / DB_NAME}: cannot write: {exc}{_hint(exc)}"
+        ) from exc
+
+
+def _hint(exc: BaseException) -> str:
+    """What to check, when SQLite's words for a permission problem do not say so."""
+    text = str(exc)
+    if "readonly" in text or "unable to open" in text or isinstance(exc, PermissionError):
+        return (
+            f" (this process, uid {os.geteuid()}, must be able to write the directory and "
+            "the files in it: check their owner and mode)"
+        )
+    if "disk is full" in text or "disk I/O error" in text:
+        return " (check the free space of the file system the state directory is on)"
+    return ""
 
 
 async def read_in_thread(conn: sqlite3.Connection, read: Callable[[sqlite3.Connection], T]) -> T:
@@ -617,7 +655,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _roll_back(conn)
             raise
     return latest
 

@@ -15,7 +15,15 @@ from alertd.errors import StoreError
 from alertd.incidents.actions import acknowledge, add_comment
 from alertd.incidents.escalation import paged_so_far
 from alertd.model import Incident, IncidentState, Level, StateRecord, make_labels
-from alertd.state.db import DB_NAME, MIGRATIONS, connect, migrate
+from alertd.state.db import (
+    DB_NAME,
+    MIGRATIONS,
+    StateConnection,
+    connect,
+    migrate,
+    require_writable,
+    write_transaction,
+)
 from alertd.state.incidents import IncidentStore
 from alertd.state.rule_state import load_rule_state, save_rule_state
 
@@ -124,6 +132,49 @@ def test_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / DB_NAME).write_bytes(b"this is not sqlite, just some text " * 100)
     with pytest.raises(StoreError, match=DB_NAME):
         connect(tmp_path)
+
+
+def test_a_full_disk_says_so_and_leaves_no_transaction_open(conn: sqlite3.Connection) -> None:
+    # SQLite rolls back by itself on a full disk; a ROLLBACK of our own then failed with "no
+    # transaction is active", which was the only error anyone saw
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    def fill() -> None:
+        with write_transaction(conn):
+            conn.execute("CREATE TABLE filler (x TEXT)")
+            for _ in range(100):
+                conn.execute("INSERT INTO filler VALUES (?)", ("x" * 3000,))
+
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        fill()
+    assert not conn.in_transaction
+    conn.execute(f"PRAGMA max_page_count = {2**30}")
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'filler'").fetchone() is None
+    with write_transaction(conn):  # the connection is still of use
+        conn.execute("CREATE TABLE after_the_full_disk (x TEXT)")
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'after_the_full_disk'").fetchone()
+
+
+def test_a_database_opened_read_only_fails_the_write_probe_with_what_to_check(
+    tmp_path: Path,
+) -> None:
+    connect(tmp_path).close()
+    ro = sqlite3.connect(
+        f"file:{tmp_path / DB_NAME}?mode=ro",
+        uri=True,
+        isolation_level=None,
+        factory=StateConnection,
+    )
+    with pytest.raises(StoreError, match=r"cannot write.*readonly.*owner and mode"):
+        require_writable(ro, tmp_path)
+    assert not ro.in_transaction
+    writable = connect(tmp_path)
+    require_writable(writable, tmp_path)  # and leaves nothing behind
+    assert (
+        writable.execute("SELECT COUNT(*) FROM schema_migrations WHERE version < 0").fetchone()[0]
+        == 0
+    )
 
 
 def test_rule_state_upsert_and_delete(conn: sqlite3.Connection) -> None:
