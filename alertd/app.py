@@ -55,7 +55,7 @@ from alertd.ingest import external
 from alertd.ingest.alertmanager import IngestLimits
 from alertd.ingest.backpressure import Backpressure
 from alertd.ingest.http import alerts_routes
-from alertd.metrics import PRIORITIES, Metrics
+from alertd.metrics import BACKLOG_CAP, PRIORITIES, Metrics
 from alertd.model import (
     AlertEvent,
     Level,
@@ -65,6 +65,7 @@ from alertd.model import (
 )
 from alertd.notify.acklink import ack_routes
 from alertd.notify.configure import Links
+from alertd.notify.outbox import STATES as OUTBOX_STATES
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.registry import build_notifiers
 from alertd.notify.sms.config import SmsChannelConfig
@@ -234,6 +235,7 @@ class App:
                 authorize_reload=lambda request: self._require(request, "admin"),
                 reload_problems=lambda: self.reload_problems,
                 stopping=self._stop.is_set,
+                before_scrape=self._refresh_outbox_gauges,
             ),
             self.listen_host,
             self.listen_port,
@@ -357,6 +359,14 @@ class App:
         open_counts = self.manager.store.count_open_by_priority()
         for priority in PRIORITIES:
             self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
+
+    def _refresh_outbox_gauges(self) -> None:
+        """``alertd_outbox_backlog`` and ``alertd_outbox_oldest_unsent_seconds`` as of this
+        scrape (reads through the outbox's partial indexes: the unfinished intents only)."""
+        now = self.clock.now()
+        self.metrics.outbox_backlog.set(self.outbox.backlog(now, BACKLOG_CAP))
+        oldest = self.outbox.oldest_unsent()
+        self.metrics.outbox_oldest_unsent.set(0.0 if oldest is None else max(0.0, now - oldest))
 
     def _snmp_dropped(self, reason: str) -> None:
         self.metrics.snmp_replies_dropped.labels(reason).inc()
@@ -531,8 +541,7 @@ class App:
         self._kpis_at = now
         with self.outbox.transaction():
             self.outbox.purge(now - OUTBOX_RETENTION)
-        for state, count in self.outbox.counts().items():
-            self.metrics.outbox_intents.labels(state).set(count)
+        self.metrics.set_outbox_counts(self.outbox.counts(), OUTBOX_STATES)
         self.systemd.status(self._status())
         task = self._kpi_refresh = asyncio.create_task(self._refresh_kpis(now))
         self._tasks.add(task)  # a stop waits for it

@@ -5,7 +5,7 @@ No import-time registration: tests build a fresh ``CollectorRegistry`` each time
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
@@ -13,6 +13,7 @@ from alertd.errors import FailureReason
 from alertd.model import EventKind
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
+BACKLOG_CAP = 100_000  # alertd_outbox_backlog counts no further (the count stays cheap)
 
 
 class Metrics:
@@ -109,13 +110,37 @@ class Metrics:
         )
         self.outbox_intents = Gauge(
             "alertd_outbox_intents",
-            "Notification intents in the durable outbox, by state.",
+            "Notification intents in the durable outbox, by state (refreshed once a minute, "
+            "put off during an alert storm; see alertd_outbox_backlog for now).",
             ["state"],
+            registry=registry,
+        )
+        # read from the outbox at each scrape (two indexed reads): a backlog alert fires and
+        # clears on what is true now, storm or not
+        self.outbox_backlog = Gauge(
+            "alertd_outbox_backlog",
+            f"Notifications due and not yet sent, counted up to {BACKLOG_CAP}.",
+            registry=registry,
+        )
+        self.outbox_oldest_unsent = Gauge(
+            "alertd_outbox_oldest_unsent_seconds",
+            "Age of the oldest notification neither delivered nor given up yet (waiting, "
+            "retrying, in flight or held by a rate limit); 0 when there is none. It grows "
+            "while a page reaches nobody: a failing provider, a stuck worker, a storm.",
             registry=registry,
         )
         self.notifications_failed = Counter(
             "alertd_notifications_failed_total",
-            "Failed delivery attempts, by channel and reason.",
+            "Failed delivery attempts (not notifications: each retry counts), by channel and "
+            "reason.",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.notifications_given_up = Counter(
+            "alertd_notifications_given_up_total",
+            "Notifications that failed for good on a channel (a permanent error, or retries "
+            "past delivery.max_age), by channel and the last attempt's reason; a failover, "
+            "if the team has one, is counted in alertd_notification_failovers_total.",
             ["channel", "reason"],
             registry=registry,
         )
@@ -227,6 +252,13 @@ class Metrics:
             self.notifications_held.labels(name)
             for reason in FailureReason:
                 self.notifications_failed.labels(name, reason.value)
+                self.notifications_given_up.labels(name, reason.value)
+
+    def set_outbox_counts(self, counts: Mapping[str, int], states: Iterable[str]) -> None:
+        """``alertd_outbox_intents`` from ``counts`` (intents by state): each of ``states``
+        shows, 0 included, so a backlog that drained reads 0, not its last count."""
+        for state in dict.fromkeys((*states, *counts)):
+            self.outbox_intents.labels(state).set(counts.get(state, 0))
 
     def write_turns_of(self, process: str) -> Callable[[float, float], None]:
         """Return what counts one process's turns with the writer lock (``on_turn``)."""

@@ -6,11 +6,14 @@ links are added by the composition root.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
 
 Reloader = Callable[[], Awaitable[bool]]
 ReadyCheck = Callable[[], bool]
@@ -24,12 +27,19 @@ def build_web_app(
     authorize_reload: Callable[[web.Request], None] | None = None,
     reload_problems: Callable[[], Sequence[str]] = lambda: (),
     stopping: ReadyCheck = lambda: False,
+    before_scrape: Callable[[], None] = lambda: None,
 ) -> web.Application:
     """Return the aiohttp application serving alertd's operational endpoints, plus
     ``routes`` (alert ingest, provider webhooks, acknowledge links). ``reload_problems``
-    says why the last reload was rejected; ``stopping``, that not ready means stopping."""
+    says why the last reload was rejected; ``stopping``, that not ready means stopping;
+    ``before_scrape`` refreshes gauges read at scrape time (if it fails, they keep their
+    last values and the scrape goes on)."""
 
     async def metrics(_: web.Request) -> web.Response:
+        try:
+            before_scrape()
+        except Exception:
+            log.exception("could not refresh the outbox gauges for /metrics")
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

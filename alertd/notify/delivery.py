@@ -585,6 +585,7 @@ class Delivery:
                 if age + delay > self.settings.max_age:  # a provider's wait may be an hour
                     return self._given_up(
                         intent,
+                        exc.reason,
                         outcome,
                         f"failed ({exc.reason.value}): {exc}; the provider asks to wait "
                         f"{delay:.0f}s, past delivery.max_age: gave up after {age:.0f}s",
@@ -610,10 +611,13 @@ class Delivery:
                 self._refused.add(channel)
         else:
             detail = f"failed ({exc.reason.value}): {exc}; gave up after {age:.0f}s"
-        return self._given_up(intent, outcome, detail)
+        return self._given_up(intent, exc.reason, outcome, detail)
 
-    def _given_up(self, intent: Intent, outcome: Any, detail: str) -> AttemptResult:
+    def _given_up(
+        self, intent: Intent, reason: FailureReason, outcome: Any, detail: str
+    ) -> AttemptResult:
         n = intent.notification
+        self.metrics.notifications_given_up.labels(n.channel, reason.value).inc()
         if n.channel in self.removed or n.channel not in self.notifiers:
             # not an error: a reload took the channel away; the team's channels take over
             log.warning(

@@ -166,6 +166,8 @@ _PAGES = tuple(
 
 # pending intents; the IN lets SQLite use the partial index outbox_due (pending or sending)
 _PENDING = "state IN ('pending', 'sending') AND state = 'pending'"
+# every state an intent can be in (alertd_outbox_intents shows each, 0 included)
+STATES = ("pending", "sending", "held", "digested", "delivered", "failed", "superseded")
 
 # by stored value: a dict lookup is a third of an Enum(value) call, three per notification
 _LEVELS = {int(level): level for level in Level}
@@ -410,6 +412,15 @@ class OutboxStore:
                 f"SELECT MIN(next_at) FROM outbox WHERE channel = ? AND {_PENDING}", (channel,)
             ).fetchone()
         return row[0] if row else None
+
+    def oldest_unsent(self) -> float | None:
+        """Return when the oldest intent not yet finished (pending, retrying, in flight or
+        held by a rate limit) was committed, or None (each read through a partial index)."""
+        times = [
+            self.conn.execute(f"SELECT MIN(created_at) FROM outbox WHERE {where}").fetchone()[0]
+            for where in ("state IN ('pending', 'sending')", "state = 'held'")
+        ]
+        return min((t for t in times if t is not None), default=None)
 
     def in_state(self, ids: Sequence[int], state: str) -> set[int]:
         """Which of ``ids`` are in ``state`` now (the daemon may have superseded some since

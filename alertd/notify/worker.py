@@ -71,6 +71,7 @@ DELIVERY_COUNTERS = (
     "notification_attempts",
     "notification_failovers",
     "notifications_failed",
+    "notifications_given_up",
     "state_lock_waited",
     "state_lock_held",
     "state_write_turns",

@@ -108,6 +108,31 @@ def test_a_dead_worker_is_replaced_and_delivers_what_waited(
     assert (d.metric('alertd_state_write_lock_held_seconds_total{process="delivery"}') or 0) > 0
 
 
+def test_a_stuck_worker_shows_on_metrics_as_an_unsent_backlog_that_ages(
+    tmp_path: Path, receiver: Receiver, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    # a hung worker is alive to the daemon: what an operator can alert on is the page
+    # that reaches nobody, read from the outbox at each scrape
+    write_config(tmp_path / "cfg", receiver.url)
+    d = daemon_factory(tmp_path / "cfg")
+    assert d.metric("alertd_outbox_backlog") == 0
+    assert d.metric("alertd_outbox_oldest_unsent_seconds") == 0
+    worker = worker_pid(d)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        post_alert(d, "stuck")
+        wait_for("a backlog", lambda: d.metric("alertd_outbox_backlog") == 1)
+        wait_for(
+            "an ageing page", lambda: (d.metric("alertd_outbox_oldest_unsent_seconds") or 0) > 1
+        )
+        assert not receiver.instances
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    wait_for("the page", arrived(receiver, "stuck"))
+    wait_for("the backlog to clear", lambda: d.metric("alertd_outbox_backlog") == 0)
+    assert d.metric("alertd_outbox_oldest_unsent_seconds") == 0
+
+
 def test_the_worker_runs_the_daemons_alertd_not_one_in_its_working_directory(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -30,6 +30,7 @@ from alertd.notify.delivery import (
     DeliverySettings,
 )
 from alertd.notify.notifier import Sent, nothing_written_yet
+from alertd.notify.outbox import STATES as OUTBOX_STATES
 from alertd.notify.outbox import (
     AttemptResult,
     OutboxStore,
@@ -403,6 +404,8 @@ async def test_a_permanent_failure_fails_over_and_is_recorded(db) -> None:  # ty
     assert any("failing over to log" in line for line in lines)
     assert lines[-1].startswith("opened via log")
     assert d.store.counts() == {"failed": 1, "delivered": 1}
+    assert given_up(d, "mail", "server_error") == 1  # one notification, failed for good
+    assert given_up(d, "log", "server_error") is None
 
 
 async def test_retries_that_outlive_max_age_fail_over(db) -> None:  # type: ignore[no-untyped-def]
@@ -424,6 +427,17 @@ async def test_retries_that_outlive_max_age_fail_over(db) -> None:  # type: igno
     assert 2 <= len(mail.attempts) <= 4
     assert len(log.sent) == 1
     assert any("gave up after" in line for line in timeline(db, incident.id))
+    assert given_up(d, "mail", "server_error") == 1  # however many attempts it took
+    failed = d.metrics.registry.get_sample_value(
+        "alertd_notifications_failed_total", {"channel": "mail", "reason": "server_error"}
+    )
+    assert failed == len(mail.attempts)
+
+
+def given_up(d: Delivery, channel: str, reason: str) -> float | None:
+    return d.metrics.registry.get_sample_value(
+        "alertd_notifications_given_up_total", {"channel": channel, "reason": reason}
+    )
 
 
 async def test_refused_recipients_are_handled_one_by_one(db) -> None:  # type: ignore[no-untyped-def]
@@ -875,6 +889,35 @@ def test_backlog_counts_due_pending_intents_up_to_a_cap(db) -> None:  # type: ig
     assert store.backlog(clock.now(), 100) == 3  # in flight is not behind
 
 
+def test_the_oldest_unsent_intent_is_waiting_in_flight_or_held_never_finished(db) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    store = OutboxStore(db)
+    assert store.oldest_unsent() is None
+    first, second, third = open_incidents(db, 3)
+    with store.transaction():
+        store.enqueue([note(first, "mail")], clock.now())
+    born = clock.now()
+    clock.advance(10.0)
+    with store.transaction():
+        store.enqueue([note(second, "mail"), note(third, "mail")], clock.now())
+    (oldest,) = store.due(born, 10)
+    with store.transaction():
+        store.mark_sending([oldest], clock.now())
+    assert store.oldest_unsent() == born  # in flight: not delivered yet
+    with store.transaction():
+        store.hold([oldest], clock.now())
+    assert store.oldest_unsent() == born  # held by a rate limit: not sent yet
+    with store.transaction():
+        store.record([AttemptResult(oldest, "ok", "sent", "delivered")], clock.now())
+    assert store.oldest_unsent() == born + 10.0  # the next ones
+    later = store.due(clock.now(), 10)
+    with store.transaction():
+        store.record(
+            [AttemptResult(i, "permanent", "failed", "failed") for i in later], clock.now()
+        )
+    assert store.oldest_unsent() is None  # given up is finished too
+
+
 class Counting(Channel):
     """A provider that answers after ``delay`` seconds; counts its sends in flight, and with
     every channel sharing ``together``, all of theirs."""
@@ -981,3 +1024,17 @@ def test_a_digest_line_says_a_resolve_was_by_hand(db) -> None:  # type: ignore[n
     assert _line(Notification(recovered, Transition.RESOLVED, "robot")) == (
         "#1 [P2] resolved major: cpu high on h0"
     )
+
+
+def test_outbox_gauges_show_a_drained_state_as_0_not_its_last_count() -> None:
+    metrics = Metrics(CollectorRegistry())
+
+    def gauge(state: str) -> float | None:
+        return metrics.registry.get_sample_value("alertd_outbox_intents", {"state": state})
+
+    metrics.set_outbox_counts({"pending": 300, "delivered": 26}, OUTBOX_STATES)
+    assert (gauge("pending"), gauge("delivered"), gauge("held")) == (300, 26, 0)
+    metrics.set_outbox_counts({"delivered": 326}, OUTBOX_STATES)  # the storm went out
+    assert (gauge("pending"), gauge("delivered")) == (0, 326)
+    metrics.set_outbox_counts({"delivered": 1, "odd": 2}, ())  # a state it does not know
+    assert gauge("odd") == 2
