@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
@@ -92,6 +93,14 @@ def alerts_routes(
                 result = receive(alerts)
                 if inspect.isawaitable(result):
                     await result
+            except sqlite3.OperationalError as exc:  # locked, full, read-only: no bug of ours
+                log.error(
+                    "POST %s: storing %d alerts failed (the sender retries): %s",
+                    ALERTS_PATH,
+                    len(alerts),
+                    exc,
+                )
+                return _error(503, "alerts could not be stored; retry later")
             except Exception:
                 log.exception("POST %s: storing %d alerts failed", ALERTS_PATH, len(alerts))
                 return _error(503, "alerts could not be stored; retry later")

@@ -62,6 +62,7 @@ LOCK_NAME = "delivery.lock"
 LOCK_WAIT = 60.0  # seconds to wait for a previous worker to let go of the lock
 COMMAND_LIMIT = 64 << 20  # bytes of one command line (a config with many teams)
 REPORT_EVERY = 0.25  # seconds between counter reports to the daemon (when changed)
+HEARTBEAT_EVERY = 5.0  # with nothing to report, a line this often: the loop runs
 
 # the Metrics counters the worker moves (and its turns writing the state); the daemon
 # exports them
@@ -204,17 +205,25 @@ class Worker:
                     self.reload(message)
             self.delivery.wake()  # 'w', and after a reload
 
-    def _report(self, force: bool = False) -> None:
+    def _report(self, force: bool = False) -> bool:
+        """Tell the daemon the counters if they moved; return whether it was told."""
         snapshot = counter_snapshot(self.metrics)
         if snapshot == self._reported and not force:
-            return
+            return False
         self._reported = snapshot
         tell({"counters": snapshot})
+        return True
 
     async def _report_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        told = loop.time()
         while True:
             await asyncio.sleep(REPORT_EVERY)
-            self._report()
+            if self._report():
+                told = loop.time()
+            elif loop.time() - told >= HEARTBEAT_EVERY:
+                tell({"alive": True})  # a worker that says nothing is taken for stuck
+                told = loop.time()
 
     # -- running --------------------------------------------------------------------------
     async def run(self) -> int:

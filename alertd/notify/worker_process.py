@@ -37,6 +37,9 @@ RESTART_MAX = 30.0
 STEADY = 60.0  # a worker that ran this long resets the restart delay
 READY_WAIT = 30.0  # seconds start() waits for the worker to say it runs
 REPORT_LIMIT = 1 << 20  # bytes of one report line, well over one series set
+# a running worker says something at least every HEARTBEAT_EVERY (5 s); one silent this long
+# is stuck (a deadlock, a blocking call, SIGSTOP): it is killed and another started
+HUNG_AFTER = 60.0
 # where the daemon's alertd package lives: the worker imports the very same one
 _OWN_ROOT = str(Path(alertd.__file__).resolve().parent.parent)
 PROFILE_ENV = "ALERTD_PROFILE_WORKER"  # a file: run the worker under cProfile, write it there
@@ -201,13 +204,27 @@ class DeliveryWorker:
 
     async def _read_reports(self, proc: asyncio.subprocess.Process) -> None:
         """Read what the worker says until its stdout closes. A worker that says something
-        unreadable is stopped (and started again): a stuck reader would block its writes."""
+        unreadable is stopped (and started again): a stuck reader would block its writes.
+        So is one that runs but says nothing for ``HUNG_AFTER``: its pages would wait
+        forever while it looks alive."""
         assert proc.stdout is not None
         self._running.clear()
         seen: dict[_Series, float] = {}
         while True:
             try:
-                line = await proc.stdout.readline()
+                if self._running.is_set():
+                    line = await asyncio.wait_for(proc.stdout.readline(), HUNG_AFTER)
+                else:  # starting: it may wait for the previous worker's lock first
+                    line = await proc.stdout.readline()
+            except TimeoutError:
+                log.error(
+                    "delivery worker (pid %d) has said nothing for %gs: it is stuck; killing "
+                    "it and starting another (what it had in flight is sent again)",
+                    proc.pid,
+                    HUNG_AFTER,
+                )
+                proc.kill()
+                return
             except (ValueError, asyncio.LimitOverrunError):
                 log.error("delivery worker: a report over %d bytes; stopping it", REPORT_LIMIT)
                 proc.kill()

@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import json
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -142,6 +143,32 @@ def test_each_turn_with_the_writer_lock_is_counted_with_its_wait_and_hold(
         assert turns_of(metrics, "delivery") == (0.0, 0.0, 0.0)
     finally:
         os.close(other)
+        conn.close()
+
+
+def test_a_lock_held_by_a_program_outside_alertd_counts_as_waiting_not_holding(
+    tmp_path: Path,
+) -> None:
+    # `sqlite3` at a prompt holding BEGIN EXCLUSIVE takes no turn: the write waits in
+    # SQLite's busy handler, and that used to be counted as the daemon holding the lock
+    metrics = Metrics(CollectorRegistry())
+    conn = connect(tmp_path)
+    db.observe_write_turns(conn, metrics.write_turns_of("daemon"))
+    conn.execute("CREATE TABLE scratch (x INTEGER)")
+    outsider = sqlite3.connect(tmp_path / db.DB_NAME, isolation_level=None, check_same_thread=False)
+    outsider.execute("BEGIN EXCLUSIVE")
+    timer = threading.Timer(0.3, lambda: outsider.execute("ROLLBACK"))
+    try:
+        timer.start()
+        with write_transaction(conn):
+            conn.execute("INSERT INTO scratch VALUES (1)")
+        waited, held, turns = turns_of(metrics, "daemon")
+        assert turns == 1
+        assert waited >= 0.25
+        assert held < 0.2  # one INSERT and a COMMIT
+    finally:
+        timer.join()
+        outsider.close()
         conn.close()
 
 
@@ -341,3 +368,90 @@ def test_every_channel_and_secret_reach_the_worker_as_accepted(tmp_path: Path) -
     assert mail.password is not None  # type: ignore[union-attr]
     assert mail.password.get_secret_value() == "p@ss word"  # type: ignore[union-attr]
     assert back.server.read_link_secret() == config.server.read_link_secret()
+
+
+def quiet_handle(tmp_path: Path) -> DeliveryWorker:
+    config = WorkerConfig(ChannelsFile(), ServerFile())
+    metrics = Metrics(CollectorRegistry())
+    return DeliveryWorker(config, tmp_path, None, metrics, lambda n, r, w: [])  # type: ignore[arg-type]
+
+
+class SilentProc:
+    """A worker that said it runs, then nothing more, without exiting (stuck)."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.pid = 4242
+        self.killed = False
+        self.stdout = asyncio.StreamReader()
+        for line in lines:
+            self.stdout.feed_data(line)
+
+    def kill(self) -> None:
+        self.killed = True
+        self.stdout.feed_eof()
+
+
+def test_a_running_worker_that_says_nothing_is_killed_as_stuck(
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("alertd.notify.worker_process.HUNG_AFTER", 0.2)
+    handle = quiet_handle(tmp_path)
+
+    async def read() -> float:
+        proc.append(SilentProc([b'{"ready": true}\n']))
+        started = time.monotonic()
+        await asyncio.wait_for(handle._read_reports(proc[0]), 10.0)  # type: ignore[arg-type]
+        return time.monotonic() - started
+
+    proc: list[SilentProc] = []
+    assert asyncio.run(read()) >= 0.2
+    assert proc[0].killed
+    assert "has said nothing for 0.2s: it is stuck" in caplog.text
+
+
+def test_heartbeats_keep_a_quiet_worker_alive_and_a_starting_one_is_given_time(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("alertd.notify.worker_process.HUNG_AFTER", 0.2)
+    handle = quiet_handle(tmp_path)
+
+    async def talk() -> SilentProc:
+        proc = SilentProc([])
+        reading = asyncio.create_task(handle._read_reports(proc))  # type: ignore[arg-type]
+        await asyncio.sleep(0.4)  # not ready yet: silence is not a hang (a lock wait, say)
+        proc.stdout.feed_data(b'{"ready": true}\n')
+        for _ in range(6):  # 0.6 s past ready, heard every 0.1 s
+            await asyncio.sleep(0.1)
+            proc.stdout.feed_data(b'{"alive": true}\n')
+        proc.stdout.feed_eof()
+        await asyncio.wait_for(reading, 5.0)
+        return proc
+
+    assert not asyncio.run(talk()).killed
+
+
+def test_a_worker_with_nothing_to_report_still_says_it_runs(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    told: list[dict[str, object]] = []
+    monkeypatch.setattr(worker, "tell", told.append)
+    monkeypatch.setattr(worker, "REPORT_EVERY", 0.01)
+    monkeypatch.setattr(worker, "HEARTBEAT_EVERY", 0.1)
+
+    async def run() -> None:
+        config = WorkerConfig(ChannelsFile(), ServerFile())
+        w = worker.Worker(tmp_path, config, asyncio.StreamReader())
+        w._report(force=True)
+        told.clear()
+        reporting = asyncio.create_task(w._report_loop())
+        await asyncio.sleep(0.35)
+        w.metrics.notifications_sent.labels("mail").inc()
+        await asyncio.sleep(0.05)
+        reporting.cancel()
+        await asyncio.gather(reporting, return_exceptions=True)
+        w.conn.close()
+
+    asyncio.run(run())
+    kinds = [next(iter(m)) for m in told]
+    assert kinds.count("alive") in (2, 3, 4), kinds  # every 0.1 s with nothing moving
+    assert kinds[-1] == "counters"  # a count that moved goes at once, no heartbeat needed
