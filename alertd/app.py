@@ -226,21 +226,13 @@ class App:
             lambda: self.reload_problems,
         )
         self.operations: Operations = self.inbound  # what the HTTP surfaces may do
-        runner = await start_server(
-            build_web_app(
-                self.metrics.registry,
-                self.reload,
-                lambda: self._ready,
-                self._routes(config),
-                authorize_reload=lambda request: self._require(request, "admin"),
-                reload_problems=lambda: self.reload_problems,
-                stopping=self._stop.is_set,
-                before_scrape=self._refresh_outbox_gauges,
-            ),
-            self.listen_host,
-            self.listen_port,
-            tls,
-        )
+        try:
+            runner = await self._listen(config, tls)
+        except OSError as exc:  # the port is taken, or not ours to bind
+            log.error("cannot listen on %s:%d: %s", self.listen_host, self.listen_port, exc)
+            self.snmp_transport.close()
+            self.conn.close()
+            return 1
         self.traps: TrapReceiver | None = None
         self.config_of_traps = config  # what the running trap receiver was built from
         await self.delivery.start()  # first re-drives the unfinished
@@ -284,6 +276,24 @@ class App:
             self.conn.close()
             log.info("alertd stopped")
         return 0
+
+    async def _listen(self, config: Config, tls: ssl.SSLContext | None) -> web.AppRunner:
+        """Serve the HTTP endpoints; raises ``OSError`` if the address cannot be bound."""
+        return await start_server(
+            build_web_app(
+                self.metrics.registry,
+                self.reload,
+                lambda: self._ready,
+                self._routes(config),
+                authorize_reload=lambda request: self._require(request, "admin"),
+                reload_problems=lambda: self.reload_problems,
+                stopping=self._stop.is_set,
+                before_scrape=self._refresh_outbox_gauges,
+            ),
+            self.listen_host,
+            self.listen_port,
+            tls,
+        )
 
     def _routes(self, config: Config) -> list[web.RouteDef]:
         """The inbound HTTP routes. Their limits and the public URL are read at start; tokens

@@ -1,16 +1,18 @@
-"""End to end: the daemon when the state database refuses writes.
+"""End to end: the daemon when what it stands on refuses it: the state database, its port.
 
 * Another program holds the database locked past the busy timeout while a threshold is
   crossed: the evaluation's write fails, and the incident must still open once the lock is
   gone (the evaluator reports a change once; the daemon keeps it for the next try).
 * A database this process may not write: the daemon refuses to start, saying so, instead of
   starting healthy and answering every alert with a 503.
+* Its listening port taken: one line saying so, exit 1, no traceback.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -104,3 +106,33 @@ def test_a_database_the_daemon_may_not_write_stops_it_at_start(tmp_path: Path) -
     assert "check their owner and mode" in out.stderr
     assert str(state / "alertd.sqlite3") in out.stderr
     assert time.monotonic() - started < 30  # at once, not after taking alerts for a while
+
+
+def test_a_taken_port_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    write_config(cfg, major=1000)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "alertd",
+                "run",
+                "--config-dir",
+                str(cfg),
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 1, out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "delivery worker started" not in out.stderr  # nothing half started
