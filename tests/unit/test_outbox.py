@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from alertd.clock import FakeClock
 from alertd.config.channels import ChannelsFile
@@ -1038,3 +1038,13 @@ def test_outbox_gauges_show_a_drained_state_as_0_not_its_last_count() -> None:
     assert (gauge("pending"), gauge("delivered")) == (0, 326)
     metrics.set_outbox_counts({"delivered": 1, "odd": 2}, ())  # a state it does not know
     assert gauge("odd") == 2
+
+
+def test_metrics_have_no_created_series_and_each_channel_shows_every_outcome() -> None:
+    metrics = Metrics(CollectorRegistry())
+    metrics.init_channels(["mail"])
+    text = generate_latest(metrics.registry).decode()
+    assert "_created" not in text
+    for outcome in ("ok", "retryable", "permanent", "ambiguous"):
+        line = f'alertd_notification_attempts_total{{channel="mail",outcome="{outcome}"}} 0.0'
+        assert line in text
