@@ -74,9 +74,14 @@ from alertd.notify.worker_process import DeliveryWorker
 from alertd.sdnotify import SystemdNotifier
 from alertd.server import build_web_app, start_server, tls_context
 from alertd.state.db import connect, observe_write_turns, read_in_thread, require_writable
-from alertd.state.events import DeviceEvent, record_device_event
+from alertd.state.events import DeviceEvent, prune_device_events, record_device_event
 from alertd.state.incidents import IncidentStore
 from alertd.state.maintenance import stored_windows
+from alertd.state.retention import BATCH as PURGE_BATCH
+from alertd.state.retention import (
+    purge_resolved_external_alerts,
+    purge_resolved_incidents,
+)
 from alertd.state.rule_state import load_rule_state, save_rule_state
 from alertd.storm import StormWatch, put_off
 
@@ -86,7 +91,9 @@ DRAIN_SECONDS = 15.0  # on shutdown, how long in-flight notifications may finish
 KPI_WINDOW = 30 * 86400.0  # the window of the alertd_kpi_* gauges
 DEADLINE_POLL = 1.0  # seconds between looks for a group_wait, escalation or endsAt now due
 KPI_EVERY = 60.0  # seconds between refreshes of the alertd_kpi_* gauges (and outbox purges)
-OUTBOX_RETENTION = 30 * 86400.0  # finished intents are kept this long (timelines: forever)
+# resolved incidents, pushed alerts and device events past server.yaml's retention are
+# purged this often, a batch at a time; sooner while batches come full (a first purge)
+PURGE_EVERY = 3600.0
 # alert events kept, at most, for the next try while the state database refuses writes
 MAX_UNAPPLIED = 100_000
 
@@ -129,6 +136,7 @@ class App:
         self._kpi_facts = FactsCache()
         self.storm = StormWatch(clock=self.clock.monotonic)
         self.systemd = SystemdNotifier()
+        self._purge_at = 0.0  # when resolved incidents past their retention go next
         # what a failed write did not store, applied first by the next ``_apply``
         self._unapplied_events: list[AlertEvent] = []
         self._unapplied_changes: dict[str, StateRecord | None] = {}
@@ -549,13 +557,40 @@ class App:
         if put_off(now - self._kpis_at - KPI_EVERY, self.storm):
             return  # a storm: the CPU and the writer lock go to incidents and pages first
         self._kpis_at = now
-        with self.outbox.transaction():
-            self.outbox.purge(now - OUTBOX_RETENTION)
+        self._purge(now)
         self.metrics.set_outbox_counts(self.outbox.counts(), OUTBOX_STATES)
         self.systemd.status(self._status())
         task = self._kpi_refresh = asyncio.create_task(self._refresh_kpis(now))
         self._tasks.add(task)  # a stop waits for it
         task.add_done_callback(self._tasks.discard)
+
+    def _purge(self, now: float) -> None:
+        """Forget what is past ``retention`` (server.yaml): finished notifications every
+        minute, resolved incidents (a batch at a time), pushed alerts and device events
+        every ``PURGE_EVERY``. Never a reason to stop: a failure is logged, tried again."""
+        keep = self.config.server.retention
+        try:
+            with self.outbox.transaction():
+                self.outbox.purge(now - keep.notifications)
+                if now < self._purge_at:
+                    return
+                gone = purge_resolved_incidents(self.conn, now - keep.incidents)
+                alerts = purge_resolved_external_alerts(self.conn, now - keep.incidents)
+                events = prune_device_events(self.conn, now - keep.events)
+        except Exception:
+            log.exception("could not purge what is past its retention")
+            return
+        more = gone >= PURGE_BATCH  # more to go: the next minute, not the next hour
+        self._purge_at = now if more else now + PURGE_EVERY
+        if gone or alerts or events:
+            log.info(
+                "retention: %d resolved incident(s), %d pushed alert(s) and %d device "
+                "event(s) forgotten%s",
+                gone,
+                alerts,
+                events,
+                "; more next minute" if more else "",
+            )
 
     async def _refresh_kpis(self, now: float) -> None:
         since = now - KPI_WINDOW

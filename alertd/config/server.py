@@ -38,6 +38,24 @@ class IngestSettings(StrictModel):
     backpressure_max_wait: Duration = Field(default=0.5, ge=0, le=5)
 
 
+class RetentionSettings(StrictModel):
+    """How long alertd keeps what is finished (the state database would grow for good)."""
+
+    # resolved incidents, with their timelines, alerts and notifications; at least the 30
+    # days the KPIs (MTTA, MTTR) look back over. Open ones are kept however old.
+    incidents: Duration = Field(default=365 * 86400.0, ge=30 * 86400.0)
+    # each finished notification's row and attempts (the timeline keeps what became of it)
+    notifications: Duration = Field(default=30 * 86400.0, ge=86400.0)
+    # device events (`alertd events`: traps, SNMP reboots)
+    events: Duration = Field(default=30 * 86400.0, ge=3600.0)
+
+    @model_validator(mode="after")
+    def _notifications_within_incidents(self) -> Self:
+        if self.notifications > self.incidents:
+            raise ValueError("notifications: keep them no longer than incidents")
+        return self
+
+
 class TlsSettings(StrictModel):
     """Serve HTTPS: a PEM certificate (chain) and its key, paths relative to the config dir."""
 
@@ -54,6 +72,7 @@ class ServerFile(StrictModel):
     tokens: dict[str, ApiToken] = {}
     tls: TlsSettings | None = None  # read at start; a change needs a restart
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @model_validator(mode="after")
     def _one_secret(self) -> Self:

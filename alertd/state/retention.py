@@ -1,0 +1,55 @@
+"""Forgetting what is old, so the state database does not grow for as long as alertd runs.
+
+Resolved incidents older than ``retention.incidents`` go with everything that hangs off them:
+their timeline, their alerts, their notifications and each attempt's outcome. Open and
+acknowledged incidents are never deleted, however old, and neither are notifications still
+to be sent. Deletes run a bounded batch at a time (``BATCH`` incidents), so a first purge of
+years of history holds the writer lock for short turns, not for one long one. SQLite reuses
+the freed pages; the file itself does not shrink (``VACUUM`` it offline for that).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+BATCH = 500  # incidents per purge: a short turn with the writer lock, however much is old
+
+
+def purge_resolved_incidents(conn: sqlite3.Connection, before: float, limit: int = BATCH) -> int:
+    """Delete up to ``limit`` incidents resolved before ``before`` (within the caller's
+    transaction), the oldest opened first, with their timeline, alerts and notifications; return
+    how many incidents went."""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            # through incidents_state (state, opened_at): only those opened before, too
+            "SELECT id FROM incidents WHERE state = 'resolved' AND opened_at < ? "
+            "AND resolved_at < ? ORDER BY opened_at LIMIT ?",
+            (before, before, limit),
+        )
+    ]
+    if not ids:
+        return 0
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS purged_incidents (id INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM purged_incidents")
+    conn.executemany("INSERT INTO purged_incidents (id) VALUES (?)", [(i,) for i in ids])
+    intents = "SELECT id FROM outbox WHERE incident_id IN (SELECT id FROM purged_incidents)"
+    # a digest or a failover of a newer incident's page may point at one of these intents
+    conn.execute(f"UPDATE outbox SET digest_id = NULL WHERE digest_id IN ({intents})")
+    conn.execute(f"UPDATE outbox SET failover_of = NULL WHERE failover_of IN ({intents})")
+    conn.execute(f"DELETE FROM outbox_attempts WHERE outbox_id IN ({intents})")
+    conn.execute(f"DELETE FROM outbox_body WHERE id IN ({intents})")
+    for table in ("outbox", "timeline", "incident_alerts"):
+        conn.execute(f"DELETE FROM {table} WHERE incident_id IN (SELECT id FROM purged_incidents)")
+    conn.execute("DELETE FROM incidents WHERE id IN (SELECT id FROM purged_incidents)")
+    conn.execute("DELETE FROM purged_incidents")
+    return len(ids)
+
+
+def purge_resolved_external_alerts(conn: sqlite3.Connection, before: float) -> int:
+    """Delete pushed alerts (``POST /api/v2/alerts``) that ended before ``before``; return how
+    many. A firing one stays, whenever it started."""
+    cur = conn.execute(
+        "DELETE FROM external_alerts WHERE state = 'resolved' AND ends_at < ?", (before,)
+    )
+    return cur.rowcount
