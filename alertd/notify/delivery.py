@@ -29,6 +29,7 @@ from typing import Any
 from alertd.clock import Clock
 from alertd.errors import FailureReason, NotifyError
 from alertd.incidents.routing import not_told_yet
+from alertd.log_repeats import Repeats
 from alertd.metrics import Metrics
 from alertd.model import Notification, Transition
 from alertd.notify.alert_entries import gathered
@@ -55,6 +56,7 @@ class DeliverySettings:
     batch: int = 512
 
 
+RETRY_LOG_EVERY = 60.0  # seconds between log lines about one channel's retries, per reason
 FLUSH_DELAY = 0.002  # seconds outcomes wait to share one transaction with the next ones
 CLAIM_FRACTION = 8  # a channel with sends in flight claims again once 1/8 of its room is free
 UNCONFIGURED_GRACE = 5.0  # seconds an intent for a channel unknown here is tried again
@@ -96,6 +98,8 @@ class Delivery:
         self._refused: set[str] = set()  # channels refused in the batch being recorded
         self._delivered_at: dict[str, float] = {}  # channel -> its last delivery (clock)
         self._wake = asyncio.Event()
+        # retries of one channel for one reason: a line a minute, not one per attempt
+        self._retry_lines = Repeats(RETRY_LOG_EVERY, clock.monotonic)
         self._stopping = False
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
         # cancels the overdue, instead of an asyncio.timeout per send (a tenth of its CPU)
@@ -590,12 +594,18 @@ class Delivery:
                         f"failed ({exc.reason.value}): {exc}; the provider asks to wait "
                         f"{delay:.0f}s, past delivery.max_age: gave up after {age:.0f}s",
                     )
-            log.warning(
-                "notification for incident #%d via %s failed, retrying in %.0fs: %s",
+            left_out = self._retry_lines.note((channel, exc.reason))
+            log.log(
+                logging.DEBUG if left_out is None else logging.WARNING,
+                "notification for incident #%d via %s failed, retrying in %.0fs: %s%s",
                 intent.notification.incident.id,
                 channel,
                 delay,
                 exc,
+                f" (and {left_out} more such retries on {channel} since the last line; each "
+                "is on its incident's timeline)"
+                if left_out
+                else "",
             )
             return AttemptResult(
                 intent,

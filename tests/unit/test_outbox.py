@@ -8,6 +8,7 @@ same team members; intents a crash caught in flight are sent again and recorded 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from alertd.clock import FakeClock
 from alertd.config.channels import ChannelsFile
 from alertd.errors import FailureReason, NotifyError
 from alertd.incidents.routing import failover_for, notifications_for
+from alertd.log_repeats import Repeats
 from alertd.metrics import Metrics
 from alertd.model import Incident, IncidentState, Level, Notification, Transition
 from alertd.notify import render
@@ -1048,3 +1050,48 @@ def test_metrics_have_no_created_series_and_each_channel_shows_every_outcome() -
     for outcome in ("ok", "retryable", "permanent", "ambiguous"):
         line = f'alertd_notification_attempts_total{{channel="mail",outcome="{outcome}"}} 0.0'
         assert line in text
+
+
+async def test_a_failing_channel_logs_its_retries_once_a_minute_not_once_each(  # type: ignore[no-untyped-def]
+    db, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    incidents = open_incidents(db, 20)
+    mail = Channel("mail", [fail(True)] * 100)
+    d = delivery_for(db, {"mail": mail}, clock, settings=DeliverySettings(backoff=1.0))
+    commit(d, [note(i, "mail") for i in incidents], clock)
+
+    def retry_lines() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if "failed, retrying" in r.getMessage() and r.levelno >= logging.WARNING
+        ]
+
+    with caplog.at_level(logging.DEBUG, logger="alertd.notify.delivery"):
+        await d.settle()
+        assert len(mail.attempts) == 20
+        assert len(retry_lines()) == 1  # the first says what is wrong
+        assert "more such retries" not in retry_lines()[0]
+        clock.advance(61.0)  # every retry is due again, and a minute has passed
+        await d.settle()
+        assert len(mail.attempts) == 40
+        lines = retry_lines()
+        assert len(lines) == 2
+        assert "and 19 more such retries on mail since the last line" in lines[1]
+    # each attempt still has its line on its incident's timeline
+    assert all(len(timeline(db, i.id)) >= 2 for i in incidents)
+
+
+def test_repeats_counts_what_it_leaves_out_per_kind() -> None:
+    now = [0.0]
+    repeats = Repeats(60.0, lambda: now[0])
+    assert repeats.note("a") == 0
+    assert [repeats.note("a") for _ in range(5)] == [None] * 5
+    assert repeats.note("b") == 0  # another kind has its own line
+    now[0] = 60.0
+    assert repeats.note("a") == 5
+    assert repeats.note("a") is None
+    now[0] = 200.0
+    assert repeats.note("a") == 1
+    assert repeats.note("b") == 0
