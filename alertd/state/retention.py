@@ -2,10 +2,11 @@
 
 Resolved incidents older than ``retention.incidents`` go with everything that hangs off them:
 their timeline, their alerts, their notifications and each attempt's outcome. Open and
-acknowledged incidents are never deleted, however old, and neither are notifications still
-to be sent. Deletes run a bounded batch at a time (``BATCH`` incidents), so a first purge of
-years of history holds the writer lock for short turns, not for one long one. SQLite reuses
-the freed pages; the file itself does not shrink (``VACUUM`` it offline for that).
+acknowledged incidents are never deleted, however old, nor any incident with a notification
+still to be sent (waiting, in flight or held). Deletes run a bounded batch at a time
+(``BATCH`` incidents), so a first purge of years of history holds the writer lock for short
+turns, not for one long one. SQLite reuses the freed pages; the file itself does not shrink
+(``VACUUM`` it offline for that).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def purge_resolved_incidents(conn: sqlite3.Connection, before: float, limit: int
         for row in conn.execute(
             # through incidents_state (state, opened_at): only those opened before, too
             "SELECT id FROM incidents WHERE state = 'resolved' AND opened_at < ? "
-            "AND resolved_at < ? ORDER BY opened_at LIMIT ?",
+            "AND resolved_at < ? AND id NOT IN (SELECT incident_id FROM outbox "
+            "WHERE state IN ('pending', 'sending') UNION SELECT incident_id FROM outbox "
+            "WHERE state = 'held') ORDER BY opened_at LIMIT ?",
             (before, before, limit),
         )
     ]

@@ -109,6 +109,28 @@ def test_open_incidents_stay_however_old_and_a_backlog_goes_a_batch_at_a_time(
     assert left == [open_one.id]
 
 
+def test_an_incident_with_a_notification_still_to_send_stays(conn: sqlite3.Connection) -> None:
+    # the delivery worker down for a year: its pages are not deleted unsent
+    incidents, outbox = IncidentStore(conn), OutboxStore(conn)
+    waiting, held = open_incidents(conn, 2)
+    with outbox.transaction():
+        outbox.enqueue(
+            [
+                Notification(i, Transition.RESOLVED, "mail", ("a@example.com",), key=f"k{i.id}")
+                for i in (waiting, held)
+            ],
+            2000.0,
+        )
+    with outbox.transaction():
+        outbox.hold([outbox.due(2000.0, 10)[1]], 2000.0)
+    with incidents.transaction():
+        for i in (waiting, held):
+            resolve(conn, i, 2000.0)
+    with incidents.transaction():
+        assert purge_resolved_incidents(conn, NOW - 365 * DAY) == 0
+    assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2
+
+
 def test_pushed_alerts_go_once_ended_long_enough_ago_and_firing_ones_stay(
     conn: sqlite3.Connection,
 ) -> None:
