@@ -119,6 +119,76 @@ def _plain(tags: object) -> str:
     return str(tags).replace("'", "")
 
 
+@dataclass(frozen=True)
+class _References:
+    """The names channels.yaml uses, and where: from the validated file, or read from the raw
+    YAML when the schema failed (so a reference problem shows in the same round)."""
+
+    channels: frozenset[str]
+    teams: dict[str, list[tuple[int, str]]]  # team -> (index, channel) of each channel
+    route_targets: list[tuple[Path_, str]]  # (where, name) of every route's and step's target
+    rate_limits: list[str]
+    failover: dict[str, str]
+
+    @staticmethod
+    def of(ch: ChannelsFile) -> _References:
+        targets: list[tuple[Path_, str]] = []
+        for i, route in enumerate(ch.routes):
+            targets += [(("routes", i, "notify", j), n) for j, n in enumerate(route.notify)]
+            for k, step in enumerate(route.escalate):
+                targets += [
+                    (("routes", i, "escalate", k, "notify", j), n)
+                    for j, n in enumerate(step.notify)
+                ]
+        return _References(
+            frozenset(ch.channels),
+            {name: list(enumerate(team.channels)) for name, team in ch.teams.items()},
+            targets,
+            list(ch.rate_limits),
+            dict(ch.failover),
+        )
+
+    @staticmethod
+    def read(data: Any) -> _References:
+        """The same from raw YAML data; whatever is not the expected shape is left out (the
+        schema has said what is wrong with it)."""
+
+        def mapping(value: Any) -> dict[Any, Any]:
+            return value if isinstance(value, dict) else {}
+
+        def names(value: Any) -> list[tuple[int, str]]:
+            items = value if isinstance(value, list) else []
+            return [(j, n) for j, n in enumerate(items) if isinstance(n, str)]
+
+        data = mapping(data)
+        targets: list[tuple[Path_, str]] = []
+        routes = data.get("routes")
+        for i, route in enumerate(routes if isinstance(routes, list) else []):
+            route = mapping(route)
+            targets += [(("routes", i, "notify", j), n) for j, n in names(route.get("notify"))]
+            steps = route.get("escalate")
+            for k, step in enumerate(steps if isinstance(steps, list) else []):
+                targets += [
+                    (("routes", i, "escalate", k, "notify", j), n)
+                    for j, n in names(mapping(step).get("notify"))
+                ]
+        return _References(
+            frozenset(n for n in mapping(data.get("channels")) if isinstance(n, str)),
+            {
+                name: names(mapping(team).get("channels"))
+                for name, team in mapping(data.get("teams")).items()
+                if isinstance(name, str)
+            },
+            targets,
+            [n for n in mapping(data.get("rate_limits")) if isinstance(n, str)],
+            {
+                k: v
+                for k, v in mapping(data.get("failover")).items()
+                if isinstance(k, str) and isinstance(v, str)
+            },
+        )
+
+
 class _Loader:
     def __init__(self, directory: Path, env: Mapping[str, str] | None) -> None:
         self.directory = directory
@@ -126,6 +196,7 @@ class _Loader:
         self.problems: list[ConfigProblem] = []
         self.files: list[str] = []
         self.substituted: set[str] = set()  # values taken from the environment (maybe secrets)
+        self.invalid: dict[Path, Document] = {}  # files that failed their schema, as read
 
     def _name(self, path: Path) -> str:
         try:
@@ -148,6 +219,7 @@ class _Loader:
         try:
             return doc, model.model_validate(doc.data)
         except ValidationError as exc:
+            self.invalid[path] = doc
             for err in exc.errors():
                 names_key = err["type"] in ("extra_forbidden", "missing")
                 path_, exists = _walk_loc(doc.data, tuple(err["loc"]), names_key)
@@ -231,6 +303,9 @@ class _Loader:
             parsed_ch = self._parse(channels_path, ChannelsFile)
             if parsed_ch is not None:
                 channels_doc, channels = parsed_ch
+            elif (invalid := self.invalid.get(channels_path)) is not None:
+                # its names are checked anyway, so one round of fixes finds every problem
+                self._check_references(invalid, _References.read(invalid.data))
         else:
             channels = ChannelsFile()
         server = ServerFile()
@@ -328,36 +403,26 @@ class _Loader:
                     doc.problem((*where, setting), f"cannot read {path}: no such file")
                 )
 
-    def _check_channels(self, doc: Document, ch: ChannelsFile) -> None:
-        known_channels = sorted(ch.channels)
-        targets = sorted({*ch.channels, *ch.teams})
-        for team_name, team in ch.teams.items():
-            for j, channel in enumerate(team.channels):
-                if channel not in ch.channels:
+    def _check_references(self, doc: Document, refs: _References) -> None:
+        """Every name channels.yaml uses must be a channel (or a team, where one may be)."""
+        known_channels = sorted(refs.channels)
+        targets = sorted({*refs.channels, *refs.teams})
+        for team_name, channels in refs.teams.items():
+            for j, channel in channels:
+                if channel not in refs.channels:
                     self.problems.append(
                         doc.problem(
                             ("teams", team_name, "channels", j),
                             f'unknown channel "{channel}" ({_known(known_channels)})',
                         )
                     )
-        for i, route in enumerate(ch.routes):
-            named: list[tuple[Path_, str]] = [
-                (("notify", j), n) for j, n in enumerate(route.notify)
-            ]
-            for k, step in enumerate(route.escalate):
-                named += [(("escalate", k, "notify", j), n) for j, n in enumerate(step.notify)]
-            for where, name in named:
-                if name not in ch.channels and name not in ch.teams:
-                    self.problems.append(
-                        doc.problem(
-                            ("routes", i, *where),
-                            f'unknown team or channel "{name}" ({_known(targets)})',
-                        )
-                    )
-                elif name in ch.channels and (why := _nobody_to_send_to(ch.channels[name])):
-                    self.problems.append(doc.problem(("routes", i, *where), why))
-        for name in ch.rate_limits:
-            if name not in ch.channels:
+        for where, name in refs.route_targets:
+            if name not in refs.channels and name not in refs.teams:
+                self.problems.append(
+                    doc.problem(where, f'unknown team or channel "{name}" ({_known(targets)})')
+                )
+        for name in refs.rate_limits:
+            if name not in refs.channels:
                 self.problems.append(
                     doc.problem(
                         ("rate_limits", name),
@@ -365,9 +430,9 @@ class _Loader:
                         key=True,
                     )
                 )
-        for source, target in ch.failover.items():
+        for source, target in refs.failover.items():
             for name, is_key in ((source, True), (target, False)):
-                if name not in ch.channels:
+                if name not in refs.channels:
                     self.problems.append(
                         doc.problem(
                             ("failover", source),
@@ -375,11 +440,11 @@ class _Loader:
                             key=is_key,
                         )
                     )
-        for source in ch.failover:
-            seen, at = [source], ch.failover.get(source)
+        for source in refs.failover:
+            seen, at = [source], refs.failover.get(source)
             while at is not None and at not in seen:
                 seen.append(at)
-                at = ch.failover.get(at)
+                at = refs.failover.get(at)
             if at is not None and at == source:
                 self.problems.append(
                     doc.problem(
@@ -387,6 +452,13 @@ class _Loader:
                         "failover loops back: " + " -> ".join([*seen, at]),
                     )
                 )
+
+    def _check_channels(self, doc: Document, ch: ChannelsFile) -> None:
+        refs = _References.of(ch)
+        self._check_references(doc, refs)
+        for where, name in refs.route_targets:
+            if name in ch.channels and (why := _nobody_to_send_to(ch.channels[name])):
+                self.problems.append(doc.problem(where, why))
         for channel_name, channel_cfg in ch.channels.items():
             self._check_file_settings(doc, ("channels", channel_name), channel_cfg)
         matrix = ch.priorities.matrix

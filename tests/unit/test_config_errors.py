@@ -128,6 +128,16 @@ EXPECTED: dict[str, list[str]] = {
     "email_password_and_file": [
         "channels.yaml:4:5: channels.ops-mail: password and password_file are exclusive; set one"
     ],
+    "schema_and_names_in_one_round": [
+        'channels.yaml:4:16: channels.hook.type: unknown type "webhok" (known: '
+        + KNOWN_TYPES
+        + ")",
+        "channels.yaml:10:13: routes[0].repeat: invalid duration '5x' (use e.g. 30s, 2m, 1h30m)",
+        'channels.yaml:7:27: teams.tier1.channels[2]: unknown channel "pager" (known: hook, log)',
+        'channels.yaml:9:21: routes[0].notify[1]: unknown team or channel "teir2" '
+        "(known: hook, log, tier1)",
+        'channels.yaml:11:18: failover.hook: unknown channel "sms" (known: hook, log)',
+    ],
     "route_names_a_channel_with_nobody_to_send_to": [
         "channels.yaml:12:14: routes[0].notify[0]: an SMS channel sends to team members' phones: "
         "named here it reaches nobody (name a team whose channels include it)",
