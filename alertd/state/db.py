@@ -1,8 +1,9 @@
 """The SQLite state file: connection settings and schema migrations.
 
-WAL lets the CLI read and write while the daemon runs; ``busy_timeout`` makes a writer wait
-for the other instead of failing. Migrations are numbered and applied in order inside one
-transaction each; ``schema_migrations`` records which ran, so an old file is upgraded on open.
+WAL lets the CLI read and write while the daemon runs; writers take turns by a lock file
+(``writers_turn``), and ``busy_timeout`` waits briefly for a program outside alertd.
+Migrations are numbered and applied in order inside one transaction each;
+``schema_migrations`` records which ran, so an old file is upgraded on open.
 """
 
 from __future__ import annotations
@@ -354,7 +355,12 @@ class StateConnection(sqlite3.Connection):
         super().close()
 
 
-LOCK_WAIT = 10.0  # seconds a writer waits for its turn, as busy_timeout waits for SQLite's lock
+LOCK_WAIT = 10.0  # seconds a writer waits for its turn (off the event loop, in a thread)
+# seconds a write waits for SQLite's own lock. alertd's writers take turns by LOCK_WAIT's
+# lock first, so this wait is for a program outside alertd (``sqlite3`` at a prompt), and it
+# happens on the caller's thread: the event loop. Short, so such a lock costs the daemon a
+# 503 or a cycle kept for the next try, not a loop frozen past systemd's watchdog.
+BUSY_TIMEOUT = 2.0
 
 
 def _flock_waiting(fd: int) -> Future[None]:
@@ -575,14 +581,17 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            state_dir / DB_NAME, timeout=10.0, isolation_level=None, factory=StateConnection
+            state_dir / DB_NAME,
+            timeout=BUSY_TIMEOUT,
+            isolation_level=None,
+            factory=StateConnection,
         )
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"state database {state_dir / DB_NAME}: {exc}{_hint(exc)}") from exc
     try:
         conn.writer_lock = _open_writer_lock(state_dir)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn)
