@@ -27,6 +27,23 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT) -> Non
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
+def run_command(cfg: Path, state: Path, port: int, python_flags: tuple[str, ...] = ()) -> list[str]:
+    """``alertd run`` on ``cfg`` and ``state``, listening on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        *python_flags,
+        "-m",
+        "alertd",
+        "run",
+        "--config-dir",
+        str(cfg),
+        "--state-dir",
+        str(state),
+        "--listen",
+        f"127.0.0.1:{port}",
+    ]
+
+
 class Daemon:
     def __init__(
         self,
@@ -43,19 +60,7 @@ class Daemon:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                *python_flags,
-                "-m",
-                "alertd",
-                "run",
-                "--config-dir",
-                str(cfg),
-                "--state-dir",
-                str(state),
-                "--listen",
-                f"127.0.0.1:{self.port}",
-            ],
+            run_command(cfg, state, self.port, python_flags),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=cwd,

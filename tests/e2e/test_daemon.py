@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SmtpServer, free_port
-from tests.e2e.conftest import Daemon, wait_for
+from tests.e2e.conftest import Daemon, run_command, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -170,18 +170,7 @@ def test_bad_config_at_start_exits_1_naming_the_line(
     write_config(cfg, smtp_server, major=0)
     (cfg / "channels.yaml").write_text("routes:\n  - notify: [nobody]\n")
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alertd",
-            "run",
-            "--config-dir",
-            str(cfg),
-            "--state-dir",
-            str(tmp_path / "st"),
-            "--listen",
-            f"127.0.0.1:{free_port()}",
-        ],
+        run_command(cfg, tmp_path / "st", free_port()),
         capture_output=True,
         text=True,
         timeout=30,

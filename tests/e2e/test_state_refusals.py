@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from alertd.state.db import connect
 from tests.conftest import free_port
-from tests.e2e.conftest import Daemon, wait_for
+from tests.e2e.conftest import Daemon, run_command, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -80,18 +79,7 @@ def test_a_database_the_daemon_may_not_write_stops_it_at_start(tmp_path: Path) -
     state = tmp_path / "state"
     connect(state).close()  # create and migrate the database, as a first start would
     (state / "alertd.sqlite3").chmod(0o444)
-    command = [
-        sys.executable,
-        "-m",
-        "alertd",
-        "run",
-        "--config-dir",
-        str(cfg),
-        "--state-dir",
-        str(state),
-        "--listen",
-        f"127.0.0.1:{free_port()}",
-    ]
+    command = run_command(cfg, state, free_port())
     if os.geteuid() == 0:  # root writes any file: drop the capability that lets it
         command = [
             "setpriv",
@@ -116,18 +104,7 @@ def test_a_taken_port_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "alertd",
-                "run",
-                "--config-dir",
-                str(cfg),
-                "--state-dir",
-                str(tmp_path / "state"),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
+            run_command(cfg, tmp_path / "state", port),
             capture_output=True,
             text=True,
             timeout=60,

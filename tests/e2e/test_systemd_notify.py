@@ -11,14 +11,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import run_command, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -46,18 +45,7 @@ def test_ready_reloading_watchdog_and_stopping(tmp_path: Path) -> None:
     port = free_port()
     with (tmp_path / "daemon.log").open("wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "alertd",
-                "run",
-                "--config-dir",
-                str(cfg),
-                "--state-dir",
-                str(tmp_path / "state"),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
+            run_command(cfg, tmp_path / "state", port),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

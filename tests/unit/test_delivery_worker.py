@@ -109,13 +109,19 @@ def turns_of(metrics: Metrics, process: str) -> tuple[float, float, float]:
     )
 
 
-def test_each_turn_with_the_writer_lock_is_counted_with_its_wait_and_hold(
-    tmp_path: Path,
-) -> None:
+def daemon_writing(tmp_path: Path) -> tuple[Metrics, sqlite3.Connection]:
+    """The daemon's connection, its turns counted, with a table to write to."""
     metrics = Metrics(CollectorRegistry())
     conn = connect(tmp_path)
     db.observe_write_turns(conn, metrics.write_turns_of("daemon"))
     conn.execute("CREATE TABLE scratch (x INTEGER)")
+    return metrics, conn
+
+
+def test_each_turn_with_the_writer_lock_is_counted_with_its_wait_and_hold(
+    tmp_path: Path,
+) -> None:
+    metrics, conn = daemon_writing(tmp_path)
     other = os.open(tmp_path / WRITER_LOCK_NAME, os.O_RDWR)
     fcntl.flock(other, fcntl.LOCK_EX)  # another process is writing
     released_at: list[float] = []
@@ -151,10 +157,7 @@ def test_a_lock_held_by_a_program_outside_alertd_counts_as_waiting_not_holding(
 ) -> None:
     # `sqlite3` at a prompt holding BEGIN EXCLUSIVE takes no turn: the write waits in
     # SQLite's busy handler, and that used to be counted as the daemon holding the lock
-    metrics = Metrics(CollectorRegistry())
-    conn = connect(tmp_path)
-    db.observe_write_turns(conn, metrics.write_turns_of("daemon"))
-    conn.execute("CREATE TABLE scratch (x INTEGER)")
+    metrics, conn = daemon_writing(tmp_path)
     outsider = sqlite3.connect(tmp_path / db.DB_NAME, isolation_level=None, check_same_thread=False)
     outsider.execute("BEGIN EXCLUSIVE")
     timer = threading.Timer(0.3, lambda: outsider.execute("ROLLBACK"))
