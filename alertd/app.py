@@ -52,7 +52,7 @@ from alertd.incidents.maintenance import from_config, from_rows
 from alertd.incidents.manager import IncidentManager
 from alertd.incidents.routing import fallbacks_for
 from alertd.ingest import external
-from alertd.ingest.alertmanager import IngestLimits
+from alertd.ingest.alertmanager import IngestLimits, PostedAlert
 from alertd.ingest.backpressure import Backpressure
 from alertd.ingest.http import alerts_routes
 from alertd.metrics import BACKLOG_CAP, PRIORITIES, Metrics
@@ -308,7 +308,7 @@ class App:
         and everything else follow reloads."""
         ingest = config.server.ingest
         routes = alerts_routes(
-            self.inbound.receive_alerts,
+            self._receive_alerts,
             IngestLimits(max_body_bytes=ingest.max_body_bytes, max_alerts=ingest.max_alerts),
             authorize=lambda request: self._require(request, "ingest"),
             resolve_timeout=lambda: self.config.server.ingest.resolve_timeout,
@@ -378,6 +378,14 @@ class App:
         for priority in PRIORITIES:
             self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
 
+    def _receive_alerts(self, alerts: list[PostedAlert]) -> None:
+        """``POST /api/v2/alerts``' store; a failure (answered 503) is counted."""
+        try:
+            self.inbound.receive_alerts(alerts)
+        except Exception:
+            self.metrics.errors.labels("ingest").inc()
+            raise
+
     def _refresh_outbox_gauges(self) -> None:
         """``alertd_outbox_backlog`` and ``alertd_outbox_oldest_unsent_seconds`` as of this
         scrape (reads through the outbox's partial indexes: the unfinished intents only)."""
@@ -401,6 +409,7 @@ class App:
             try:
                 self.evaluate_once()
             except Exception:  # one bad cycle must not stop the daemon
+                self.metrics.errors.labels("evaluation").inc()
                 log.exception("evaluation cycle failed")
 
     async def _deadline_loop(self) -> None:
@@ -423,6 +432,7 @@ class App:
                 self._apply([], {}, now, expire=True)
                 passed = due
             except Exception:  # the evaluation cycle still acts on it
+                self.metrics.errors.labels("deadline").inc()
                 log.exception("could not act on a deadline")
                 passed = due  # not a failing write (and a traceback) every second
 
@@ -533,6 +543,7 @@ class App:
         try:
             self._apply(events, {}, self.clock.now())
         except Exception:  # a trap must never take the receiver down
+            self.metrics.errors.labels("trap").inc()
             log.exception("could not apply trap events")
 
     def _device_event(self, event: DeviceEvent) -> None:
@@ -578,6 +589,7 @@ class App:
                 alerts = purge_resolved_external_alerts(self.conn, now - keep.incidents)
                 events = prune_device_events(self.conn, now - keep.events)
         except Exception:
+            self.metrics.errors.labels("retention").inc()
             log.exception("could not purge what is past its retention")
             return
         more = gone >= PURGE_BATCH  # more to go: the next minute, not the next hour
@@ -603,6 +615,7 @@ class App:
         try:
             self._set_kpis(await read_in_thread(self.conn, lambda conn: report(conn, channels)))
         except Exception:  # the gauges keep their last values; the next minute tries again
+            self.metrics.errors.labels("kpis").inc()
             log.exception("KPIs could not be computed")
 
     def _set_kpis(self, report: KpiReport) -> None:

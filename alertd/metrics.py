@@ -5,6 +5,7 @@ No import-time registration: tests build a fresh ``CollectorRegistry`` each time
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
@@ -12,6 +13,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     Summary,
     disable_created_metrics,
 )
@@ -25,6 +28,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 OUTCOMES = ("ok", "retryable", "permanent", "ambiguous")  # of one delivery attempt
+# where work can fail and be logged with its error (alertd_errors_total{where})
+ERROR_PLACES = ("evaluation", "ingest", "deadline", "trap", "retention", "kpis")
 BACKLOG_CAP = 100_000  # alertd_outbox_backlog counts no further (the count stays cheap)
 
 
@@ -33,6 +38,25 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # process_start_time_seconds, memory, CPU, open files: a crash loop shows as restarts
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        Gauge(
+            "alertd_build_info",
+            "alertd's version, as a label (always 1).",
+            ["version"],
+            registry=registry,
+        ).labels(_version()).set(1)
+        self.errors = Counter(
+            "alertd_errors_total",
+            "Work that failed and was logged with its error, by where: evaluation (a cycle), "
+            "ingest (a POST answered 503), deadline, trap, retention, kpis. Each is tried "
+            "again; a rise that goes on needs a look at the log.",
+            ["where"],
+            registry=registry,
+        )
+        for where in ERROR_PLACES:
+            self.errors.labels(where)
         self.samples_collected = Counter(
             "alertd_samples_collected_total",
             "Samples produced by collectors (UNKNOWN samples included).",
@@ -292,3 +316,10 @@ class Metrics:
             self.samples_collected.labels(name)
             self.collection_errors.labels(name)
             self.collection_skipped.labels(name)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("alertd")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"

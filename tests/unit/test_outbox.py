@@ -1095,3 +1095,12 @@ def test_repeats_counts_what_it_leaves_out_per_kind() -> None:
     now[0] = 200.0
     assert repeats.note("a") == 1
     assert repeats.note("b") == 0
+
+
+def test_metrics_say_the_version_the_process_and_every_place_errors_are_counted() -> None:
+    metrics = Metrics(CollectorRegistry())
+    text = generate_latest(metrics.registry).decode()
+    assert 'alertd_build_info{version="' in text
+    assert "process_start_time_seconds " in text  # a crash loop shows as restarts
+    for where in ("evaluation", "ingest", "deadline", "trap", "retention", "kpis"):
+        assert f'alertd_errors_total{{where="{where}"}} 0.0' in text
