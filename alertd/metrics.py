@@ -29,7 +29,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 PRIORITIES = ("P1", "P2", "P3", "P4")
 OUTCOMES = ("ok", "retryable", "permanent", "ambiguous")  # of one delivery attempt
 # where work can fail and be logged with its error (alertd_errors_total{where})
-ERROR_PLACES = ("evaluation", "ingest", "deadline", "trap", "retention", "kpis")
+ERROR_PLACES = ("evaluation", "ingest", "deadline", "trap", "retention", "kpis", "delivery")
 BACKLOG_CAP = 100_000  # alertd_outbox_backlog counts no further (the count stays cheap)
 
 
@@ -50,7 +50,8 @@ class Metrics:
         self.errors = Counter(
             "alertd_errors_total",
             "Work that failed and was logged with its error, by where: evaluation (a cycle), "
-            "ingest (a POST answered 503), deadline, trap, retention, kpis. Each is tried "
+            "ingest (a POST answered 503), deadline, trap, retention, kpis, delivery (the "
+            "worker could not read or record the outbox). Each is tried "
             "again; a rise that goes on needs a look at the log.",
             ["where"],
             registry=registry,

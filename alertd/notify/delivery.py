@@ -100,6 +100,7 @@ class Delivery:
         self._wake = asyncio.Event()
         # retries of one channel for one reason: a line a minute, not one per attempt
         self._retry_lines = Repeats(RETRY_LOG_EVERY, clock.monotonic)
+        self._error_lines = Repeats(RETRY_LOG_EVERY, clock.monotonic)  # the same, for errors
         self._stopping = False
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
         # cancels the overdue, instead of an asyncio.timeout per send (a tenth of its CPU)
@@ -166,22 +167,34 @@ class Delivery:
         for channel, recipients, at in self.store.sends_since(now - horizon):
             self.limiter.remember(channel, recipients, mono - (now - at))
 
+    def _failed_here(self, where: str, message: str, exc: BaseException) -> None:
+        """Count a failure of the loop's own work and log it with ``exc``'s traceback: the
+        first at once, then a line a minute with how many more (a locked database fails
+        every second)."""
+        self.metrics.errors.labels("delivery").inc()
+        left_out = self._error_lines.note(where)
+        if left_out is not None:
+            more = f" ({left_out} more since the last line)" if left_out else ""
+            log.error("%s%s", message, more, exc_info=exc)
+
     async def run(self) -> None:
         """Drive the outbox until ``stop``."""
         while not self._stopping:
             try:
                 self.recover()
                 break
-            except Exception:  # e.g. the database is locked: try again, don't die
-                log.exception("delivery: could not recover the outbox; retrying")
+            except Exception as exc:  # e.g. the database is locked: try again, don't die
+                self._failed_here(
+                    "recover", "delivery: could not recover the outbox; retrying", exc
+                )
                 await asyncio.sleep(1.0)
         while not self._stopping:
             self._wake.clear()
             wait: float | None = None
             try:
                 busy = await self._turn()
-            except Exception:  # a bad row or a locked database must not end delivery
-                log.exception("delivery: could not drive the outbox")
+            except Exception as exc:  # a bad row or a locked database must not end delivery
+                self._failed_here("drive", "delivery: could not drive the outbox", exc)
                 busy, wait = False, 1.0  # and not a log line per millisecond
             if busy:
                 await asyncio.sleep(0)
@@ -677,10 +690,12 @@ class Delivery:
                     and not self.store.has_newer_news(r.intent)
                 )
                 follow_ups += self._fail_over_what_refusing_channels_hold(batch, now)
-        except Exception:
+        except Exception as exc:
             # nothing was written (a locked or full database): keep the outcomes and try
             # again soon; until then the intents stay ``sending`` (a crash re-sends them)
-            log.exception("delivery: could not record %d outcome(s); retrying", len(batch))
+            self._failed_here(
+                "record", f"delivery: could not record {len(batch)} outcome(s); retrying", exc
+            )
             self._results[:0] = batch
             return False
         # counted per (channel, outcome), not per result: a storm's batch is one channel

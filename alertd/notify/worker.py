@@ -73,6 +73,7 @@ DELIVERY_COUNTERS = (
     "notification_failovers",
     "notifications_failed",
     "notifications_given_up",
+    "errors",
     "state_lock_waited",
     "state_lock_held",
     "state_write_turns",
@@ -82,12 +83,13 @@ Snapshot = list[tuple[str, dict[str, str], float]]
 
 
 def counter_snapshot(metrics: Metrics) -> Snapshot:
-    """Return every delivery counter's series as (attribute, labels, value)."""
+    """Return every delivery counter's series that moved as (attribute, labels, value)
+    (the series created at 0 in advance are the daemon's to show)."""
     out: Snapshot = []
     for attr in DELIVERY_COUNTERS:
         for family in getattr(metrics, attr).collect():
             for sample in family.samples:
-                if sample.name.endswith("_total"):
+                if sample.name.endswith("_total") and sample.value:
                     out.append((attr, dict(sample.labels), sample.value))
     return out
 

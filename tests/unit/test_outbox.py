@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -1104,3 +1105,33 @@ def test_metrics_say_the_version_the_process_and_every_place_errors_are_counted(
     assert "process_start_time_seconds " in text  # a crash loop shows as restarts
     for where in ("evaluation", "ingest", "deadline", "trap", "retention", "kpis"):
         assert f'alertd_errors_total{{where="{where}"}} 0.0' in text
+
+
+async def test_outcomes_a_locked_database_refuses_are_counted_logged_once_and_kept(  # type: ignore[no-untyped-def]
+    db, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail = Channel("mail")
+    d = delivery_for(db, {"mail": mail}, clock)
+    commit(d, [note(incident, "mail")], clock)
+    record = d.store.record
+    refusals = iter(range(3))
+
+    def locked(results, now):  # type: ignore[no-untyped-def]
+        if next(refusals, None) is not None:
+            raise sqlite3.OperationalError("database is locked")
+        record(results, now)
+
+    monkeypatch.setattr(d.store, "record", locked)
+    d.pump()
+    await asyncio.wait(list(d._in_flight))
+    for _ in range(4):
+        d.flush()
+    assert len(mail.sent) == 1
+    assert attempts(db, note(incident, "mail").key) == ["ok"]  # kept, then recorded once
+    errors = d.metrics.registry.get_sample_value("alertd_errors_total", {"where": "delivery"})
+    assert errors == 3
+    lines = [r for r in caplog.records if "could not record" in r.getMessage()]
+    assert len(lines) == 1  # then quiet for a minute
+    assert lines[0].exc_info is not None  # with what went wrong
