@@ -587,7 +587,7 @@ def connect(state_dir: Path) -> sqlite3.Connection:
             factory=StateConnection,
         )
     except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"state database {state_dir / DB_NAME}: {exc}{_hint(exc)}") from exc
+        raise StoreError(_unusable(state_dir, exc)) from exc
     try:
         conn.writer_lock = _open_writer_lock(state_dir)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -599,7 +599,7 @@ def connect(state_dir: Path) -> sqlite3.Connection:
         conn.close()
         if isinstance(exc, StoreError):
             raise
-        raise StoreError(f"state database {state_dir / DB_NAME}: {exc}{_hint(exc)}") from exc
+        raise StoreError(_unusable(state_dir, exc)) from exc
     return conn
 
 
@@ -616,11 +616,15 @@ def require_writable(conn: sqlite3.Connection, state_dir: Path) -> None:
                 _roll_back(conn)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(
-            f"state database {state_dir / DB_NAME}: cannot write: {exc}{_hint(exc)}"
+            f"state database {state_dir / DB_NAME}: cannot write: {exc}{permission_hint(exc)}"
         ) from exc
 
 
-def _hint(exc: BaseException) -> str:
+def _unusable(state_dir: Path, exc: BaseException) -> str:
+    return f"state database {state_dir / DB_NAME}: {exc}{permission_hint(exc)}"
+
+
+def permission_hint(exc: BaseException) -> str:
     """What to check, when SQLite's words for a permission problem do not say so."""
     text = str(exc)
     if "readonly" in text or "unable to open" in text or isinstance(exc, PermissionError):

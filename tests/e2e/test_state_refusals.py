@@ -115,3 +115,21 @@ def test_a_taken_port_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
     assert "delivery worker started" not in out.stderr  # nothing half started
+
+
+def test_a_second_daemon_on_the_same_state_directory_is_refused_naming_the_first(
+    tmp_path: Path, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    # two would each evaluate, escalate and page: duplicates, the one thing alertd must not do
+    cfg = tmp_path / "cfg"
+    write_config(cfg, major=1000)
+    first = daemon_factory(cfg)
+    out = subprocess.run(
+        run_command(cfg, first.state, free_port()), capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1, out.stderr
+    assert f"another alertd (pid {first.proc.pid}) runs on the state directory" in out.stderr
+    assert "delivery worker started" not in out.stderr
+    assert first.get("/-/ready")[0] == 200  # the first goes on as it was
+    first.stop()
+    daemon_factory(cfg)  # once the first is gone, so is its lock: this one starts
