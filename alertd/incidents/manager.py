@@ -276,12 +276,18 @@ class IncidentManager:
             out.extend(self._release_children(parent, now))
         if self._each_level != logging.INFO and changes:
             counts = Counter(transition.value for _, transition, _ in changes)
-            log.info(
+            self._say(
+                logging.INFO,
                 "%d alert events: %s",
                 len(events),
                 ", ".join(f"{n} incident(s) {what}" for what, n in sorted(counts.items())),
             )
         return out
+
+    def _say(self, level: int, message: str, *args: object) -> None:
+        """Log what happened to an incident once it is committed: never for a write that
+        rolls back (and is tried again, saying it again)."""
+        self.store.after_commit(lambda: log.log(level, message, *args))
 
     def _follow_new_policy(
         self, incident: Incident, previous: Level | None, plan: RoutePlan, now: float
@@ -395,7 +401,7 @@ class IncidentManager:
             f"{level_name} {priority}: {event.summary}{_value(event)}",
         )
         if log.isEnabledFor(self._each_level):
-            log.log(
+            self._say(
                 self._each_level,
                 "incident #%d opened %s %s: %s%s",
                 opened.id,
@@ -427,7 +433,7 @@ class IncidentManager:
                 return self._member_resolved(event, now)
             resolved = store.resolve(current, now, event.value)
             store.add_timeline(current.id, now, "resolved", f"{event.summary}{_value(event)}")
-            log.log(self._each_level, "incident #%d resolved: %s", current.id, event.summary)
+            self._say(self._each_level, "incident #%d resolved: %s", current.id, event.summary)
             return resolved, Transition.RESOLVED, None
         assert event.level is not None
         if current is None and self._grouping:
@@ -456,7 +462,7 @@ class IncidentManager:
                 reopened.id, now, "reopened", f"fires again: {event.summary} ({event.level.label})"
             )
             self.escalator.arm_new(reopened, now, since=now)
-            log.info("incident #%d reopened: %s", reopened.id, event.summary)
+            self._say(logging.INFO, "incident #%d reopened: %s", reopened.id, event.summary)
             return reopened, Transition.REOPENED, None
         if current.level == event.level:
             return None  # a repeat FIRING (e.g. after restart) for an incident already open
@@ -470,7 +476,7 @@ class IncidentManager:
             f"{current.level.label} -> {event.level.label}, {current.priority} -> {priority}: "
             f"{event.summary}",
         )
-        log.log(
+        self._say(
             self._each_level,
             "incident #%d level %s -> %s (%s)",
             current.id,
@@ -606,7 +612,9 @@ class IncidentManager:
         summary = f"{total} alert(s) in group {label_text(current.labels)}, all resolved"
         resolved = store.resolve(store.set_summary(current, summary), now, event.value)
         store.add_timeline(current.id, now, "resolved", "every alert in the group resolved")
-        log.info("incident #%d resolved: every alert in the group resolved", current.id)
+        self._say(
+            logging.INFO, "incident #%d resolved: every alert in the group resolved", current.id
+        )
         if store.first_page_at(current.id) is not None:
             store.set_first_page(current.id, None)
             store.add_timeline(current.id, now, "group_wait", "resolved before its first page")
@@ -626,7 +634,7 @@ class IncidentManager:
             store.add_timeline(
                 current.id, now, "flapping", "started: changing state too often to page each time"
             )
-            log.info("incident #%d flapping", current.id)
+            self._say(logging.INFO, "incident #%d flapping", current.id)
             return current, Transition.FLAPPING_START, None
         if event.kind is EventKind.FLAPPING_STOP:
             if current is None:

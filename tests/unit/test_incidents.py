@@ -3,6 +3,7 @@ file: open, dedup, level changes, resolve, reopen as a new incident, notificatio
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 import pytest
@@ -251,6 +252,49 @@ def test_apply_is_atomic(
         apply(manager, T0, FIRING_CRIT)
     monkeypatch.undo()
     assert store.find() == []  # the incident row was rolled back with its timeline entry
+
+
+def test_an_incident_is_said_opened_once_committed_never_for_a_rolled_back_write(
+    manager: IncidentManager, store: IncidentStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a full disk rolled each try back, and each logged "incident #5 opened" again
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "opened" in r.getMessage()]
+
+    def full_disk_at_commit() -> None:
+        with store.transaction():
+            manager.apply([FIRING_CRIT], T0)
+            assert said() == []  # not before the commit
+            raise sqlite3.OperationalError("database or disk is full")
+
+    with caplog.at_level(logging.INFO, logger="alertd.incidents.manager"):
+        with pytest.raises(sqlite3.OperationalError):
+            full_disk_at_commit()
+        assert said() == []
+        apply(manager, T0 + 5, FIRING_CRIT)
+    (line,) = said()
+    assert line.startswith(f"incident #{only_incident(store).id} opened")
+
+
+def test_after_commit_runs_once_committed_at_once_outside_and_never_on_rollback(
+    store: IncidentStore,
+) -> None:
+    ran: list[str] = []
+    store.after_commit(lambda: ran.append("outside"))
+    assert ran == ["outside"]
+    with store.transaction():
+        store.after_commit(lambda: ran.append("committed"))
+        assert ran == ["outside"]
+    assert ran == ["outside", "committed"]
+
+    def rolled_back() -> None:
+        with store.transaction():
+            store.after_commit(lambda: ran.append("rolled back"))
+            raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
+    assert ran == ["outside", "committed"]
 
 
 def test_open_incidents_counted_by_priority(manager: IncidentManager, store: IncidentStore) -> None:
