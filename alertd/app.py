@@ -410,6 +410,9 @@ class App:
                 break
             try:
                 self.evaluate_once()
+            except sqlite3.OperationalError as exc:  # locked, full: kept for the next cycle
+                self.metrics.errors.labels("evaluation").inc()
+                log.error("evaluation cycle failed: the state database refused: %s", exc)
             except Exception:  # one bad cycle must not stop the daemon
                 self.metrics.errors.labels("evaluation").inc()
                 log.exception("evaluation cycle failed")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from alertd.config.types import Duration, StrictModel
 
@@ -43,17 +43,35 @@ class RetentionSettings(StrictModel):
 
     # resolved incidents, with their timelines, alerts and notifications; at least the 30
     # days the KPIs (MTTA, MTTR) look back over. Open ones are kept however old.
-    incidents: Duration = Field(default=365 * 86400.0, ge=30 * 86400.0)
+    incidents: Duration = 365 * 86400.0
     # each finished notification's row and attempts (the timeline keeps what became of it)
-    notifications: Duration = Field(default=30 * 86400.0, ge=86400.0)
+    notifications: Duration = 30 * 86400.0
     # device events (`alertd events`: traps, SNMP reboots)
-    events: Duration = Field(default=30 * 86400.0, ge=3600.0)
+    events: Duration = 30 * 86400.0
 
-    @model_validator(mode="after")
-    def _notifications_within_incidents(self) -> Self:
-        if self.notifications > self.incidents:
-            raise ValueError("notifications: keep them no longer than incidents")
-        return self
+    @field_validator("incidents")
+    @classmethod
+    def _kpis_window(cls, value: float) -> float:
+        if value < 30 * 86400.0:
+            raise ValueError("keep them at least 30d: the KPIs (MTTA, MTTR) look back 30 days")
+        return value
+
+    @field_validator("notifications")
+    @classmethod
+    def _within_incidents(cls, value: float, info: ValidationInfo) -> float:
+        if value < 86400.0:
+            raise ValueError("keep them at least 1d")
+        incidents = info.data.get("incidents")
+        if incidents is not None and value > incidents:
+            raise ValueError("keep them no longer than incidents (their timelines go then)")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _an_hour_at_least(cls, value: float) -> float:
+        if value < 3600.0:
+            raise ValueError("keep them at least 1h")
+        return value
 
 
 class TlsSettings(StrictModel):

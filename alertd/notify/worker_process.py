@@ -70,6 +70,7 @@ class DeliveryWorker:
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._running = asyncio.Event()  # the current worker said it runs
+        self._killed = ""  # why the daemon killed the current worker, if it did
 
     # -- what the daemon calls ------------------------------------------------------------
     async def start(self) -> None:
@@ -180,11 +181,17 @@ class DeliveryWorker:
                 return
             if loop.time() - started >= STEADY:
                 delay = RESTART_FIRST
+            why = (
+                f"was killed: it was {self._killed}"
+                if self._killed
+                else f"exited unexpectedly (exit {code})"
+            )
+            self._killed = ""
             log.log(
                 logging.WARNING if code == 0 else logging.ERROR,
-                "delivery worker exited unexpectedly (exit %d); starting another in %gs "
+                "delivery worker %s; starting another in %gs "
                 "(notifications wait in the outbox meanwhile)",
-                code,
+                why,
                 delay,
             )
             while not self._stopping:
@@ -223,6 +230,7 @@ class DeliveryWorker:
                     proc.pid,
                     HUNG_AFTER,
                 )
+                self._killed = "stuck"
                 proc.kill()
                 return
             except (ValueError, asyncio.LimitOverrunError):

@@ -361,6 +361,7 @@ LOCK_WAIT = 10.0  # seconds a writer waits for its turn (off the event loop, in 
 # happens on the caller's thread: the event loop. Short, so such a lock costs the daemon a
 # 503 or a cycle kept for the next try, not a loop frozen past systemd's watchdog.
 BUSY_TIMEOUT = 2.0
+START_LOCK_WAIT = 60.0  # seconds a starting daemon waits for another program's lock
 
 
 def _flock_waiting(fd: int) -> Future[None]:
@@ -603,21 +604,46 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     return conn
 
 
-def require_writable(conn: sqlite3.Connection, state_dir: Path) -> None:
+def require_writable(
+    conn: sqlite3.Connection, state_dir: Path, locked_for: float = START_LOCK_WAIT
+) -> None:
     """Raise ``StoreError`` now if this process cannot write the state database. SQLite opens
     a file it may not write read-only without a word, and a daemon started on one would take
-    alerts and answer each with a 503, paging nobody. (A write rolled back: nothing stays.)"""
-    try:
-        with writers_turn(conn):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (-1, 0)")
-            finally:
-                _roll_back(conn)
-    except (sqlite3.Error, OSError) as exc:
-        raise StoreError(
-            f"state database {state_dir / DB_NAME}: cannot write: {exc}{permission_hint(exc)}"
-        ) from exc
+    alerts and answer each with a 503, paging nobody. (A write rolled back: nothing stays.)
+    A database another program holds locked is waited for, up to ``locked_for`` seconds:
+    nothing is served yet, and a restart loop would not make it come sooner."""
+    deadline = time.monotonic() + locked_for
+    said = False
+    while True:
+        try:
+            with writers_turn(conn):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (-1, 0)"
+                    )
+                finally:
+                    _roll_back(conn)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise StoreError(_cannot_write(state_dir, exc)) from exc
+            if not said:
+                log.warning(
+                    "state database %s is locked by another program; waiting up to %gs",
+                    state_dir / DB_NAME,
+                    locked_for,
+                )
+                said = True
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(_cannot_write(state_dir, exc)) from exc
+
+
+def _cannot_write(state_dir: Path, exc: BaseException) -> str:
+    hint = permission_hint(exc)
+    if not hint and "locked" in str(exc):
+        hint = " (another program holds it locked: `fuser` on the file says which)"
+    return f"state database {state_dir / DB_NAME}: cannot write: {exc}{hint}"
 
 
 def _unusable(state_dir: Path, exc: BaseException) -> str:

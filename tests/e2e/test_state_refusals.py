@@ -70,6 +70,8 @@ def test_a_threshold_crossed_while_the_database_is_locked_opens_its_incident_aft
     listed = [line for line in d.cli("list").splitlines() if "memory" in line]
     assert len(listed) == 1, listed
     assert "could not store" in d.log()
+    assert "evaluation cycle failed: the state database refused: database is locked" in d.log()
+    assert "Traceback" not in d.log()  # a refusal is one line, not a stack
     assert (d.metric('alertd_errors_total{where="evaluation"}') or 0) >= 1
     assert d.metric('alertd_errors_total{where="ingest"}') == 0
     assert "kept from failed tries applied" in d.log()

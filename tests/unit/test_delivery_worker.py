@@ -409,6 +409,7 @@ def test_a_running_worker_that_says_nothing_is_killed_as_stuck(
     proc: list[SilentProc] = []
     assert asyncio.run(read()) >= 0.2
     assert proc[0].killed
+    assert handle._killed == "stuck"  # its exit is not reported as unexpected
     assert "has said nothing for 0.2s: it is stuck" in caplog.text
 
 

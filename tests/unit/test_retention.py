@@ -156,7 +156,7 @@ def test_retention_defaults_and_limits() -> None:
     assert ServerFile.model_validate({"retention": {"incidents": "90d"}}).retention.incidents == (
         90 * DAY
     )
-    with pytest.raises(ValueError, match="greater than or equal"):
+    with pytest.raises(ValueError, match="at least 30d: the KPIs"):
         ServerFile.model_validate({"retention": {"incidents": "7d"}})  # the KPIs read 30 days
     with pytest.raises(ValueError, match="no longer than incidents"):
         ServerFile.model_validate({"retention": {"incidents": "40d", "notifications": "60d"}})

@@ -179,6 +179,22 @@ def test_a_database_opened_read_only_fails_the_write_probe_with_what_to_check(
     )
 
 
+def test_a_start_waits_for_an_outside_lock_then_says_who_to_look_for(tmp_path: Path) -> None:
+    connect(tmp_path).close()
+    outsider = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None, check_same_thread=False)
+    conn = connect(tmp_path)
+    try:
+        outsider.execute("BEGIN EXCLUSIVE")
+        threading.Timer(0.5, lambda: outsider.execute("ROLLBACK")).start()
+        require_writable(conn, tmp_path, locked_for=30.0)  # waited, then wrote
+        outsider.execute("BEGIN EXCLUSIVE")  # and now for good
+        with pytest.raises(StoreError, match=r"database is locked \(another program holds it"):
+            require_writable(conn, tmp_path, locked_for=0.0)
+    finally:
+        outsider.close()
+        conn.close()
+
+
 def test_rule_state_upsert_and_delete(conn: sqlite3.Connection) -> None:
     record = StateRecord(
         fingerprint="fp",
