@@ -274,6 +274,20 @@ def _who(n: Notification) -> str:
     return ", ".join(n.recipients) or "-"
 
 
+def forget_intents(conn: sqlite3.Connection, which: str, params: Sequence[Any] = ()) -> int:
+    """Delete the intents ``which`` selects (``SELECT id FROM outbox ...`` with ``params``),
+    their attempts and bodies, within the caller's transaction; return how many. A digest or
+    a failover that another intent points at is unlinked first (foreign keys)."""
+    conn.execute(f"DELETE FROM outbox_attempts WHERE outbox_id IN ({which})", params)
+    conn.execute(f"DELETE FROM outbox_body WHERE id IN ({which})", params)
+    conn.execute(
+        f"UPDATE outbox SET digest_id = NULL, failover_of = NULL "
+        f"WHERE digest_id IN ({which}) OR failover_of IN ({which})",
+        (*params, *params),
+    )
+    return conn.execute(f"DELETE FROM outbox WHERE id IN ({which})", params).rowcount
+
+
 class OutboxStore:
     """The outbox tables behind one connection (the caller owns transactions)."""
 
@@ -876,16 +890,9 @@ class OutboxStore:
             "SELECT id FROM outbox "
             "WHERE state IN ('delivered', 'failed', 'digested', 'superseded') AND updated_at < ?"
         )
-        self.conn.execute(f"DELETE FROM outbox_attempts WHERE outbox_id IN ({old})", (before,))
-        self.conn.execute(f"DELETE FROM outbox_body WHERE id IN ({old})", (before,))
-        self.conn.execute(
-            f"UPDATE outbox SET digest_id = NULL, failover_of = NULL "
-            f"WHERE digest_id IN ({old}) OR failover_of IN ({old})",
-            (before, before),
-        )
-        cur = self.conn.execute(f"DELETE FROM outbox WHERE id IN ({old})", (before,))
+        gone = forget_intents(self.conn, old, (before,))
         self.conn.execute("DELETE FROM hook_replays WHERE ts < ?", (before,))
-        return cur.rowcount
+        return gone
 
     def counts(self) -> dict[str, int]:
         """Return how many intents are in each state."""

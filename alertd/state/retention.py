@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from alertd.notify.outbox import forget_intents
+
 BATCH = 500  # incidents per purge: a short turn with the writer lock, however much is old
 
 
@@ -36,13 +38,11 @@ def purge_resolved_incidents(conn: sqlite3.Connection, before: float, limit: int
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS purged_incidents (id INTEGER PRIMARY KEY)")
     conn.execute("DELETE FROM purged_incidents")
     conn.executemany("INSERT INTO purged_incidents (id) VALUES (?)", [(i,) for i in ids])
-    intents = "SELECT id FROM outbox WHERE incident_id IN (SELECT id FROM purged_incidents)"
     # a digest or a failover of a newer incident's page may point at one of these intents
-    conn.execute(f"UPDATE outbox SET digest_id = NULL WHERE digest_id IN ({intents})")
-    conn.execute(f"UPDATE outbox SET failover_of = NULL WHERE failover_of IN ({intents})")
-    conn.execute(f"DELETE FROM outbox_attempts WHERE outbox_id IN ({intents})")
-    conn.execute(f"DELETE FROM outbox_body WHERE id IN ({intents})")
-    for table in ("outbox", "timeline", "incident_alerts"):
+    forget_intents(
+        conn, "SELECT id FROM outbox WHERE incident_id IN (SELECT id FROM purged_incidents)"
+    )
+    for table in ("timeline", "incident_alerts"):
         conn.execute(f"DELETE FROM {table} WHERE incident_id IN (SELECT id FROM purged_incidents)")
     conn.execute("DELETE FROM incidents WHERE id IN (SELECT id FROM purged_incidents)")
     conn.execute("DELETE FROM purged_incidents")
