@@ -55,6 +55,7 @@ from alertd.ingest import external
 from alertd.ingest.alertmanager import IngestLimits, PostedAlert
 from alertd.ingest.backpressure import Backpressure
 from alertd.ingest.http import alerts_routes
+from alertd.log import log_failure
 from alertd.metrics import BACKLOG_CAP, PRIORITIES, Metrics
 from alertd.model import (
     AlertEvent,
@@ -380,6 +381,12 @@ class App:
         for priority in PRIORITIES:
             self.metrics.incidents_open.labels(priority).set(open_counts.get(priority, 0))
 
+    def _failed(self, where: str, message: str, exc: BaseException) -> None:
+        """Count (``alertd_errors_total{where}``) and log work of the daemon's own that
+        failed; it is tried again (the next cycle, deadline look, trap or minute)."""
+        self.metrics.errors.labels(where).inc()
+        log_failure(log, message, exc)
+
     def _receive_alerts(self, alerts: list[PostedAlert]) -> None:
         """``POST /api/v2/alerts``' store; a failure (answered 503) is counted."""
         try:
@@ -410,12 +417,8 @@ class App:
                 break
             try:
                 self.evaluate_once()
-            except sqlite3.OperationalError as exc:  # locked, full: kept for the next cycle
-                self.metrics.errors.labels("evaluation").inc()
-                log.error("evaluation cycle failed: the state database refused: %s", exc)
-            except Exception:  # one bad cycle must not stop the daemon
-                self.metrics.errors.labels("evaluation").inc()
-                log.exception("evaluation cycle failed")
+            except Exception as exc:  # one bad cycle must not stop the daemon
+                self._failed("evaluation", "evaluation cycle failed", exc)
 
     async def _deadline_loop(self) -> None:
         """Between evaluation cycles, act on a deadline when it comes (a group's
@@ -436,9 +439,8 @@ class App:
                     continue
                 self._apply([], {}, now, expire=True)
                 passed = due
-            except Exception:  # the evaluation cycle still acts on it
-                self.metrics.errors.labels("deadline").inc()
-                log.exception("could not act on a deadline")
+            except Exception as exc:  # the evaluation cycle still acts on it
+                self._failed("deadline", "could not act on a deadline", exc)
                 passed = due  # not a failing write (and a traceback) every second
 
     def evaluate_once(self) -> None:
@@ -547,9 +549,8 @@ class App:
     def _trap_events(self, events: list[AlertEvent]) -> None:
         try:
             self._apply(events, {}, self.clock.now())
-        except Exception:  # a trap must never take the receiver down
-            self.metrics.errors.labels("trap").inc()
-            log.exception("could not apply trap events")
+        except Exception as exc:  # a trap must never take the receiver down
+            self._failed("trap", "could not apply trap events", exc)
 
     def _device_event(self, event: DeviceEvent) -> None:
         try:
@@ -593,9 +594,8 @@ class App:
                 gone = purge_resolved_incidents(self.conn, now - keep.incidents)
                 alerts = purge_resolved_external_alerts(self.conn, now - keep.incidents)
                 events = prune_device_events(self.conn, now - keep.events)
-        except Exception:
-            self.metrics.errors.labels("retention").inc()
-            log.exception("could not purge what is past its retention")
+        except Exception as exc:
+            self._failed("retention", "could not purge what is past its retention", exc)
             return
         more = gone >= PURGE_BATCH  # more to go: the next minute, not the next hour
         self._purge_at = now if more else now + PURGE_EVERY
@@ -619,9 +619,8 @@ class App:
         channels = self.config.channels
         try:
             self._set_kpis(await read_in_thread(self.conn, lambda conn: report(conn, channels)))
-        except Exception:  # the gauges keep their last values; the next minute tries again
-            self.metrics.errors.labels("kpis").inc()
-            log.exception("KPIs could not be computed")
+        except Exception as exc:  # the gauges keep their last values; the next minute tries again
+            self._failed("kpis", "KPIs could not be computed", exc)
 
     def _set_kpis(self, report: KpiReport) -> None:
         m = self.metrics

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
@@ -29,6 +28,7 @@ from alertd.ingest.alertmanager import (
     parse_postable_alerts,
 )
 from alertd.ingest.backpressure import Backpressure
+from alertd.log import log_failure
 from alertd.model import Level
 
 log = logging.getLogger(__name__)
@@ -93,16 +93,9 @@ def alerts_routes(
                 result = receive(alerts)
                 if inspect.isawaitable(result):
                     await result
-            except sqlite3.OperationalError as exc:  # locked, full, read-only: no bug of ours
-                log.error(
-                    "POST %s: storing %d alerts failed (the sender retries): %s",
-                    ALERTS_PATH,
-                    len(alerts),
-                    exc,
-                )
-                return _error(503, "alerts could not be stored; retry later")
-            except Exception:
-                log.exception("POST %s: storing %d alerts failed", ALERTS_PATH, len(alerts))
+            except Exception as exc:
+                what = f"POST {ALERTS_PATH}: storing {len(alerts)} alerts failed (a 503)"
+                log_failure(log, what, exc)
                 return _error(503, "alerts could not be stored; retry later")
         if errors:
             log.warning(

@@ -56,7 +56,8 @@ class DeliverySettings:
     batch: int = 512
 
 
-RETRY_LOG_EVERY = 60.0  # seconds between log lines about one channel's retries, per reason
+# seconds between log lines about one channel's retries (per reason), or one failing step
+LOG_EVERY = 60.0
 FLUSH_DELAY = 0.002  # seconds outcomes wait to share one transaction with the next ones
 CLAIM_FRACTION = 8  # a channel with sends in flight claims again once 1/8 of its room is free
 UNCONFIGURED_GRACE = 5.0  # seconds an intent for a channel unknown here is tried again
@@ -98,9 +99,9 @@ class Delivery:
         self._refused: set[str] = set()  # channels refused in the batch being recorded
         self._delivered_at: dict[str, float] = {}  # channel -> its last delivery (clock)
         self._wake = asyncio.Event()
-        # retries of one channel for one reason: a line a minute, not one per attempt
-        self._retry_lines = Repeats(RETRY_LOG_EVERY, clock.monotonic)
-        self._error_lines = Repeats(RETRY_LOG_EVERY, clock.monotonic)  # the same, for errors
+        # retries of one channel for one reason, failures of one step of the loop: a line a
+        # minute, not one per attempt
+        self._repeats = Repeats(LOG_EVERY, clock.monotonic)
         self._stopping = False
         # each send in flight -> when it is overdue (the loop's clock); one watchdog timer
         # cancels the overdue, instead of an asyncio.timeout per send (a tenth of its CPU)
@@ -172,10 +173,10 @@ class Delivery:
         first at once, then a line a minute with how many more (a locked database fails
         every second)."""
         self.metrics.errors.labels("delivery").inc()
-        left_out = self._error_lines.note(where)
+        left_out = self._repeats.note(where)
         if left_out is not None:
             more = f" ({left_out} more since the last line)" if left_out else ""
-            log.error("%s%s", message, more, exc_info=exc)
+            log.error("%s%s", message, more, exc_info=exc)  # once a minute: with its stack
 
     async def run(self) -> None:
         """Drive the outbox until ``stop``."""
@@ -607,7 +608,7 @@ class Delivery:
                         f"failed ({exc.reason.value}): {exc}; the provider asks to wait "
                         f"{delay:.0f}s, past delivery.max_age: gave up after {age:.0f}s",
                     )
-            left_out = self._retry_lines.note((channel, exc.reason))
+            left_out = self._repeats.note((channel, exc.reason))
             log.log(
                 logging.DEBUG if left_out is None else logging.WARNING,
                 "notification for incident #%d via %s failed, retrying in %.0fs: %s%s",
