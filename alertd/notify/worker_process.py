@@ -230,12 +230,11 @@ class DeliveryWorker:
                     proc.pid,
                     HUNG_AFTER,
                 )
-                self._killed = "stuck"
-                proc.kill()
+                self._kill(proc, "stuck")
                 return
             except (ValueError, asyncio.LimitOverrunError):
                 log.error("delivery worker: a report over %d bytes; stopping it", REPORT_LIMIT)
-                proc.kill()
+                self._kill(proc, "saying more than a report holds")
                 return
             if not line:
                 return
@@ -243,6 +242,11 @@ class DeliveryWorker:
                 self._heard(json.loads(line), seen)
             except Exception:  # one bad line must not end supervision
                 log.warning("delivery worker: unreadable report %.80r", line, exc_info=True)
+
+    def _kill(self, proc: asyncio.subprocess.Process, why: str) -> None:
+        """Kill a running worker; its exit is then logged with ``why``, not as unexpected."""
+        self._killed = why
+        proc.kill()
 
     def _heard(self, message: dict[str, object], seen: dict[_Series, float]) -> None:
         if message.get("ready"):

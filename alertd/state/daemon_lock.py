@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from alertd.errors import StoreError
-from alertd.state.db import permission_hint
+from alertd.state.db import store_hint
 
 DAEMON_LOCK_NAME = "daemon.lock"
 
@@ -27,7 +27,7 @@ def take_daemon_lock(state_dir: Path) -> IO[bytes]:
         state_dir.mkdir(parents=True, exist_ok=True)
         lock = path.open("a+b")
     except OSError as exc:
-        raise StoreError(f"state directory {state_dir}: {exc}{permission_hint(exc)}") from exc
+        raise StoreError(f"state directory {state_dir}: {exc}{store_hint(exc)}") from exc
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -9,6 +9,7 @@ Migrations are numbered and applied in order inside one transaction each;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -616,18 +617,13 @@ def require_writable(
     said = False
     while True:
         try:
-            with writers_turn(conn):
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, applied_at) VALUES (-1, 0)"
-                    )
-                finally:
-                    _roll_back(conn)
+            with contextlib.suppress(_RolledBack), write_transaction(conn):
+                conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (-1, 0)")
+                raise _RolledBack  # it could write: take it back
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise StoreError(_cannot_write(state_dir, exc)) from exc
+                raise StoreError(_unusable(state_dir, exc, "cannot write: ")) from exc
             if not said:
                 log.warning(
                     "state database %s is locked by another program; waiting up to %gs",
@@ -636,22 +632,19 @@ def require_writable(
                 )
                 said = True
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(_cannot_write(state_dir, exc)) from exc
+            raise StoreError(_unusable(state_dir, exc, "cannot write: ")) from exc
 
 
-def _cannot_write(state_dir: Path, exc: BaseException) -> str:
-    hint = permission_hint(exc)
-    if not hint and "locked" in str(exc):
-        hint = " (another program holds it locked: `fuser` on the file says which)"
-    return f"state database {state_dir / DB_NAME}: cannot write: {exc}{hint}"
+class _RolledBack(Exception):
+    """Ends a probe write with a rollback."""
 
 
-def _unusable(state_dir: Path, exc: BaseException) -> str:
-    return f"state database {state_dir / DB_NAME}: {exc}{permission_hint(exc)}"
+def _unusable(state_dir: Path, exc: BaseException, doing: str = "") -> str:
+    return f"state database {state_dir / DB_NAME}: {doing}{exc}{store_hint(exc)}"
 
 
-def permission_hint(exc: BaseException) -> str:
-    """What to check, when SQLite's words for a permission problem do not say so."""
+def store_hint(exc: BaseException) -> str:
+    """What to check, when SQLite's words for a problem with the state do not say so."""
     text = str(exc)
     if "readonly" in text or "unable to open" in text or isinstance(exc, PermissionError):
         return (
@@ -660,6 +653,8 @@ def permission_hint(exc: BaseException) -> str:
         )
     if "disk is full" in text or "disk I/O error" in text:
         return " (check the free space of the file system the state directory is on)"
+    if "locked" in text:
+        return " (another program holds it locked: `fuser` on the file says which)"
     return ""
 
 
