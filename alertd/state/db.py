@@ -348,6 +348,8 @@ class StateConnection(sqlite3.Connection):
     on_turn: Callable[[float, float], None] | None = None
     _waited: float = 0.0  # of the turn under way: how long it waited, and since when it holds
     _taken_at: float = 0.0
+    # inside a ``write_transaction``: what ``after_commit`` was given, run once it commits
+    _after_commit: list[Callable[[], None]] | None = None
 
     def close(self) -> None:
         if self.writer_lock is not None:
@@ -536,16 +538,37 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     (``StateConnection``)."""
     with writers_turn(conn):
         _begin(conn)
+        pending: list[Callable[[], None]] = []
+        if isinstance(conn, StateConnection):
+            conn._after_commit = pending
         try:
-            yield
-        except BaseException:
-            _roll_back(conn)
-            raise
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            _roll_back(conn)
-            raise
+            try:
+                yield
+            except BaseException:
+                _roll_back(conn)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                _roll_back(conn)
+                raise
+        finally:
+            if isinstance(conn, StateConnection):
+                conn._after_commit = None
+    for action in pending:  # committed
+        action()
+
+
+def after_commit(conn: sqlite3.Connection, action: Callable[[], None]) -> None:
+    """Run ``action`` once the ``write_transaction`` under way on ``conn`` commits (at once if
+    none is), never if it rolls back: a log line saying an incident opened must not be
+    written for a write that then rolls back (a full disk logged the same "opened" every
+    cycle)."""
+    pending = conn._after_commit if isinstance(conn, StateConnection) else None
+    if pending is None:
+        action()
+    else:
+        pending.append(action)
 
 
 def _begin(conn: sqlite3.Connection) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from alertd import compact_json
 from alertd.model import Incident, IncidentState, Labels, Level
-from alertd.state.db import write_transaction
+from alertd.state.db import after_commit, write_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,31 +76,16 @@ class IncidentStore:
         # inside ``batch()``: the prefetched ``active`` answers, and timeline rows not yet written
         self._active: dict[str, Incident | None] | None = None
         self._timeline: list[TimelineRow] | None = None
-        self._after_commit: list[Callable[[], None]] | None = None  # inside ``transaction()``
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group several changes into one atomic write; then run what ``after_commit`` was
-        given meanwhile (nothing of it if the write rolls back)."""
-        self._after_commit = []
-        try:
-            with write_transaction(self.conn):
-                yield
-        except BaseException:
-            self._after_commit = None
-            raise
-        done, self._after_commit = self._after_commit, None
-        for action in done:
-            action()
+        """Group several changes into one atomic write."""
+        with write_transaction(self.conn):
+            yield
 
     def after_commit(self, action: Callable[[], None]) -> None:
-        """Run ``action`` once the transaction under way commits (at once if none is): a
-        log line saying an incident opened must not be written for a write that then rolls
-        back (a full disk logged the same "opened" every cycle)."""
-        if self._after_commit is None:
-            action()
-        else:
-            self._after_commit.append(action)
+        """Run ``action`` once the write under way commits (``db.after_commit``)."""
+        after_commit(self.conn, action)
 
     @contextmanager
     def batch(self, fingerprints: Iterable[str]) -> Iterator[None]:
