@@ -119,6 +119,10 @@ def _plain(tags: object) -> str:
     return str(tags).replace("'", "")
 
 
+# the parts of channels.yaml that name channels or teams
+_NAMING_KEYS = {"channels", "teams", "routes", "rate_limits", "failover"}
+
+
 @dataclass(frozen=True)
 class _References:
     """The names channels.yaml uses, and where: from the validated file, or read from the raw
@@ -132,21 +136,8 @@ class _References:
 
     @staticmethod
     def of(ch: ChannelsFile) -> _References:
-        targets: list[tuple[Path_, str]] = []
-        for i, route in enumerate(ch.routes):
-            targets += [(("routes", i, "notify", j), n) for j, n in enumerate(route.notify)]
-            for k, step in enumerate(route.escalate):
-                targets += [
-                    (("routes", i, "escalate", k, "notify", j), n)
-                    for j, n in enumerate(step.notify)
-                ]
-        return _References(
-            frozenset(ch.channels),
-            {name: list(enumerate(team.channels)) for name, team in ch.teams.items()},
-            targets,
-            list(ch.rate_limits),
-            dict(ch.failover),
-        )
+        """The names of a validated file: read the same way as the raw YAML, from its data."""
+        return _References.read(ch.model_dump(include=_NAMING_KEYS))
 
     @staticmethod
     def read(data: Any) -> _References:
