@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 
 class AlertdError(Exception):
@@ -47,6 +48,11 @@ class CollectError(AlertdError):
 
 class CollectTimeoutError(CollectError, TimeoutError):
     """A collection did not finish in time."""
+
+
+# what one delivery attempt came to (the outbox's attempt rows, alertd_notification_attempts)
+AttemptOutcome = Literal["ok", "retryable", "permanent", "ambiguous"]
+ATTEMPT_OUTCOMES: tuple[str, ...] = get_args(AttemptOutcome)
 
 
 class FailureReason(enum.Enum):

@@ -19,7 +19,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from alertd.errors import FailureReason
+from alertd.errors import ATTEMPT_OUTCOMES, FailureReason
 from alertd.model import EventKind
 
 # no ``_created`` series beside each counter: they were 217 of /metrics' 495 lines, and no
@@ -27,7 +27,6 @@ from alertd.model import EventKind
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
-OUTCOMES = ("ok", "retryable", "permanent", "ambiguous")  # of one delivery attempt
 # where work can fail and be logged with its error (alertd_errors_total{where})
 ERROR_PLACES = ("evaluation", "ingest", "deadline", "trap", "retention", "kpis", "delivery")
 BACKLOG_CAP = 100_000  # alertd_outbox_backlog counts no further (the count stays cheap)
@@ -290,7 +289,7 @@ class Metrics:
             for reason in FailureReason:
                 self.notifications_failed.labels(name, reason.value)
                 self.notifications_given_up.labels(name, reason.value)
-            for outcome in OUTCOMES:
+            for outcome in ATTEMPT_OUTCOMES:
                 self.notification_attempts.labels(name, outcome)
 
     def set_outbox_counts(self, counts: Mapping[str, int], states: Iterable[str]) -> None:

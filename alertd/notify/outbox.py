@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 from alertd import compact_json
+from alertd.errors import AttemptOutcome
 from alertd.incidents.routing import Told
 from alertd.model import (
     AlertEntry,
@@ -39,7 +40,6 @@ from alertd.model import (
 )
 from alertd.state.db import write_transaction
 
-Outcome = Literal["ok", "retryable", "permanent", "ambiguous"]
 FINAL_STATES = ("delivered", "failed", "digested", "superseded")
 DIGEST_KEY_PREFIX = "digest."  # a digest intent's key: it stands for several incidents
 # transitions that cannot follow an earlier notification of the same incident (a new one)
@@ -78,7 +78,7 @@ class AttemptResult:
     """What one delivery attempt of one intent came to, and what happens next."""
 
     intent: Intent
-    outcome: Outcome
+    outcome: AttemptOutcome
     detail: str  # for the attempt row and the timeline
     state: Literal["pending", "delivered", "failed", "superseded"]
     next_at: float | None = None  # when a pending intent is due again
