@@ -29,6 +29,7 @@ from typing import Any
 from alertd.clock import Clock
 from alertd.errors import FailureReason, NotifyError
 from alertd.incidents.routing import not_told_yet
+from alertd.log import log_failure
 from alertd.log_repeats import Repeats
 from alertd.metrics import Metrics
 from alertd.model import Notification, Transition
@@ -169,14 +170,14 @@ class Delivery:
             self.limiter.remember(channel, recipients, mono - (now - at))
 
     def _failed_here(self, where: str, message: str, exc: BaseException) -> None:
-        """Count a failure of the loop's own work and log it with ``exc``'s traceback: the
-        first at once, then a line a minute with how many more (a locked database fails
-        every second)."""
+        """Count a failure of the loop's own work and log it as ``log_failure`` does (a
+        database refusal in one line, anything else with its traceback): the first at once,
+        then a line a minute with how many more (a locked database fails every second)."""
         self.metrics.errors.labels("delivery").inc()
         left_out = self._repeats.note(where)
         if left_out is not None:
             more = f" ({left_out} more since the last line)" if left_out else ""
-            log.error("%s%s", message, more, exc_info=exc)  # once a minute: with its stack
+            log_failure(log, message + more, exc)
 
     async def run(self) -> None:
         """Drive the outbox until ``stop``."""

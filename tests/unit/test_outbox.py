@@ -1134,4 +1134,31 @@ async def test_outcomes_a_locked_database_refuses_are_counted_logged_once_and_ke
     assert errors == 3
     lines = [r for r in caplog.records if "could not record" in r.getMessage()]
     assert len(lines) == 1  # then quiet for a minute
-    assert lines[0].exc_info is not None  # with what went wrong
+    assert "the state database refused: database is locked" in lines[0].getMessage()
+    assert lines[0].exc_info is None  # a refusal is no bug: one line, no traceback
+
+
+async def test_a_bug_in_recording_outcomes_is_logged_with_its_traceback(  # type: ignore[no-untyped-def]
+    db, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    (incident,) = open_incidents(db, 1)
+    mail = Channel("mail")
+    d = delivery_for(db, {"mail": mail}, clock)
+    commit(d, [note(incident, "mail")], clock)
+    record = d.store.record
+    bugs = iter(range(1))
+
+    def broken(results, now):  # type: ignore[no-untyped-def]
+        if next(bugs, None) is not None:
+            raise KeyError("no such column")
+        record(results, now)
+
+    monkeypatch.setattr(d.store, "record", broken)
+    d.pump()
+    await asyncio.wait(list(d._in_flight))
+    d.flush()
+    d.flush()
+    assert attempts(db, note(incident, "mail").key) == ["ok"]
+    (line,) = [r for r in caplog.records if "could not record" in r.getMessage()]
+    assert line.exc_info is not None  # not a refusal: the stack says where the bug is
