@@ -27,6 +27,27 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT) -> Non
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
+def write_memory_config(
+    cfg: Path, major: float, host: str, channels: str, summary: str | None = None
+) -> None:
+    """A config in ``cfg`` that polls this machine as ``host`` (criticality high) every
+    second, with one memory rule whose ``major`` threshold decides whether it fires (0: on
+    any machine), and ``channels`` as channels.yaml."""
+    (cfg / "collectors").mkdir(parents=True, exist_ok=True)
+    rule = (
+        "evaluation_interval: 1s\nrules:\n  - metric: host_memory_used_percent\n"
+        f"    name: memory\n    above: {{major: {major}}}\n"
+    )
+    if summary is not None:
+        rule += f"    summary: {summary}\n"
+    (cfg / "thresholds.yaml").write_text(rule)
+    (cfg / "collectors" / "local.yaml").write_text(
+        f"hosts:\n  - instance: {host}\n    interval: 1s\n"
+        "    labels: {site: lab, criticality: high}\n"
+    )
+    (cfg / "channels.yaml").write_text(channels)
+
+
 def run_command(cfg: Path, state: Path, port: int, python_flags: tuple[str, ...] = ()) -> list[str]:
     """``alertd run`` on ``cfg`` and ``state``, listening on 127.0.0.1:``port``."""
     return [

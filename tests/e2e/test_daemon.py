@@ -20,29 +20,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SmtpServer, free_port
-from tests.e2e.conftest import Daemon, run_command, wait_for
+from tests.e2e.conftest import Daemon, run_command, wait_for, write_memory_config
 
 pytestmark = pytest.mark.e2e
 
-THRESHOLDS = """\
-evaluation_interval: 1s
-rules:
-  - metric: host_memory_used_percent
-    name: memory
-    above: {{major: {major}}}
-    summary: "Memory {{{{ value | round(1) }}}}% used on {{{{ labels.instance }}}}"
-"""
-
 
 def write_config(cfg: Path, smtp: SmtpServer, major: float) -> None:
-    (cfg / "collectors").mkdir(parents=True, exist_ok=True)
-    (cfg / "thresholds.yaml").write_text(THRESHOLDS.format(major=major))
-    (cfg / "collectors" / "local.yaml").write_text(
-        "hosts:\n  - instance: e2e-host\n    interval: 1s\n"
-        "    labels: {site: lab, criticality: high}\n"
-    )
-    (cfg / "channels.yaml").write_text(
-        f"""\
+    channels = f"""\
 channels:
   log: {{type: log}}
   mail:
@@ -58,7 +42,8 @@ teams:
 routes:
   - notify: [oncall]
 """
-    )
+    summary = '"Memory {{ value | round(1) }}% used on {{ labels.instance }}"'
+    write_memory_config(cfg, major, "e2e-host", channels, summary)
 
 
 def mails(smtp: SmtpServer) -> list[email.message.EmailMessage]:
