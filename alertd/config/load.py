@@ -8,6 +8,7 @@ ever returned, which is what lets a reload keep the last good config.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from alertd.config.channels import ChannelsFile
+from alertd.config.channels import ChannelsFile, Team
 from alertd.config.collectors import CollectorsFile, HostTarget, SnmpTarget
 from alertd.config.server import ServerFile
 from alertd.config.snmp_profiles import Derived, Profile
@@ -23,6 +24,7 @@ from alertd.config.thresholds import Flapping, Rule, ThresholdsFile, check_order
 from alertd.config.traps import TrapsConfig
 from alertd.config.yaml_marks import Document, Path_, parse_file
 from alertd.errors import ConfigError, ConfigProblem
+from alertd.notify.channel_types import MEMBER_ADDRESS
 
 DEFAULT_EVALUATION_INTERVAL = 15.0
 M = TypeVar("M", bound=BaseModel)
@@ -297,8 +299,17 @@ class _Loader:
             elif (invalid := self.invalid.get(channels_path)) is not None:
                 # its names are checked anyway, so one round of fixes finds every problem
                 self._check_references(invalid, _References.read(invalid.data))
-        else:
-            channels = ChannelsFile()
+        else:  # nobody would ever be told of an incident (user test: renamed to .yml)
+            self.problems.append(
+                ConfigProblem(
+                    self._name(channels_path),
+                    0,
+                    0,
+                    "",
+                    "file not found: it says who is told about incidents, and without it "
+                    "nobody would be",
+                )
+            )
         server = ServerFile()
         server_path = self.directory / "server.yaml"
         if server_path.exists():
@@ -452,6 +463,8 @@ class _Loader:
                 self.problems.append(doc.problem(where, why))
         for channel_name, channel_cfg in ch.channels.items():
             self._check_file_settings(doc, ("channels", channel_name), channel_cfg)
+        self._check_teams(doc, ch)
+        self._check_routes(doc, ch)
         matrix = ch.priorities.matrix
         for impact, row in matrix.items():
             missing = [lv for lv in ("critical", "major", "minor") if lv not in row]
@@ -470,6 +483,34 @@ class _Loader:
                     f"(rows: {', '.join(matrix)})",
                 )
             )
+
+    def _check_teams(self, doc: Document, ch: ChannelsFile) -> None:
+        """A team's channel that needs a member's address none of them has reaches nobody:
+        every page to it would fail at run time (user test)."""
+        for team_name, team in ch.teams.items():
+            for j, channel_name in enumerate(team.channels):
+                channel = ch.channels.get(channel_name)
+                if channel is not None and (why := _team_unreachable(team, channel)):
+                    self.problems.append(doc.problem(("teams", team_name, "channels", j), why))
+
+    def _check_routes(self, doc: Document, ch: ChannelsFile) -> None:
+        """Matchers on priority and level take only the values alertd gives them, and a
+        typo of those names is not a label (user test: ``priorty: [P1]`` sent every P1 to
+        the log alone); and something must tell someone about an incident."""
+        if not ch.routes and not any(c.type == "log" for c in ch.channels.values()):
+            self.problems.append(
+                doc.problem(
+                    (),
+                    "nothing here tells anyone about an incident: no routes, and no log "
+                    "channel for the incidents no route matches",
+                )
+            )
+        for i, route in enumerate(ch.routes):
+            for key, values in route.match.items():
+                where: Path_ = ("routes", i, "match", key)
+                if (why := _matcher_problem(key, values)) is not None:
+                    misnamed = bool(values) and key not in _ROUTE_FIELDS  # point at the key
+                    self.problems.append(doc.problem(where, why, key=misnamed))
 
     def _check_impacts(
         self, targets: Sequence[tuple[Document, Path_, Mapping[str, str]]], ch: ChannelsFile
@@ -548,6 +589,46 @@ def _nobody_to_send_to(channel: BaseModel) -> str:
             "or name a team whose channels include it)"
         )
     return ""
+
+
+# what a route matches besides the labels, and the values alertd gives them
+_ROUTE_FIELDS: dict[str, tuple[str, ...]] = {
+    "priority": ("P1", "P2", "P3", "P4"),
+    "level": ("critical", "major", "minor"),
+    "rule": (),
+}
+
+
+def _matcher_problem(key: str, values: Sequence[str]) -> str | None:
+    """Why a route's matcher ``key: values`` can never match as meant (None if it can)."""
+    if not values:
+        return "an empty list matches nothing: list the values to match, or leave the key out"
+    allowed = _ROUTE_FIELDS.get(key)
+    if allowed is None:
+        close = difflib.get_close_matches(key, _ROUTE_FIELDS, n=1, cutoff=0.8)
+        if close:
+            return (
+                f'"{key}" is not {close[0]}: a route matches the labels, plus priority, '
+                f"level and rule (did you mean {close[0]}?)"
+            )
+        return None
+    wrong = [v for v in values if allowed and v not in allowed]
+    if wrong:
+        return f"{key} is one of {', '.join(allowed)}, not {', '.join(map(repr, wrong))}"
+    return None
+
+
+def _team_unreachable(team: Team, channel: BaseModel) -> str:
+    """Why ``team``'s pages on ``channel`` would reach nobody ("" if they would not)."""
+    kind = getattr(channel, "type", "")
+    field = MEMBER_ADDRESS.get(kind, "")
+    if field not in ("phone", "email") or any(getattr(m, field) for m in team.members):
+        return ""
+    if kind == "email" and getattr(channel, "to", None):
+        return ""  # it falls back to the channel's own list
+    what, address = ("an SMS channel", "a phone") if kind == "sms" else ("", "an email")
+    what = what or "an email channel with no `to`"
+    return f"{what}, and no member of this team has {address}: its pages would reach nobody"
 
 
 def _known(names: list[str]) -> str:

@@ -77,6 +77,8 @@ def _value(event: AlertEvent) -> str:
 NEWS_FOR_EVERY_TIER = frozenset({Transition.RESOLVED, Transition.LEVEL_CHANGED})
 # pages to every tier that list a group's alerts as they are: a group update waiting is moot
 _LISTS_THE_GROUP = NEWS_FOR_EVERY_TIER
+# the transitions that page an incident's routes for the first time
+_FIRST_PAGES = frozenset({Transition.OPENED, Transition.REOPENED})
 
 
 class IncidentManager:
@@ -254,6 +256,8 @@ class IncidentManager:
             if incident.suppressed_by is None and incident.id not in self._quiet:
                 plan = self._plan(incident)
                 targets = plan.targets
+                if not targets and transition in _FIRST_PAGES:
+                    self._unrouted(incident, now)
                 if transition in NEWS_FOR_EVERY_TIER:
                     targets = paged_so_far(
                         self.escalator.escalations, incident, self.channels, plan
@@ -283,6 +287,15 @@ class IncidentManager:
                 ", ".join(f"{n} incident(s) {what}" for what, n in sorted(counts.items())),
             )
         return out
+
+    def _unrouted(self, incident: Incident, now: float) -> None:
+        """Say on its timeline, and in the log, that no route matches ``incident``: its pages
+        go to the log channels alone, if there are any (user test: a typo in a route's
+        ``match`` sent every P1 to the log, and nothing said why)."""
+        logs = [name for name, c in self.channels.channels.items() if c.type == "log"]
+        where = f"told the log ({', '.join(logs)}) only" if logs else "nobody is told"
+        self.store.add_timeline(incident.id, now, "routing", f"no route matches it: {where}")
+        self._say(logging.WARNING, "incident #%d matches no route: %s", incident.id, where)
 
     def _say(self, level: int, message: str, *args: object) -> None:
         """Log what happened to an incident once it is committed: never for a write that

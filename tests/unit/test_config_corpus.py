@@ -107,7 +107,14 @@ CORPUS: dict[str, Case] = {
         problems=("thresholds.yaml:3:17: file is not valid UTF-8",),
     ),
     "utf16": Case(RULE.encode("utf-16")),
-    "empty-channels-is-fine": Case("", file="channels.yaml", loads=True),
+    "empty-channels-tells-nobody": Case(  # user test: a truncated file paged nobody
+        "",
+        file="channels.yaml",
+        problems=(
+            "channels.yaml: nothing here tells anyone about an incident: no routes, and no "
+            "log channel for the incidents no route matches",
+        ),
+    ),
     "empty-thresholds-is-fine": Case("", loads=True),
     "comments-only": Case("# nothing here yet\n", loads=True),
     "top-level-scalar": Case(
@@ -459,6 +466,7 @@ def test_crlf_and_bom_keep_line_numbers(tmp_path: Path) -> None:
 @given(text=st.text())
 def test_arbitrary_text_never_escapes(tmp_path: Path, text: str) -> None:
     (tmp_path / "thresholds.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "channels.yaml").write_text("channels: {log: {type: log}}\n")
     try:
         config = load_config(tmp_path, env={})
     except ConfigError as exc:
@@ -526,6 +534,7 @@ _FRAGMENTS = [
 @given(parts=st.lists(st.sampled_from(_FRAGMENTS), max_size=40))
 def test_yaml_shaped_text_never_escapes(tmp_path: Path, parts: list[str]) -> None:
     (tmp_path / "thresholds.yaml").write_text("".join(parts), encoding="utf-8")
+    (tmp_path / "channels.yaml").write_text("channels: {log: {type: log}}\n")
     try:
         load_config(tmp_path, env={})
     except ConfigError as exc:

@@ -85,7 +85,7 @@ EXPECTED: dict[str, list[str]] = {
         "environment variable SMTP_HOST_UNSET is not set"
     ],
     "route_unknown_target": [
-        'channels.yaml:10:21: routes[0].notify[1]: unknown team or channel "teir2" '
+        'channels.yaml:11:21: routes[0].notify[1]: unknown team or channel "teir2" '
         "(known: log, ops-mail, tier1)"
     ],
     "team_unknown_channel": [
@@ -314,6 +314,7 @@ def test_non_finite_email_timeout_is_rejected(tmp_path: Path, value: str) -> Non
 RELATIVE_PASSWORD_FILE = (
     "channels:\n  ops-mail:\n    type: email\n    host: smtp.example.com\n"
     "    username: alertd\n    password_file: smtp.password\n    from: a@example.com\n"
+    "  log: {type: log}\n"
 )
 
 
@@ -465,7 +466,10 @@ SECRET_ECHO: dict[str, tuple[dict[str, str], str]] = {
         + ")",
     ),
     "default-impact": (
-        {"channels.yaml": "priorities: {default_impact: '${SECRET_PW}'}\n"},
+        {
+            "channels.yaml": "priorities: {default_impact: '${SECRET_PW}'}\n"
+            "channels: {log: {type: log}}\n"
+        },
         'channels.yaml:1:30: priorities.default_impact: "<redacted>" is not a row of the matrix '
         "(rows: high, medium, low)",
     ),
@@ -524,3 +528,78 @@ def test_secret_not_printed_by_check_config(
     out, err = capsys.readouterr()
     assert SECRET not in out + err
     assert "channels.ops-mail.port" in out
+
+
+# --- configs that would tell nobody (user test) -----------------------------------------------
+
+ROUTE_TYPOS = """\
+channels:
+  log: {type: log}
+routes:
+  - match: {priorty: [P1, P2]}
+    notify: [log]
+  - match: {priority: [P1, P5], level: [critcal]}
+    notify: [log]
+  - match: {rule: [], instance: [web1], levels: [major]}
+    notify: [log]
+"""
+
+
+def test_route_matchers_that_can_never_match_as_meant_are_named(tmp_path: Path) -> None:
+    directory = make_config(tmp_path, files={"channels.yaml": ROUTE_TYPOS})
+    assert problems_of(directory) == [
+        'channels.yaml:4:13: routes[0].match.priorty: "priorty" is not priority: a route '
+        "matches the labels, plus priority, level and rule (did you mean priority?)",
+        "channels.yaml:6:23: routes[1].match.priority: priority is one of P1, P2, P3, P4, not 'P5'",
+        "channels.yaml:6:40: routes[1].match.level: level is one of critical, major, minor, "
+        "not 'critcal'",
+        "channels.yaml:8:19: routes[2].match.rule: an empty list matches nothing: list the "
+        "values to match, or leave the key out",
+        'channels.yaml:8:41: routes[2].match.levels: "levels" is not level: a route matches '
+        "the labels, plus priority, level and rule (did you mean level?)",
+    ]
+
+
+UNREACHABLE_TEAMS = """\
+channels:
+  log: {type: log}
+  sms:
+    {type: sms, account_sid: AC00000000000000000000000000000000, auth_token: t,
+     from: '+15550000000'}
+  mail: {type: email, host: smtp.example.com, from: alertd@example.com}
+  mail-to-list:
+    {type: email, host: smtp.example.com, from: alertd@example.com, to: [ops@example.com]}
+teams:
+  by-mail-only:
+    members: [{name: Ann, email: ann@example.com}]
+    channels: [sms, mail, log]
+  nobody:
+    channels: [mail, mail-to-list]
+  reachable:
+    members: [{name: Bo, phone: '+15550000001'}, {name: Cy, email: cy@example.com}]
+    channels: [sms, mail]
+routes:
+  - notify: [by-mail-only, nobody, reachable]
+"""
+
+
+def test_a_team_channel_that_reaches_no_member_is_named(tmp_path: Path) -> None:
+    directory = make_config(tmp_path, files={"channels.yaml": UNREACHABLE_TEAMS})
+    assert problems_of(directory) == [
+        "channels.yaml:12:16: teams.by-mail-only.channels[0]: an SMS channel, and no member of "
+        "this team has a phone: its pages would reach nobody",
+        "channels.yaml:14:16: teams.nobody.channels[0]: an email channel with no `to`, and no "
+        "member of this team has an email: its pages would reach nobody",
+    ]
+
+
+def test_a_file_without_routes_or_a_log_channel_is_refused_and_one_with_a_log_channel_loads(
+    tmp_path: Path,
+) -> None:
+    mail = "channels:\n  mail: {type: email, host: h, from: a@example.com, to: [b@example.com]}\n"
+    assert problems_of(make_config(tmp_path / "a", files={"channels.yaml": mail})) == [
+        "channels.yaml:1:1: nothing here tells anyone about an incident: no routes, and no "
+        "log channel for the incidents no route matches"
+    ]
+    logged = mail + "  log: {type: log}\n"  # what no route matches goes to the log
+    load_config(make_config(tmp_path / "b", files={"channels.yaml": logged}), env={})

@@ -127,12 +127,17 @@ def test_summary_counts_snmp_targets_and_profiles(tmp_path: Path) -> None:
     assert list(config.profiles) == ["system"]
 
 
-def test_channels_yaml_is_optional(tmp_path: Path) -> None:
+def test_channels_yaml_is_required(tmp_path: Path) -> None:
+    """Without it nobody is told of an incident: a config that says so is refused (user
+    test: a channels.yaml renamed to .yml loaded, and every page went to nobody)."""
     directory = make_config(tmp_path, {})
-    (directory / "channels.yaml").unlink()
-    config = load_config(directory, env={})
-    assert config.channels.channels == {}
-    assert set(config.channels.priorities.matrix) == {"high", "medium", "low"}
+    (directory / "channels.yaml").rename(directory / "channels.yml")
+    with pytest.raises(ConfigError) as info:
+        load_config(directory, env={})
+    assert [str(p) for p in info.value.problems] == [
+        "channels.yaml: file not found: it says who is told about incidents, and without it "
+        "nobody would be"
+    ]
 
 
 def test_evaluation_interval_defaults(tmp_path: Path) -> None:
@@ -144,6 +149,7 @@ def test_evaluation_interval_defaults(tmp_path: Path) -> None:
 
 CHANNELS = (
     "channels:\n"
+    "  log: {{type: log}}\n"
     "  ops-mail:\n"
     "    type: email\n"
     "    host: {host}\n"
@@ -391,6 +397,7 @@ def test_email_with_empty_host_is_not_configured(tmp_path: Path, host: str) -> N
 def test_email_tls_defaults(tmp_path: Path) -> None:
     text = (
         "channels:\n"
+        "  log: {type: log}\n"
         "  a: {type: email, host: h, from: a@example.com}\n"
         "  b: {type: email, host: h, from: a@example.com, tls: true}\n"
         "  c: {type: email, host: h, from: a@example.com, tls: true, port: 2465}\n"

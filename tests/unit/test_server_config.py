@@ -26,6 +26,7 @@ def test_missing_files_are_named_with_their_key(tmp_path: Path) -> None:
 
 def test_relative_files_resolve_against_the_config_dir(tmp_path: Path) -> None:
     (tmp_path / "thresholds.yaml").write_text("rules: []\n")
+    (tmp_path / "channels.yaml").write_text("channels: {log: {type: log}}\n")
     for name in ("links.key", "tls.crt", "tls.key"):
         (tmp_path / name).write_text("x\n")
     (tmp_path / "server.yaml").write_text(
