@@ -41,7 +41,7 @@ from alertd.collect.snmp.traps import TrapReceiver
 from alertd.collect.snmp.v3 import close_engines
 from alertd.config.channels import ChannelsFile
 from alertd.config.load import Config, load_config
-from alertd.config.server import Scope
+from alertd.config.server import IngestSettings, Scope
 from alertd.errors import CollectError, ConfigError, StoreError
 from alertd.evaluate.evaluator import Evaluator
 from alertd.heap import settle_after_start
@@ -307,16 +307,16 @@ class App:
         )
 
     def _routes(self, config: Config) -> list[web.RouteDef]:
-        """The inbound HTTP routes. Their limits and the public URL are read at start; tokens
-        and everything else follow reloads."""
-        ingest = config.server.ingest
+        """The inbound HTTP routes. The public URL Twilio's hooks are signed for is read at
+        start; ingest limits, tokens and everything else follow reloads (a reload that
+        changed ingest limits and left them at their start values was a user-test finding)."""
         routes = alerts_routes(
             self._receive_alerts,
-            IngestLimits(max_body_bytes=ingest.max_body_bytes, max_alerts=ingest.max_alerts),
+            lambda: _ingest_limits(self.config.server.ingest),
             authorize=lambda request: self._require(request, "ingest"),
             resolve_timeout=lambda: self.config.server.ingest.resolve_timeout,
             clock=self.clock.now,
-            default_level=Level.parse(ingest.default_level),
+            default_level=lambda: Level.parse(self.config.server.ingest.default_level),
             backpressure=Backpressure(
                 lambda cap: self.outbox.backlog(self.clock.now(), cap),
                 lambda: (
@@ -739,6 +739,10 @@ class App:
                 return False
             log.info("config reloaded: %s", config.summary())
             return True
+
+
+def _ingest_limits(ingest: IngestSettings) -> IngestLimits:
+    return IngestLimits(max_body_bytes=ingest.max_body_bytes, max_alerts=ingest.max_alerts)
 
 
 def _version() -> str:

@@ -43,21 +43,22 @@ _JSON_CHARSETS = (None, "utf-8", "utf8")
 
 def alerts_routes(
     receive: Receive,
-    limits: IngestLimits,
+    limits: Callable[[], IngestLimits],
     authorize: Authorize | None = None,
     resolve_timeout: Callable[[], float] | None = None,
     *,
     clock: Callable[[], float] = time.time,
-    default_level: Level = Level.MAJOR,
+    default_level: Callable[[], Level] = lambda: Level.MAJOR,
     backpressure: Backpressure | None = None,
 ) -> list[web.RouteDef]:
     """Return the route for ``POST /api/v2/alerts``.
 
     ``receive`` gets the valid alerts of each request (never an empty list) and may be sync or
     async; an exception from it answers 503. ``authorize`` may raise ``web.HTTPUnauthorized``
-    or ``web.HTTPForbidden``. ``resolve_timeout`` is read per request (it follows reloads);
-    ``clock`` gives the wall time that missing ``startsAt``/``endsAt`` are computed from.
-    ``backpressure`` holds a request back, briefly, while delivery is behind.
+    or ``web.HTTPForbidden``. ``limits``, ``resolve_timeout`` and ``default_level`` are read
+    per request (they follow reloads); ``clock`` gives the wall time that missing
+    ``startsAt``/``endsAt`` are computed from. ``backpressure`` holds a request back, briefly,
+    while delivery is behind.
     """
 
     async def post_alerts(request: web.Request) -> web.StreamResponse:
@@ -66,18 +67,19 @@ def alerts_routes(
         if request.content_type != "application/json" or request.charset not in _JSON_CHARSETS:
             return _error(415, "Content-Type must be application/json")
         timeout = DEFAULT_RESOLVE_TIMEOUT if resolve_timeout is None else resolve_timeout()
+        bounds, level = limits(), default_level()
         if backpressure is not None:
             await backpressure.wait()  # never raises: it only ever holds a request back
         try:
-            body = await _read_body(request, limits)
+            body = await _read_body(request, bounds)
             now = clock()
             if len(body) > _THREAD_PARSE_BYTES:
                 alerts, errors = await asyncio.to_thread(
-                    parse_postable_alerts, body, now, limits, timeout, default_level=default_level
+                    parse_postable_alerts, body, now, bounds, timeout, default_level=level
                 )
             else:
                 alerts, errors = parse_postable_alerts(
-                    body, now, limits, timeout, default_level=default_level
+                    body, now, bounds, timeout, default_level=level
                 )
         except IngestError as exc:
             log.warning("POST %s from %s refused: %s", ALERTS_PATH, request.remote, exc.message)

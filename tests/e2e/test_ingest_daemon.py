@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -150,3 +151,33 @@ def test_a_resolve_from_the_cli_is_mailed_by_the_running_daemon(
     assert "resolved by alice; 1 notification(s) queued" in out
     wait_for("the resolved mail", lambda: len(smtp_server.messages) >= 2)
     assert "RESOLVED" in smtp_server.messages[1].content.decode(errors="replace")
+
+
+def test_a_reload_applies_new_ingest_limits_and_default_level(
+    tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
+) -> None:
+    """User test: the limits stayed at their start values while the log said reloaded."""
+    cfg = tmp_path / "cfg"
+    write_config(cfg, smtp_server)
+    d = daemon_factory(cfg)
+    three = [alert(f"host-{i}") for i in range(3)]
+    assert post_alerts(d, three, INGEST_TOKEN)[0] == 200
+
+    server = (cfg / "server.yaml").read_text()
+    (cfg / "server.yaml").write_text(
+        server + "ingest: {max_alerts: 2, max_body_bytes: 2048, default_level: minor}\n"
+    )
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for("the reload", lambda: "config reloaded" in d.log())
+
+    status, body = post_alerts(d, three, INGEST_TOKEN)
+    assert (status, "more than 2" in body) == (400, True)
+    big = alert("big")
+    big["annotations"] = {"summary": "x" * 3000}
+    assert post_alerts(d, [big], INGEST_TOKEN)[0] == 413
+    plain = {"labels": {"alertname": "NoSeverity", "instance": "quiet-1"}}
+    assert post_alerts(d, [plain], INGEST_TOKEN)[0] == 200
+    wait_for("the incident", lambda: "quiet-1" in d.cli("list"))
+    incidents = json.loads(d.cli("list", "--json"))
+    (listed,) = [i for i in incidents if i["labels"]["instance"] == "quiet-1"]
+    assert listed["level"] == "minor"

@@ -120,7 +120,7 @@ class Stack:
             authorizer.require(request, "ingest")
 
         routes = alerts_routes(
-            self.inbound.receive_alerts, IngestLimits(), authorize=ingest, clock=self.clock.now
+            self.inbound.receive_alerts, IngestLimits, authorize=ingest, clock=self.clock.now
         )
         return routes + am_v2_routes(
             self.inbound, lambda: authorizer, version="0.1.0", started_at=T0 - HOUR

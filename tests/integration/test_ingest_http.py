@@ -90,7 +90,7 @@ async def serve() -> AsyncIterator[Serve]:
         app.add_routes(
             alerts_routes(
                 receive,
-                limits or IngestLimits(),
+                lambda: limits or IngestLimits(),
                 authorize,
                 resolve_timeout,
                 clock=lambda: NOW,
