@@ -36,6 +36,7 @@ def test_https_only_with_a_verified_certificate(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg"
     cfg.mkdir()
     (cfg / "thresholds.yaml").write_text("rules: []\n")
+    (cfg / "channels.yaml").write_text("channels: {log: {type: log}}\n")
     cert = self_signed(cfg)
     (cfg / "server.yaml").write_text("tls: {cert_file: tls.pem, key_file: tls.key}\n")
     port = free_port()
@@ -68,6 +69,7 @@ def test_a_key_that_does_not_match_stops_the_daemon_at_start(tmp_path: Path) -> 
     cfg = tmp_path / "cfg"
     cfg.mkdir()
     (cfg / "thresholds.yaml").write_text("rules: []\n")
+    (cfg / "channels.yaml").write_text("channels: {log: {type: log}}\n")
     self_signed(cfg)
     first_key = (cfg / "tls.key").read_bytes()
     self_signed(cfg)  # a new certificate; put the old key back: they no longer match
