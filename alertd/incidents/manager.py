@@ -77,6 +77,7 @@ def _value(event: AlertEvent) -> str:
 NEWS_FOR_EVERY_TIER = frozenset({Transition.RESOLVED, Transition.LEVEL_CHANGED})
 # pages to every tier that list a group's alerts as they are: a group update waiting is moot
 _LISTS_THE_GROUP = NEWS_FOR_EVERY_TIER
+_ALL = 1 << 62  # no limit on a read
 # the transitions that page an incident's routes for the first time
 _FIRST_PAGES = frozenset({Transition.OPENED, Transition.REOPENED})
 
@@ -95,6 +96,7 @@ class IncidentManager:
         # the windows in force when every incident they held back was found still covered
         # (``_window_ends``), and whether anything was suppressed since
         self._covered_under: list[Window] | None = None
+        self._began_under: list[Window] | None = None
         self._suppressed_since = False
         self._quiet: set[int] = set()  # grouped incidents changed in this batch, not to page
         # groups a member of which resolved in this batch: their level follows their worst
@@ -132,19 +134,20 @@ class IncidentManager:
                     f"{format_duration(expiry)} ago and not resolved: escalation resumes",
                 )
                 self.escalator.arm_new(incident, now, since=now)
-        out.extend(self._window_ends(now))
+        windows = self.windows(now)
+        out.extend(self._window_ends(windows, now))
+        self._windows_begin(windows, now)
         out.extend(self._first_pages(now))
         out.extend(self._group_updates(now))
         return self._with_alerts(out + self.escalator.run(now))
 
-    def _window_ends(self, now: float) -> list[Notification]:
+    def _window_ends(self, windows: Sequence[Window], now: float) -> list[Notification]:
         """Page incidents that a window or silence held back and none covers any more.
 
         Reading every suppressed incident costs ~90 ms with 10,000 of them, and this runs at
         each cycle and deadline: skipped while the windows in force are those of the last
         read that released nothing, and nothing was suppressed since, because then the
         same windows cover the same incidents."""
-        windows = self.windows(now)
         in_force = [w for w in windows if w.active_at(now)]
         if in_force == self._covered_under and not self._suppressed_since:
             return []
@@ -163,6 +166,27 @@ class IncidentManager:
         # when there was none
         self._covered_under = None if out else in_force
         return out
+
+    def _windows_begin(self, windows: Sequence[Window], now: float) -> None:
+        """Hold back the unacknowledged incidents a window or silence that came into force
+        since the last look covers: no escalation or repeat page while it lasts, and when it
+        ends while they still fail they page again (``_window_ends``). User test: a silence
+        added on a paging incident left it escalating to management.
+
+        Read only when the windows in force change; remembered only when nothing was held
+        back, so a hold whose transaction rolled back is tried again."""
+        in_force = [w for w in windows if w.active_at(now)]
+        if in_force == self._began_under:
+            return
+        held = 0
+        for incident in self.store.find([IncidentState.OPEN], limit=_ALL) if in_force else ():
+            if incident.suppressed_by is not None:
+                continue
+            window = covering(in_force, window_view(incident.label_map, incident.rule), now)
+            if window is not None:
+                self._suppress(incident, window.label(), now)
+                held += 1
+        self._began_under = None if held else in_force
 
     def _first_pages(self, now: float) -> list[Notification]:
         """Send the first page of groups whose ``group_wait`` is over; arm escalation then."""

@@ -269,3 +269,42 @@ def test_configured_windows() -> None:
 def test_window_config_errors(data: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         MaintenanceWindow.model_validate(data)
+
+
+ESCALATING = ChannelsFile.model_validate(
+    {
+        "channels": {"pager": {"type": "log"}, "boss": {"type": "log"}},
+        "routes": [{"escalate": [{"notify": ["pager"]}, {"after": "10m", "notify": ["boss"]}]}],
+    }
+)
+
+
+@pytest.mark.parametrize("kind", ["silence", "maintenance"])
+def test_a_window_added_on_a_paging_incident_stops_its_escalation_until_it_ends(
+    tmp_path: Path, kind: str
+) -> None:
+    """User test: a silence added on an open incident left it escalating to management."""
+    s = Setup(tmp_path)
+    s.manager.channels = ESCALATING
+    t0 = SUNDAY_1AM
+    pages = s.apply([fire(EventKind.FIRING, "web1", t0)], t0)
+    assert [n.channel for n in pages] == ["pager"]
+    s.window(kind, t0 + 60, t0 + 2 * HOUR, instance="web1")
+    assert s.apply([], t0 + 120) == []
+    (incident,) = s.store.find()
+    assert incident.suppressed_by == f"{kind} #1 (CHG-1234)"
+    assert s.store.timeline(incident.id)[-1].kind == "suppressed"
+    assert s.apply([], t0 + 15 * 60) == []  # the boss's step was due at 10 minutes
+    pages = s.apply([], t0 + 2 * HOUR)  # over, and it still fails: it pages again
+    assert [(n.transition.value, n.channel) for n in pages] == [("opened", "pager")]
+
+
+def test_a_window_on_other_targets_leaves_a_paging_incident_escalating(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.manager.channels = ESCALATING
+    t0 = SUNDAY_1AM
+    s.apply([fire(EventKind.FIRING, "web1", t0)], t0)
+    s.window("silence", t0 + 60, t0 + 2 * HOUR, instance="web2")
+    assert s.apply([], t0 + 120) == []
+    pages = s.apply([], t0 + 15 * 60)
+    assert [(n.transition.value, n.channel) for n in pages] == [("escalated", "boss")]
