@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from alertd.config.channels import ChannelsFile, Team
+from alertd.config.channels import ChannelsFile, Route, Team
 from alertd.config.collectors import CollectorsFile, HostTarget, SnmpTarget
 from alertd.config.server import ServerFile
 from alertd.config.snmp_profiles import Derived, Profile
@@ -506,6 +506,19 @@ class _Loader:
                 )
             )
         for i, route in enumerate(ch.routes):
+            later = next(
+                (j for j in range(i + 1, len(ch.routes)) if _always_with(ch.routes[j], route)),
+                None,
+            )
+            if route.continue_ and len(route.escalate) > 1 and later is not None:
+                self.problems.append(
+                    doc.problem(
+                        ("routes", i, "escalate"),
+                        f"its later steps never run: routes[{later}] matches every incident "
+                        "this route does, and only the last route an incident matches "
+                        "escalates it (move the steps there, or leave out `continue` here)",
+                    )
+                )
             for key, values in route.match.items():
                 where: Path_ = ("routes", i, "match", key)
                 if (why := _matcher_problem(key, values)) is not None:
@@ -597,6 +610,15 @@ _ROUTE_FIELDS: dict[str, tuple[str, ...]] = {
     "level": ("critical", "major", "minor"),
     "rule": (),
 }
+
+
+def _always_with(later: Route, route: Route) -> bool:
+    """Whether ``later`` matches every incident ``route`` matches: each of its matchers is
+    one of ``route``'s, allowing at least the values ``route`` allows."""
+    return all(
+        key in route.match and set(route.match[key]) <= set(values)
+        for key, values in later.match.items()
+    )
 
 
 def _matcher_problem(key: str, values: Sequence[str]) -> str | None:

@@ -603,3 +603,32 @@ def test_a_file_without_routes_or_a_log_channel_is_refused_and_one_with_a_log_ch
     ]
     logged = mail + "  log: {type: log}\n"  # what no route matches goes to the log
     load_config(make_config(tmp_path / "b", files={"channels.yaml": logged}), env={})
+
+
+CONTINUED_ESCALATION = """\
+channels:
+  log: {type: log}
+  noc: {type: log}
+routes:
+  - match: {svc: [pay]}
+    continue: true
+    escalate: [{notify: [log]}, {after: 20s, notify: [noc]}]
+  - match: {svc: [pay, shop]}
+    notify: [noc]
+  - match: {svc: [db]}
+    continue: true
+    escalate: [{notify: [log]}, {after: 20s, notify: [noc]}]
+  - match: {svc: [db], site: [lab]}
+    notify: [noc]
+"""
+
+
+def test_escalation_steps_a_later_route_always_overrides_are_named(tmp_path: Path) -> None:
+    """On-call user test: tier 2 was never paged, for only the last matching route
+    escalates. The second pair is fine: an incident not in the lab escalates by the first."""
+    directory = make_config(tmp_path, files={"channels.yaml": CONTINUED_ESCALATION})
+    assert problems_of(directory) == [
+        "channels.yaml:7:15: routes[0].escalate: its later steps never run: routes[1] matches "
+        "every incident this route does, and only the last route an incident matches "
+        "escalates it (move the steps there, or leave out `continue` here)"
+    ]
