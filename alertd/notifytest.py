@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import socket
 import tempfile
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from alertd.config.load import Config
 from alertd.incidents.routing import member_addresses
 from alertd.metrics import Metrics
 from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
+from alertd.notify.channel_types import ONE_MESSAGE_PER_RECIPIENT
 from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.registry import LogInstead, build_notifiers
@@ -76,9 +78,14 @@ async def send_test(
                 # incident id (a ticket system) does not take the test for incident #1
                 conn.execute("UPDATE incidents SET id = 0 WHERE id = ?", (incident.id,))
                 incident = dataclasses.replace(incident, id=0)
-            n = Notification(
-                incident, Transition.TEST, channel, recipients, key=f"test.{channel}.{now:.3f}"
-            )
+            key = f"test.{channel}.{now:.3f}"
+            notes = [Notification(incident, Transition.TEST, channel, recipients, key=key)]
+            one_each = config.channels.channels[channel].type in ONE_MESSAGE_PER_RECIPIENT
+            if one_each and len(recipients) > 1:  # as a page: one SMS to each phone
+                notes = [
+                    dataclasses.replace(notes[0], recipients=(r,), key=f"{key}.{r}")
+                    for r in recipients
+                ]
             store = OutboxStore(conn)
             delivery = Delivery(
                 store,
@@ -99,7 +106,7 @@ async def send_test(
 
             delivery.failover = failed_for
             with store.transaction():
-                store.enqueue([n], now)
+                store.enqueue(notes, now)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + within
             while loop.time() < deadline:
@@ -111,10 +118,12 @@ async def send_test(
             await delivery.stop(drain_seconds=1.0)
             to_text = ", ".join(recipients) or "the channel's own destination"
             lines.insert(0, f"test message via {channel} to {to_text}")
-            for outcome, detail in conn.execute(
-                "SELECT outcome, detail FROM outbox_attempts ORDER BY id"
+            for outcome, detail, to_one in conn.execute(
+                "SELECT a.outcome, a.detail, o.recipients FROM outbox_attempts a "
+                "JOIN outbox o ON o.id = a.outbox_id ORDER BY a.id"
             ):
-                lines.append(f"  {outcome}: {detail}")
+                whom = f"{', '.join(json.loads(to_one))}: " if len(notes) > 1 else ""
+                lines.append(f"  {whom}{outcome}: {detail}")
             state = store.counts()
             # every intent (a recipient retried alone is one more) delivered, nobody refused
             delivered = set(state) == {"delivered"} and not lost

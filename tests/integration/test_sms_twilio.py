@@ -11,15 +11,18 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from alertd.config.load import load_config
 from alertd.errors import FailureReason, NotifyError
 from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
 from alertd.notify.sms.config import SmsChannelConfig
 from alertd.notify.sms.notifier import SmsNotifier
+from alertd.notifytest import send_test
 
 pytestmark = pytest.mark.integration
 
@@ -352,3 +355,32 @@ def test_message_json_is_what_twilio_sends() -> None:
     # the stand-in's answer carries the fields the library reads
     body = message_json({"To": [PHONE], "From": [SENDER], "Body": ["x"]})
     assert json.loads(json.dumps(body))["sid"] == MESSAGE_SID
+
+
+async def test_notify_test_sends_one_sms_to_each_phone(twilio: FakeTwilio, tmp_path: Path) -> None:
+    """User tests: a team of three phones, or two ``--to``, always printed FAILED ("want
+    exactly one recipient phone, got 3") while real pages went out one a phone."""
+    (tmp_path / "thresholds.yaml").write_text("rules: []\n")
+    (tmp_path / "channels.yaml").write_text(
+        f"""\
+channels:
+  sms: {{type: sms, account_sid: {SID}, auth_token: {TOKEN}, from: '{SENDER}',
+         api_base_url: '{twilio.url}'}}
+teams:
+  tier1:
+    members: [{{name: Ann, phone: '{PHONE}'}}, {{name: Bo, phone: '+15550000002'}}]
+    channels: [sms]
+routes:
+  - notify: [tier1]
+"""
+    )
+    config = load_config(tmp_path, env={})
+    verdict, lines = await send_test(config, "sms", [], within=10.0)
+    assert verdict == "delivered", lines
+    assert sorted(r.form["To"][0] for r in twilio.requests) == ["+15550000002", PHONE]
+    assert lines[0] == f"test message via sms to {PHONE}, +15550000002"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [PHONE, "+15550000002"]
+    twilio.requests.clear()
+    verdict, lines = await send_test(config, "sms", ["+15550000003"], within=10.0)
+    assert (verdict, [r.form["To"][0] for r in twilio.requests]) == ("delivered", ["+15550000003"])
+    assert lines[1].startswith("  ok: ")  # one recipient: no name before each attempt
