@@ -41,7 +41,7 @@ from alertd.collect.snmp.traps import TrapReceiver
 from alertd.collect.snmp.v3 import close_engines
 from alertd.config.channels import ChannelsFile
 from alertd.config.load import Config, load_config
-from alertd.config.server import IngestSettings, Scope
+from alertd.config.server import IngestSettings, Scope, reload_warnings
 from alertd.errors import CollectError, ConfigError, StoreError
 from alertd.evaluate.evaluator import Evaluator
 from alertd.heap import settle_after_start
@@ -307,9 +307,9 @@ class App:
         )
 
     def _routes(self, config: Config) -> list[web.RouteDef]:
-        """The inbound HTTP routes. The public URL Twilio's hooks are signed for is read at
-        start; ingest limits, tokens and everything else follow reloads (a reload that
-        changed ingest limits and left them at their start values was a user-test finding)."""
+        """The inbound HTTP routes. What they read follows reloads: ingest limits, tokens, the
+        public URL Twilio signs (ingest limits stayed at their start values while the log
+        said reloaded: a user-test finding)."""
         routes = alerts_routes(
             self._receive_alerts,
             lambda: _ingest_limits(self.config.server.ingest),
@@ -347,7 +347,7 @@ class App:
             state_of=self._incident_state,
         )
         routes += twilio_routes(
-            config.server.base_url,
+            lambda: self.config.server.base_url,
             self._twilio_tokens,
             self.inbound.provider_status,
             self.inbound.sms_reply,
@@ -727,6 +727,8 @@ class App:
                 ]
                 return False
             self.reload_problems = []
+            for warning in reload_warnings(self.config.server, config.server):
+                log.warning("reload: %s", warning)
             running = self.config_of_traps
             traps_changed = (config.traps, config.snmp) != (running.traps, running.snmp)
             self._install(built)

@@ -316,7 +316,8 @@ class _Loader:
             parsed_s = self._parse(server_path, ServerFile)
             if parsed_s is not None:
                 server_doc, server = parsed_s
-                self._check_file_settings(server_doc, (), server)
+                if self._check_file_settings(server_doc, (), server):
+                    self._check_secrets(server_doc, (), server)
                 server = _resolve_files(server, self.directory)
                 if server.tls is not None:
                     self._check_file_settings(server_doc, ("tls",), server.tls)
@@ -397,13 +398,30 @@ class _Loader:
                 if levels_ov is not None and (why := check_order(levels_ov, direction)):
                     self.problems.append(doc.problem((*opath, direction), why))
 
-    def _check_file_settings(self, doc: Document, where: Path_, model: BaseModel) -> None:
-        """Every ``*_file`` setting of ``model`` must name a file (relative to the config dir)."""
+    def _check_file_settings(self, doc: Document, where: Path_, model: BaseModel) -> bool:
+        """Every ``*_file`` setting of ``model`` must name a file (relative to the config dir);
+        return whether all do."""
+        found = True
         for setting, path in _secret_files(model).items():
             if not (self.directory / path).is_file():
+                found = False
                 self.problems.append(
                     doc.problem((*where, setting), f"cannot read {path}: no such file")
                 )
+        return found
+
+    def _check_secrets(self, doc: Document, where: Path_, model: BaseModel) -> None:
+        """Read each secret file as the daemon will (user test: an empty token file, or a
+        url_file holding no URL, passed check-config and then stopped ``alertd run``)."""
+        for setting, read in _SECRET_READERS:
+            if getattr(model, setting, None) is None or not hasattr(model, read):
+                continue
+            try:
+                getattr(_resolve_files(model, self.directory), read)()
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    message = f"{getattr(model, setting)}: {problem.message}"
+                    self.problems.append(doc.problem((*where, setting), message))
 
     def _check_references(self, doc: Document, refs: _References) -> None:
         """Every name channels.yaml uses must be a channel (or a team, where one may be)."""
@@ -462,7 +480,9 @@ class _Loader:
             if name in ch.channels and (why := _nobody_to_send_to(ch.channels[name])):
                 self.problems.append(doc.problem(where, why))
         for channel_name, channel_cfg in ch.channels.items():
-            self._check_file_settings(doc, ("channels", channel_name), channel_cfg)
+            at: Path_ = ("channels", channel_name)
+            if self._check_file_settings(doc, at, channel_cfg):
+                self._check_secrets(doc, at, channel_cfg)
         self._check_teams(doc, ch)
         self._check_routes(doc, ch)
         matrix = ch.priorities.matrix
@@ -610,6 +630,16 @@ _ROUTE_FIELDS: dict[str, tuple[str, ...]] = {
     "level": ("critical", "major", "minor"),
     "rule": (),
 }
+
+
+# a secret file setting, and the method that reads it as the daemon does (raises ConfigError)
+_SECRET_READERS = (
+    ("url_file", "resolve_url"),
+    ("secret_file", "resolve_secret"),
+    ("auth_token_file", "resolve_auth_token"),
+    ("password_file", "resolve_password"),
+    ("link_secret_file", "read_link_secret"),
+)
 
 
 def _always_with(later: Route, route: Route) -> bool:

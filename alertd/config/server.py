@@ -14,8 +14,16 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from alertd.config.types import Duration, StrictModel
+from alertd.errors import ConfigError, ConfigProblem
 
 Scope = Literal["read", "respond", "admin", "ingest"]
+
+# bytes of the acknowledge links' signing secret: anyone who guesses it acknowledges anything
+LINK_SECRET_MIN = 16
+_SHORT_SECRET = (
+    f"a link secret needs at least {LINK_SECRET_MIN} bytes "
+    "(e.g. `head -c 32 /dev/urandom | base64 > links.key`)"
+)
 
 
 class ApiToken(StrictModel):
@@ -103,10 +111,49 @@ class ServerFile(StrictModel):
         return (self.public_url or "").rstrip("/")
 
     def read_link_secret(self) -> bytes | None:
-        """Return the link-signing secret (the file's content without a trailing newline)."""
+        """Return the link-signing secret (the file's content without a trailing newline).
+
+        Raises ``ConfigError`` naming the file if it cannot be read or is shorter than
+        ``LINK_SECRET_MIN`` bytes (an empty one turned acknowledge links off without a
+        word: user test); the message never contains the secret."""
         if self.link_secret is not None:
             return self.link_secret.get_secret_value().encode()
         if self.link_secret_file is None:
             return None
-        data = self.link_secret_file.read_bytes()
-        return data.removesuffix(b"\n").removesuffix(b"\r") or None
+        try:
+            data = self.link_secret_file.read_bytes()
+        except OSError as exc:
+            why = f"cannot read: {exc.strerror or exc}"
+            raise ConfigError([ConfigProblem(str(self.link_secret_file), 0, 0, "", why)]) from exc
+        data = data.removesuffix(b"\n").removesuffix(b"\r")
+        if len(data) < LINK_SECRET_MIN:
+            why = f"{_SHORT_SECRET} (it has {len(data)})"
+            raise ConfigError([ConfigProblem(str(self.link_secret_file), 0, 0, "", why)])
+        return data
+
+    @field_validator("link_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < LINK_SECRET_MIN:
+            raise ValueError(_SHORT_SECRET)
+        return value
+
+
+def reload_warnings(old: ServerFile, new: ServerFile) -> list[str]:
+    """What a reload from ``old`` to ``new`` changes that an admin may not mean, or that
+    waits for a restart (user test: a truncated server.yaml opened the API without a word)."""
+    warnings = []
+    if old.tokens and not new.tokens:
+        warnings.append(
+            "server.yaml has no API tokens any more: the API, the board and /-/reload are "
+            "open to anyone who reaches the listener"
+        )
+    links = (old.public_url, old.link_secret or old.link_secret_file)
+    if all(links) and not (new.public_url and (new.link_secret or new.link_secret_file)):
+        warnings.append(
+            "acknowledge links are off now (no public_url or link secret): links already "
+            "sent answer 404"
+        )
+    if old.tls != new.tls:
+        warnings.append("tls changed: the listener keeps its certificate until a restart")
+    return warnings

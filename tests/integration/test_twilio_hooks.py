@@ -142,7 +142,7 @@ async def running(public: str | None = None) -> AsyncIterator[Hooks]:
     app = web.Application()
     app.add_routes(
         twilio_routes(
-            public or local,
+            lambda: public or local,
             hooks.token_for,
             hooks.on_status,
             hooks.on_reply,

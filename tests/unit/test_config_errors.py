@@ -632,3 +632,48 @@ def test_escalation_steps_a_later_route_always_overrides_are_named(tmp_path: Pat
         "every incident this route does, and only the last route an incident matches "
         "escalates it (move the steps there, or leave out `continue` here)"
     ]
+
+
+SECRET_FILES = """\
+channels:
+  log: {type: log}
+  slack: {type: slack, url_file: slack.url}
+  hook: {type: webhook, url: 'http://127.0.0.1:9/hook', secret_file: hook.key}
+  mail:
+    {type: email, host: h, username: u, password_file: smtp.password, from: a@example.com,
+     to: [b@example.com]}
+routes:
+  - notify: [slack, hook, mail]
+"""
+
+
+def test_secret_files_are_read_as_the_daemon_reads_them(tmp_path: Path) -> None:
+    """Admin user test: these passed check-config, then `alertd run` refused them."""
+    directory = make_config(
+        tmp_path,
+        files={
+            "channels.yaml": SECRET_FILES,
+            "slack.url": "hooks.slack.example/services/T0/B0/XXXX\n",
+            "hook.key": "\n",
+            "smtp.password": "",
+            "server.yaml": "link_secret_file: links.key\n",
+            "links.key": "short\n",
+        },
+    )
+    assert problems_of(directory) == [
+        "server.yaml:1:19: link_secret_file: links.key: a link secret needs at least 16 bytes "
+        "(e.g. `head -c 32 /dev/urandom | base64 > links.key`) (it has 5)",
+        "channels.yaml:3:34: channels.slack.url_file: slack.url: url must be an http:// or "
+        "https:// URL with a host",
+        "channels.yaml:4:70: channels.hook.secret_file: hook.key: file is empty",
+        "channels.yaml:6:56: channels.mail.password_file: smtp.password: file is empty",
+    ]
+    assert "XXXX" not in "\n".join(problems_of(directory))  # the URL is a secret
+
+
+def test_an_inline_link_secret_must_be_long_enough_too(tmp_path: Path) -> None:
+    directory = make_config(tmp_path, files={"server.yaml": "link_secret: abc\n"})
+    (problem,) = problems_of(directory)
+    assert problem.startswith("server.yaml:1:14: link_secret: ")
+    assert "at least 16 bytes" in problem
+    assert "abc" not in problem

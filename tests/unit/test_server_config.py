@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from alertd.config.load import load_config
+from alertd.config.server import ServerFile, reload_warnings
 from alertd.errors import ConfigError
 
 
@@ -28,7 +29,7 @@ def test_relative_files_resolve_against_the_config_dir(tmp_path: Path) -> None:
     (tmp_path / "thresholds.yaml").write_text("rules: []\n")
     (tmp_path / "channels.yaml").write_text("channels: {log: {type: log}}\n")
     for name in ("links.key", "tls.crt", "tls.key"):
-        (tmp_path / name).write_text("x\n")
+        (tmp_path / name).write_text("x" * 16 + "\n")
     (tmp_path / "server.yaml").write_text(
         "link_secret_file: links.key\ntls: {cert_file: tls.crt, key_file: tls.key}\n"
     )
@@ -36,4 +37,22 @@ def test_relative_files_resolve_against_the_config_dir(tmp_path: Path) -> None:
     assert server.link_secret_file == tmp_path / "links.key"
     assert server.tls is not None
     assert server.tls.key_file == tmp_path / "tls.key"
-    assert server.read_link_secret() == b"x"
+    assert server.read_link_secret() == b"x" * 16
+
+
+def test_a_reload_that_opens_the_api_or_turns_links_off_is_warned_of() -> None:
+    """Admin user test: a truncated server.yaml opened the API without a word."""
+    guarded = ServerFile.model_validate(
+        {
+            "public_url": "https://alertd.example",
+            "link_secret": "k" * 32,
+            "tokens": {"ops": {"sha256": "0" * 64, "scopes": ["admin"]}},
+        }
+    )
+    warnings = reload_warnings(guarded, ServerFile())
+    assert [w.split(":")[0] for w in warnings] == [
+        "server.yaml has no API tokens any more",
+        "acknowledge links are off now (no public_url or link secret)",
+    ]
+    assert reload_warnings(guarded, guarded) == []
+    assert reload_warnings(ServerFile(), guarded) == []  # guarding more is no surprise

@@ -231,7 +231,7 @@ def _xml(text: str) -> web.Response:
 
 
 def twilio_routes(
-    public_base_url: str,
+    public_base_url: Callable[[], str],
     auth_tokens: Callable[[], Sequence[str]],
     on_status: Callable[[str, str, str], Awaitable[bool] | bool],
     on_reply: Callable[[str, ReplyAction, int], Awaitable[str] | str],
@@ -241,11 +241,12 @@ def twilio_routes(
     """Return the routes ``POST /hooks/twilio/status`` and ``POST /hooks/twilio/sms``.
 
     Every request is authenticated first: the ``X-Twilio-Signature`` must sign
-    ``public_base_url`` + the request's path and query (what Twilio was configured to call,
-    also behind a reverse proxy) and the form parameters, or for a JSON body (``bodySHA256`` in
-    the query) its hash, with one of the auth tokens ``auth_tokens()`` returns now (each SMS
-    channel's account signs its own callbacks and replies; none: refuse everything). A bad or
-    missing signature gets 403 and no callback.
+    ``public_base_url()`` (read per request: it follows reloads) + the request's path and
+    query (what Twilio was configured to call, also behind a reverse proxy) and the form
+    parameters, or for a JSON body (``bodySHA256`` in the query) its hash, with one of the
+    auth tokens ``auth_tokens()`` returns now (each SMS channel's account signs its own
+    callbacks and replies; none: refuse everything). A bad or missing signature gets 403 and
+    no callback.
 
     ``seen(token)`` marks an ``I-Twilio-Idempotency-Token`` as handled and returns whether it
     already was (a replay: answered without a callback); ``forget(token)``, if given, unmarks it
@@ -257,7 +258,6 @@ def twilio_routes(
     incident_id)`` and answers with the text it returns as TwiML; anything else gets
     ``REPLY_HELP``, opt-out keywords (STOP, HELP...) get no answer (Twilio sends its own).
     """
-    base = public_base_url.rstrip("/")
 
     async def authenticated(request: web.Request) -> dict[str, str] | web.Response:
         """Return the request's parameters if it is signed, else the response to send."""
@@ -269,7 +269,7 @@ def twilio_routes(
         if not header:
             log.warning("twilio webhook %s refused: no %s", request.path, SIGNATURE_HEADER)
             return _forbidden()
-        url = base + request.raw_path
+        url = public_base_url().rstrip("/") + request.raw_path
         params: dict[str, str] = {}
         if "bodySHA256" in request.query:
             body = await request.read()
