@@ -65,6 +65,7 @@ ANSWER_CHARS = 300  # characters of an answer quoted in an error message
 USER_AGENT = "alertd"
 SECRET = "<secret>"
 _MIN_SECRET = 6  # shorter query values ("1.0", "v2") would scrub ordinary words from messages
+_TOKEN_LENGTH = 16  # a path segment this long is hidden alone, whatever it is made of
 _AMBIGUOUS_5XX = frozenset({500, 502, 504})
 
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json; charset=utf-8"}
@@ -108,11 +109,22 @@ def url_secrets(url: str, keep_path: int | None = None) -> list[str]:
         pieces.append(url)
     segments = parts.path.split("/")[1:] if parts.path else []
     if keep_path is not None:
-        pieces += segments[keep_path:]
+        hidden = segments[keep_path:]
+        pieces += ["/".join(hidden), *(s for s in hidden if _token_like(s))]
     for raw in parts.query.split("&"):
         pieces.append(raw.partition("=")[2])
     decoded = [unquote(p) for p in pieces]
     return [p for p in {*pieces, *decoded} if len(p) >= _MIN_SECRET]
+
+
+def _token_like(segment: str) -> bool:
+    """Whether a hidden path segment may be a token on its own: long, or with a digit or a
+    capital. A short lowercase word (``ticketing``, ``incident``) is a path's name: scrubbed
+    alone it blanked the same word out of every message (the channel's name, "incident #4")
+    (user test); the hidden path as a whole is scrubbed anyway."""
+    if len(segment) >= _TOKEN_LENGTH:
+        return True
+    return any(c.isdigit() or c.isupper() for c in segment)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -384,3 +384,14 @@ async def test_a_template_that_fails_on_one_pages_data_sends_the_default_text(
     assert "its template failed" in caplog.text
     acked = replace(page, incident=replace(incident, acknowledged_by="li"))
     assert render.short_text(acked, config.template) == "ack by LI"
+
+
+def test_path_words_are_not_scrubbed_out_of_messages_but_tokens_and_the_path_are() -> None:
+    """Admin user test: a webhook at /e404/ticketing turned "webhook ticketing incident #0"
+    into "webhook <secret> incident #0", and /e500/direct blanked "direct-hook"."""
+    http = HttpClient("http://127.0.0.1:9/hooks/incident/ticketing", timeout=1, keep_path=1)
+    text = "webhook ticketing: incident #4 via direct-hook"
+    assert http.scrub(text) == text
+    assert http.scrub("no route for /hooks/incident/ticketing") == "no route for /hooks/<secret>"
+    token = HttpClient("http://127.0.0.1:9/hooks/a1b2c3/Zkxqwe", timeout=1, keep_path=1)
+    assert token.scrub("bad key a1b2c3 or Zkxqwe") == "bad key <secret> or <secret>"
