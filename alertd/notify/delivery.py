@@ -416,7 +416,8 @@ class Delivery:
 
     def _fold_digests(self, now: float, mono: float) -> list[Intent]:
         """For each channel (or recipient) holding intents whose limit has room again: one
-        digest intent, to the recipient alone when it was their limit."""
+        digest intent, to the recipient alone when it was their limit; one held intent goes
+        out as itself."""
         out = []
         for channel, held_for in sorted(self._holding):
             members = self.store.held(channel, held_for)
@@ -429,6 +430,11 @@ class Delivery:
             else:
                 recipients = tuple(dict.fromkeys(r for n in notes for r in n.recipients))
             if not self.limiter.admit(channel, recipients, mono):
+                continue
+            self._holding.discard((channel, held_for))
+            if len(members) == 1:  # a "digest of 1" is that page itself (user test)
+                self.store.mark_sending(members, now)
+                out += members
                 continue
             latest = notes[-1]
             entries, more_alerts = gathered(notes)
@@ -443,7 +449,6 @@ class Delivery:
             )
             intent = self.store.fold_digest(digest, members, now)
             self.store.mark_sending([intent], now)
-            self._holding.discard((channel, held_for))
             log.info("digest of %d held notification(s) via %s", len(members), channel)
             out.append(intent)
         return out

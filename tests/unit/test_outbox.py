@@ -1146,3 +1146,24 @@ async def test_outcomes_not_recorded_are_counted_logged_once_and_kept(  # type: 
         assert line.exc_info is None
     else:  # the stack says where the bug is
         assert line.exc_info is not None
+
+
+async def test_one_held_page_goes_out_as_itself_not_as_a_digest_of_one(db) -> None:  # type: ignore[no-untyped-def]
+    """Admin user test: two channels on one Slack webhook (one limit) sent "[digest of 1]
+    held by a rate limit: #16 ..." instead of the page."""
+    clock = FakeClock()
+    robot = Channel("robot")
+    first, second = open_incidents(db, 2)
+    d = delivery_for(db, {"robot": robot}, clock, limiter=Limiter({"robot": ((1, 60.0),)}))
+    commit(d, [note(first, "robot"), note(second, "robot")], clock)
+    await d.settle()
+    assert d.store.counts() == {"delivered": 1, "held": 1}
+    clock.advance(MINUTE)
+    await d.settle()
+    page = robot.sent[-1]
+    assert (page.incident.id, page.digest) == (second.id, ())
+    assert d.store.counts() == {"delivered": 2}
+    lines = timeline(db, second.id)
+    assert "held by the rate limit" in lines[0]
+    assert lines[-1].endswith(": sent")
+    assert "digest" not in lines[-1]
