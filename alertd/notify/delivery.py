@@ -649,12 +649,17 @@ class Delivery:
         n = intent.notification
         self.metrics.notifications_given_up.labels(n.channel, reason.value).inc()
         if n.channel in self.removed or n.channel not in self.notifiers:
-            # not an error: a reload took the channel away; the team's channels take over
+            # not an error: a reload took the channel away; the team's channels take over,
+            # and a page routed to the channel itself is not moved (user test: the log said
+            # it was)
             log.warning(
-                "incident #%d: channel %s is no longer configured; its page goes to the "
-                "team's channels now (the timeline says where)",
+                "incident #%d: channel %s is no longer configured; %s",
                 n.incident.id,
                 n.channel,
+                "its page goes to the team's channels now (the timeline says where)"
+                if n.team
+                else "its page was routed to the channel itself, not to a team, so it goes "
+                "nowhere else",
             )
         else:
             log.error(

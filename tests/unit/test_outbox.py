@@ -647,15 +647,27 @@ async def test_a_channels_own_timeout_is_ambiguous_and_retried(db) -> None:  # t
     assert d.store.counts() == {"pending": 1}  # retried, not a permanent "internal error"
 
 
-async def test_a_channel_removed_by_a_reload_fails_its_intents(db) -> None:  # type: ignore[no-untyped-def]
+async def test_a_channel_removed_by_a_reload_fails_its_intents(  # type: ignore[no-untyped-def]
+    db, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = FakeClock()
-    (incident,) = open_incidents(db, 1)
+    direct, teamed = open_incidents(db, 2)
     d = delivery_for(db, {}, clock)
-    commit(d, [note(incident, "gone")], clock)
+    commit(d, [note(direct, "gone"), note(teamed, "gone", team="ops")], clock)
     clock.advance(UNCONFIGURED_GRACE)  # committed before the reload that removed it
     await d.settle()
-    assert d.store.counts() == {"failed": 1}
-    assert "no longer configured" in timeline(db, incident.id)[-1]
+    assert d.store.counts() == {"failed": 2}
+    assert "no longer configured" in timeline(db, direct.id)[-1]
+    # the log says where each page went (user test: a page routed to the channel itself was
+    # said to go to "the team's channels", and went nowhere)
+    assert (
+        f"incident #{direct.id}: channel gone is no longer configured; its page was routed to "
+        "the channel itself, not to a team, so it goes nowhere else"
+    ) in caplog.text
+    assert (
+        f"incident #{teamed.id}: channel gone is no longer configured; its page goes to the "
+        "team's channels now"
+    ) in caplog.text
 
 
 async def test_a_page_for_a_channel_this_worker_does_not_know_yet_waits_for_it(db) -> None:  # type: ignore[no-untyped-def]
