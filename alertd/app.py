@@ -74,7 +74,7 @@ from alertd.notify.sms.hooks import twilio_routes
 from alertd.notify.worker_process import DeliveryWorker
 from alertd.sdnotify import SystemdNotifier
 from alertd.server import build_web_app, start_server, tls_context
-from alertd.state.daemon_lock import take_daemon_lock
+from alertd.state.daemon_lock import record_config_dir, take_daemon_lock
 from alertd.state.db import connect, observe_write_turns, read_in_thread, require_writable
 from alertd.state.events import DeviceEvent, prune_device_events, record_device_event
 from alertd.state.incidents import IncidentStore
@@ -191,6 +191,7 @@ class App:
                 log.error("server.yaml: tls: cannot use the certificate or key: %s", exc)
                 return 1
         self._daemon_lock = take_daemon_lock(self.state_dir)  # held until the process ends
+        record_config_dir(self.state_dir, self.config_dir)
         self.conn = connect(self.state_dir)
         try:
             require_writable(self.conn, self.state_dir)

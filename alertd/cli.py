@@ -31,8 +31,13 @@ def _default_state_dir() -> Path:
     return Path(os.environ.get("ALERTD_STATE_DIR", "state"))
 
 
-def _default_config_dir() -> Path:
-    return Path(os.environ.get("ALERTD_CONFIG_DIR", "."))
+def _default_config_dir(state_dir: Path) -> Path:
+    """``$ALERTD_CONFIG_DIR``, else the config of the daemon on ``state_dir``, else ``.``."""
+    from alertd.state.daemon_lock import recorded_config_dir
+
+    if "ALERTD_CONFIG_DIR" in os.environ:
+        return Path(os.environ["ALERTD_CONFIG_DIR"])
+    return recorded_config_dir(state_dir) or Path(".")
 
 
 def _state_dir_option() -> argparse.ArgumentParser:
@@ -140,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
             type=Path,
             default=None,
             help="with --json: the daemon's config, for teams and respond_by "
-            "(default: $ALERTD_CONFIG_DIR or .)",
+            "(default: $ALERTD_CONFIG_DIR, else the running daemon's, else .)",
         )
     for name in ("ack", "resolve", "comment"):
         cmd = isub.add_parser(name, parents=[state_dir])
@@ -156,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
                 type=Path,
                 default=None,
                 help="the daemon's config, whose routes say who is told "
-                "(default: $ALERTD_CONFIG_DIR or .)",
+                "(default: $ALERTD_CONFIG_DIR, else the running daemon's, else .)",
             )
             cmd.add_argument(
                 "--no-notify", action="store_true", help="resolve without telling anyone"
@@ -182,7 +187,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["table", "json", "csv"], default="table")
     rep.add_argument("--state-dir", type=Path, default=None)
     rep.add_argument(
-        "--config-dir", type=Path, default=Path("."), help="for priority targets and routes"
+        "--config-dir",
+        type=Path,
+        default=None,
+        help="for priority targets and routes "
+        "(default: $ALERTD_CONFIG_DIR, else the running daemon's, else .)",
     )
     return p
 
@@ -374,10 +383,11 @@ def _report(args: argparse.Namespace) -> int:
     if not (state_dir / "alertd.sqlite3").exists():
         print(f"alertd: no state database in {state_dir} (is --state-dir right?)", file=sys.stderr)
         return 1
+    config_dir = args.config_dir or _default_config_dir(state_dir)
     try:
-        channels = load_config(args.config_dir).channels
+        channels = load_config(config_dir).channels
     except ConfigError as exc:  # the targets and routes the KPIs are measured against
-        print(f"alertd: {args.config_dir}: {exc}", file=sys.stderr)
+        print(f"alertd: {config_dir}: {exc}", file=sys.stderr)
         print("alertd: the report needs the daemon's config: pass --config-dir", file=sys.stderr)
         return 1
     now = datetime.now(UTC).timestamp()
@@ -397,7 +407,7 @@ def _view_channels(args: argparse.Namespace) -> ChannelsFile:
     from alertd.config.channels import ChannelsFile
     from alertd.config.load import load_config
 
-    config_dir = args.config_dir or _default_config_dir()
+    config_dir = args.config_dir or _default_config_dir(args.state_dir or _default_state_dir())
     try:
         return load_config(config_dir).channels
     except ConfigError as exc:
@@ -476,7 +486,9 @@ def _incidents(args: argparse.Namespace) -> int:
             return 1
         channels = None
         if not args.no_notify:
-            config_dir = args.config_dir or _default_config_dir()
+            config_dir = args.config_dir or _default_config_dir(
+                args.state_dir or _default_state_dir()
+            )
             try:
                 channels = load_config(config_dir).channels
             except ConfigError as exc:

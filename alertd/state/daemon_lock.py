@@ -4,6 +4,10 @@ Two daemons on one state database would each evaluate the rules, act on each esc
 deadline and page for it: a second start is refused instead, naming the first. The lock is
 an ``flock`` on ``daemon.lock``, so it goes with its process, however that ends; the file
 says which pid holds it.
+
+The daemon also leaves its config directory in ``config-dir`` beside it: the CLI on the same
+state directory reads that config by default, so a resolve by hand tells the people the
+daemon paged, not those of whatever config is in the working directory (user test).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from alertd.errors import StoreError
 from alertd.state.db import store_hint
 
 DAEMON_LOCK_NAME = "daemon.lock"
+CONFIG_DIR_NAME = "config-dir"
 
 
 def take_daemon_lock(state_dir: Path) -> IO[bytes]:
@@ -43,3 +48,18 @@ def take_daemon_lock(state_dir: Path) -> IO[bytes]:
     lock.write(f"{os.getpid()}\n".encode())
     lock.flush()
     return lock
+
+
+def record_config_dir(state_dir: Path, config_dir: Path) -> None:
+    """Say which config the daemon on ``state_dir`` runs on (its absolute path)."""
+    (state_dir / CONFIG_DIR_NAME).write_text(f"{config_dir.resolve()}\n", encoding="utf-8")
+
+
+def recorded_config_dir(state_dir: Path) -> Path | None:
+    """The config directory the last daemon on ``state_dir`` ran on, if it is still there."""
+    try:
+        text = (state_dir / CONFIG_DIR_NAME).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    path = Path(text)
+    return path if text and path.is_dir() else None

@@ -60,6 +60,9 @@ def test_incident_opens_mails_acks_and_resolves_on_reload(
     write_config(cfg, smtp_server, major=0)
     d = daemon_factory(cfg)
 
+    # the CLI on this state directory reads this config by default
+    assert (d.state / "config-dir").read_text().strip() == str(cfg.resolve())
+
     # 1. the threshold is crossed: an incident opens and a mail arrives
     wait_for("the 'opened' mail", lambda: len(smtp_server.messages) >= 1)
     opened = mails(smtp_server)[0]

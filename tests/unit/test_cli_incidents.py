@@ -14,6 +14,7 @@ from alertd.api.views import incident_detail_json
 from alertd.cli import main
 from alertd.config.load import load_config
 from alertd.ingest.external import EXTERNAL_METRIC
+from alertd.state.daemon_lock import record_config_dir
 from alertd.state.db import connect
 from alertd.state.incidents import IncidentStore
 from tests.open_incidents import open_incidents
@@ -107,6 +108,24 @@ def test_the_config_dir_of_a_resolve_defaults_to_alertd_config_dir(
     monkeypatch.setenv("ALERTD_CONFIG_DIR", str(config))
     assert main(["incidents", "resolve", "1", "--state-dir", str(state)]) == 0
     assert rows(state, "SELECT channel FROM outbox") == [("log",)]
+
+
+def test_without_a_config_dir_a_resolve_reads_the_config_of_the_daemon_on_that_state(
+    state: Path, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On-call user test: run from a checkout (the example config in the working directory),
+    a resolve told that config's team, not the people the daemon had paged."""
+    monkeypatch.delenv("ALERTD_CONFIG_DIR", raising=False)
+    elsewhere = tmp_path / "checkout"
+    elsewhere.mkdir()
+    (elsewhere / "thresholds.yaml").write_text("rules: []\n")
+    (elsewhere / "channels.yaml").write_text(
+        "channels:\n  other: {type: log}\nroutes:\n  - notify: [other]\n"
+    )
+    monkeypatch.chdir(elsewhere)
+    record_config_dir(state, config)  # as the daemon does at start
+    assert main(["incidents", "resolve", "1", "--state-dir", str(state)]) == 0
+    assert rows(state, "SELECT channel FROM outbox") == [("log",)]  # the daemon's config
 
 
 def test_a_reader_that_stops_early_is_no_error(tmp_path: Path) -> None:
