@@ -361,7 +361,7 @@ def _digest_head(n: Notification) -> str:
     return f"[digest of {len(n.digest)}] held by a rate limit:"
 
 
-def _digest_list(n: Notification, limit: int = DIGEST_SHORT_MAX) -> str:
+def digest_list(n: Notification, limit: int = DIGEST_SHORT_MAX) -> str:
     """The digest's head and its first ``limit`` incidents, one a line."""
     shown = n.digest[:limit]
     text = _digest_head(n) + "".join(f"\n{_single_line(line)}" for line in shown)
@@ -386,7 +386,7 @@ def text_body(n: Notification, templates: MessageTemplates | None = None) -> str
     """Return the plain-text body: every incident field, labels sorted one per line."""
     if templates is not None and (text := _override(templates.text, n)) is not None:
         if n.digest and not _lists_digest(templates.text):
-            text += "\n\n" + _digest_list(n, limit=len(n.digest))
+            text += "\n\n" + digest_list(n, limit=len(n.digest))
         return text
     return _TEXT_BODY.render(_context(n))
 
@@ -411,10 +411,10 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
         if n.digest and not _lists_digest(templates.short):
             # the channel's own words first (a DingTalk keyword survives any cut), then what
             # the digest stands for: it went out as one incident's page (verification finding)
-            short = f"{short}\n{_digest_list(n)}"
+            short = f"{short}\n{digest_list(n)}"
         return _cut(short, SHORT_MAX)
     if n.digest:  # which incidents it stands for, one a line (cut to fit the channel)
-        return _cut(_digest_list(n), SHORT_MAX)
+        return _cut(digest_list(n), SHORT_MAX)
     text = _default_subject(n)
     if n.alerts:
         text += f" ({n.alert_count} alerts)"

@@ -3,6 +3,7 @@ against a fake Twilio API, and the registry's choice of notifier."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from alertd.config.channels import ChannelsFile
 from alertd.errors import ConfigError, FailureReason, NotifyError
 from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
+from alertd.notify import render
 from alertd.notify.channel_types import MEMBER_ADDRESS, ONE_MESSAGE_PER_RECIPIENT
 from alertd.notify.notifier import Sent
 from alertd.notify.registry import LogInstead, build_notifiers
@@ -189,6 +191,28 @@ def test_chinese_summary_costs_ucs2_segments() -> None:
     assert encoding(body) is Encoding.UCS2
     assert segment_count(body) == 2
     assert body.endswith("… Reply ACK 42 / RESOLVE 42")
+
+
+@pytest.mark.parametrize("max_segments", [1, 2, 3])
+def test_a_digest_shows_whole_lines_the_count_of_the_rest_and_a_hint_for_any_of_them(
+    max_segments: int,
+) -> None:
+    """On-call user test: a digest of 12 was cut mid-line ("#23 [P1] op..."), lost its
+    "and N more", and said "Reply ACK 27" for an incident it did not show."""
+    lines = tuple(
+        f"#{16 + i} [P1] opened critical: burst alert {i} on big2-{i:03}" for i in range(12)
+    )
+    n = dataclasses.replace(make_notification(PHONE), digest=lines)
+    body = sms_body(n, make_config(max_segments=max_segments))
+    assert segment_count(body) <= max_segments
+    shown = body.splitlines()
+    assert shown[0] == "[digest of 12] held by a rate limit:"
+    listed = [line for line in shown if line.startswith("#")]
+    assert listed == list(lines[: len(listed)])  # whole lines, first first
+    assert shown[-2] == f"... and {12 - len(listed)} more"
+    assert shown[-1] == "Reply ACK n / RESOLVE n for any #n above"
+    one_more = f"{render.digest_list(n, len(listed) + 1)}\n{shown[-1]}"
+    assert segment_count(one_more) > max_segments  # as many as fit
 
 
 def test_template_override_is_used() -> None:

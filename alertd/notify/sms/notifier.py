@@ -69,12 +69,18 @@ class MessagesApi(Protocol):
     async def close(self) -> None: ...
 
 
+# a digest stands for several incidents: the reply names one of them
+DIGEST_REPLY_HINT = "Reply ACK n / RESOLVE n for any #n above"
+
+
 def reply_hint(n: Notification) -> str:
     """Return how a recipient answers by SMS, e.g. ``Reply ACK 42 / RESOLVE 42``; "" when
     there is nothing to answer (resolved, a test)."""
     inc = n.incident
     if n.transition in (Transition.RESOLVED, Transition.TEST):
         return ""
+    if n.digest:
+        return DIGEST_REPLY_HINT
     if inc.state is IncidentState.OPEN:
         return f"Reply ACK {inc.id} / RESOLVE {inc.id}"
     if inc.state is IncidentState.ACKNOWLEDGED:
@@ -85,7 +91,29 @@ def reply_hint(n: Notification) -> str:
 def sms_body(n: Notification, config: SmsChannelConfig) -> str:
     """Return the SMS text for ``n``: the short form plus the reply hint, within
     ``config.max_segments`` segments."""
+    if n.digest and (config.template is None or config.template.short is None):
+        return _digest_body(n, config.max_segments)
     return segments.fit(render.short_text(n, config.template), config.max_segments, reply_hint(n))
+
+
+def _digest_body(n: Notification, max_segments: int) -> str:
+    """A digest's text: as many whole lines of its list as fit with the count of the rest
+    and the reply hint (user test: cut mid-line, it lost "and N more", and its hint named
+    the newest incident alone, which the cut list did not show)."""
+
+    def text(shown: int) -> str:
+        return f"{render.digest_list(n, shown)}\n{DIGEST_REPLY_HINT}"
+
+    lo, hi = 0, min(len(n.digest), render.DIGEST_SHORT_MAX)
+    if segments.segment_count(text(lo)) > max_segments:
+        return segments.fit(render.digest_list(n, 0), max_segments, DIGEST_REPLY_HINT)
+    while lo < hi:  # the most lines that fit: one more line never costs fewer segments
+        mid = (lo + hi + 1) // 2
+        if segments.segment_count(text(mid)) <= max_segments:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text(lo)
 
 
 def classify(where: str, exc: TwilioApiError | TwilioTransportError) -> NotifyError:
