@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -98,6 +98,18 @@ Alerts ({{ alerts_total }}):
   and {{ alerts_more }} more
 {% endif %}
 {% endif %}
+{% if members %}
+What the alerts say:
+{% for member in members %}
+  {{ member.name }}
+{% for name, text in member.annotations %}
+    {{ name }}: {{ text }}
+{% endfor %}
+{% if member.source %}
+    Source: {{ member.source }}
+{% endif %}
+{% endfor %}
+{% endif %}
 {% if digest %}
 Held back by the rate limit ({{ digest_total }}; the latest is shown above):
 {% for line in digest %}
@@ -172,6 +184,22 @@ at {{ acknowledged_at or "unknown" }}</td></tr>
 <li>and {{ alerts_more }} more</li>
 {% endif %}
 </ul>
+{% endif %}
+{% if members %}
+<h2>What the alerts say</h2>
+{% for member in members %}
+<h3>{{ member.name }}</h3>
+<table>
+{% for name, text in member.annotations %}
+<tr><th align="left">{{ name }}</th><td>{{ text }}</td></tr>
+{% endfor %}
+{% if member.source %}
+<tr><th align="left">Source</th><td>{% if member.source.startswith(("http://", "https://")) %}\
+<a href="{{ member.source }}">{{ member.source }}</a>{% else %}{{ member.source }}{% endif %}\
+</td></tr>
+{% endif %}
+</table>
+{% endfor %}
 {% endif %}
 {% if digest %}
 <h2>Held back by the rate limit ({{ digest_total }})</h2>
@@ -537,6 +565,7 @@ def _context(n: Notification) -> dict[str, Any]:
         "alerts": [_single_line(line) for line in n.alerts[:ALERTS_MAX]],
         "alerts_total": n.alert_count,
         "alerts_more": max(0, n.alert_count - ALERTS_MAX),
+        "members": [] if entry or n.digest else _members(n.entries),
         "digest": [_single_line(line) for line in n.digest[:DIGEST_MAX]],
         "digest_total": len(n.digest),
         "digest_more": max(0, len(n.digest) - DIGEST_MAX),
@@ -544,6 +573,19 @@ def _context(n: Notification) -> dict[str, Any]:
         "url": n.url,
         "ack_url": n.ack_url,
     }
+
+
+def _members(entries: Sequence[AlertEntry]) -> list[dict[str, Any]]:
+    """A grouped incident's member alerts that say more than their labels (annotations such
+    as a runbook, a source), for its mail (user test: the runbook links were lost exactly
+    when many things failed at once)."""
+    out: list[dict[str, Any]] = []
+    for e in entries:
+        notes = [(_single_line(k), _single_line(v)) for k, v in e.annotations]
+        if (notes or e.generator_url) and len(out) < ALERTS_MAX:
+            name = " ".join(f"{_single_line(k)}={_single_line(v)}" for k, v in e.labels)
+            out.append({"name": name, "annotations": notes, "source": e.generator_url})
+    return out
 
 
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F: a table, not a lookup per

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from alertd.ingest.external import EXTERNAL_METRIC
-from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
+from alertd.model import (
+    AlertEntry,
+    Incident,
+    IncidentState,
+    Level,
+    Notification,
+    Transition,
+    make_labels,
+)
 from alertd.notify import render
 
 OPENED_AT = 1714564800.0  # 2024-05-01T12:00:00Z
@@ -224,3 +232,37 @@ def test_a_channels_own_template_still_says_what_a_digest_stands_for() -> None:
     assert render.short_text(make_notification(), own) == (
         "ALERTKW [P2] Memory used 87.5% on web1 (#12)"
     )
+
+
+def test_a_grouped_mail_says_what_each_member_alert_says() -> None:
+    """On-call user test: a group's mail listed its members' labels only, and the runbook
+    links and sources the single alert's mail shows were lost."""
+    from alertd.model import AlertEntry
+
+    def member(name: str, **annotations: str) -> AlertEntry:
+        return AlertEntry(
+            "firing",
+            make_labels({"alertname": "If2Down", "instance": "sw9", "ifName": name}),
+            OPENED_AT,
+            annotations=make_labels(annotations),
+            generator_url=f"http://prom:9090/graph?g0.expr={name}" if annotations else "",
+        )
+
+    entries = (
+        member("ge-0/0/1", description="uplink down", runbook_url="https://runbooks/if2"),
+        member("ge-0/0/2"),  # says nothing more than its labels: not repeated
+        member("ge-0/0/3", description="<b>access</b> port down"),
+    )
+    n = dataclasses.replace(make_notification(), entries=entries, alerts=("a", "b", "c"))
+    text = render.text_body(n)
+    assert "What the alerts say:" in text
+    assert "  alertname=If2Down ifName=ge-0/0/1 instance=sw9\n" in text
+    assert "    runbook_url: https://runbooks/if2\n" in text
+    assert "    Source: http://prom:9090/graph?g0.expr=ge-0/0/1\n" in text
+    assert "ifName=ge-0/0/2" not in text
+    html = render.html_body(n)
+    assert '<a href="http://prom:9090/graph?g0.expr=ge-0/0/3">' in html
+    assert "&lt;b&gt;access&lt;/b&gt; port down" in html  # data, escaped
+    single = dataclasses.replace(make_notification(), entries=entries[:1])
+    assert "What the alerts say" not in render.text_body(single)  # its own fields say it
+    assert "runbook_url: https://runbooks/if2" in render.text_body(single)
