@@ -156,6 +156,11 @@ class Escalator:
         self.escalations.arm(incident.id, 0, next_step, next_repeat)
         self.escalations.add_paged(incident.id, plan.targets)
 
+    def page_again(self, incident: Incident, why: str, now: float) -> list[Notification]:
+        """Page ``incident``'s first step again now, saying ``why``."""
+        steps, _ = _policy(incident, self.channels)
+        return self._page(incident, 0, steps, Transition.REPEAT, why, now) if steps else []
+
     def run(self, now: float) -> list[Notification]:
         """Fire every escalation due at ``now``; call inside ``store.transaction()``."""
         targets = self.channels.priorities.targets

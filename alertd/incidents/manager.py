@@ -134,6 +134,11 @@ class IncidentManager:
                     f"{format_duration(expiry)} ago and not resolved: escalation resumes",
                 )
                 self.escalator.arm_new(incident, now, since=now)
+                # the first tier hears of it now, not at the next repeat or step (user test:
+                # nobody was told for the length of a step, the one who acked included)
+                if incident.suppressed_by is None:
+                    why = f"the acknowledgement by {incident.acknowledged_by} lapsed"
+                    out.extend(self.escalator.page_again(incident, why, now))
         windows = self.windows(now)
         out.extend(self._window_ends(windows, now))
         self._windows_begin(windows, now)

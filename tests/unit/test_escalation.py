@@ -239,9 +239,14 @@ def test_lapsed_acknowledgement_lets_escalation_resume(tmp_path, clock) -> None:
     incident = e.store.get(1)
     assert incident is not None
     acknowledge(e.store, incident, "wang", None, clock.now(), how="cli")
-    assert e.run_until(30 * MIN) == []  # acknowledged: quiet
-    e.run_until(60)  # the acknowledgement lapses here
+    assert e.run_until(30 * MIN - 30) == []  # acknowledged: quiet
+    # the acknowledgement lapses: tier-1 hears of it at once (user test: nobody was told
+    # until the next step, the one who acked included)
+    assert who(e.run_until(60)) == [("repeat", "pager")]
     assert e.store.get(1).state.value == "open"  # type: ignore[union-attr]
+    assert e.store.timeline(1)[-1].detail == (
+        "step 1: tier1 paged (the acknowledgement by wang lapsed)"
+    )
     assert who(e.run_until(15 * MIN)) == [("escalated", "mail")]  # tier-2 15 min later
 
 
