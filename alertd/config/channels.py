@@ -116,7 +116,8 @@ class MaintenanceWindow(StrictModel):
     """An approved change window: one-off (start + end or duration) or weekly."""
 
     name: str = Field(min_length=1)
-    match: dict[str, MatcherValues] = {}
+    # required: a window left without one held back every page (user test); `{}` says "all"
+    match: dict[str, MatcherValues]
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
     duration: Duration | None = Field(default=None, gt=0)

@@ -210,6 +210,7 @@ def test_configured_windows() -> None:
                 },
                 {
                     "name": "move",
+                    "match": {},  # everything, said so
                     "start": "2026-12-01T22:00:00Z",
                     "duration": "2h",
                     "reason": "rack move",
@@ -228,11 +229,12 @@ def test_configured_windows() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"name": "x", "reason": "r"}, "needs start"),
-        ({"name": "x", "reason": "r", "start": "2026-12-01T22:00:00Z"}, "end or duration"),
+        ({"name": "x", "match": {}, "reason": "r"}, "needs start"),
+        ({"name": "x", "match": {}, "reason": "r", "start": "2026-12-01T22:00:00Z"}, "end or duration"),
         (
             {
                 "name": "x",
+                "match": {},
                 "reason": "r",
                 "start": "2026-12-01T22:00:00Z",
                 "end": "2026-12-01T21:00:00Z",
@@ -242,6 +244,7 @@ def test_configured_windows() -> None:
         (
             {
                 "name": "x",
+                "match": {},
                 "reason": "r",
                 "weekly": {"days": ["sun"], "at": "2:00", "duration": "1h"},
             },
@@ -250,6 +253,7 @@ def test_configured_windows() -> None:
         (
             {
                 "name": "x",
+                "match": {},
                 "reason": "r",
                 "weekly": {
                     "days": ["sun"],
@@ -261,7 +265,7 @@ def test_configured_windows() -> None:
             "unknown timezone",
         ),
         (
-            {"name": "x", "reason": "r", "start": "2026-12-01T22:00:00", "duration": "1h"},
+            {"name": "x", "match": {}, "reason": "r", "start": "2026-12-01T22:00:00", "duration": "1h"},
             "timezone",
         ),
     ],
@@ -269,6 +273,15 @@ def test_configured_windows() -> None:
 def test_window_config_errors(data: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         MaintenanceWindow.model_validate(data)
+
+
+def test_a_window_says_what_it_covers() -> None:
+    """Admin user test: a window left without ``match`` held back every page for 27 years;
+    ``match: {}`` says "everything" on purpose."""
+    window = {"name": "x", "reason": "r", "start": "2026-12-01T22:00:00Z", "duration": "1h"}
+    with pytest.raises(ValidationError, match="match"):
+        MaintenanceWindow.model_validate(window)
+    assert MaintenanceWindow.model_validate({**window, "match": {}}).match == {}
 
 
 ESCALATING = ChannelsFile.model_validate(
