@@ -99,8 +99,9 @@ def configure(
     """Point ``delivery`` at ``notifiers`` with the limits and settings of ``config``."""
     delivery.channels_removed(delivery.notifiers, notifiers)
     delivery.notifiers = notifiers
-    delivery.limiter.per_channel, delivery.limiter.per_recipient = rate_limits(config)
-    delivery.limiter.shared = shared_destinations(config)
+    shared = shared_destinations(config)
+    delivery.limiter.per_channel, delivery.limiter.per_recipient = rate_limits(config, shared)
+    delivery.limiter.shared = shared
     delivery.settings = delivery_settings(config)
 
 
@@ -116,10 +117,12 @@ def delivery_settings(config: HasDeliveryConfig) -> DeliverySettings:
 
 
 def rate_limits(
-    config: HasDeliveryConfig,
+    config: HasDeliveryConfig, shared: Mapping[str, str] | None = None
 ) -> tuple[dict[str, tuple[Window, ...]], dict[str, float]]:
     """Return each channel's token buckets: its ``rate_limits`` entry if it has one, else its
-    provider's documented limits; and the per-recipient limits."""
+    provider's documented limits; and the per-recipient limits. Channels that ``shared``
+    counts as another (one robot) add their windows to that one's, so the strictest of
+    them holds (user test: only the first name's limit counted, the others' were ignored)."""
     per_channel: dict[str, tuple[Window, ...]] = {}
     per_recipient: dict[str, float] = {}
     configured = config.channels.rate_limits
@@ -138,6 +141,9 @@ def rate_limits(
         per_channel[name] = tuple(windows) or DEFAULT_RATE_LIMITS.get(channel.type, ())
         if limit.per_recipient_per_minute:
             per_recipient[name] = limit.per_recipient_per_minute
+    for name, counted_as in (shared or {}).items():
+        both = (*per_channel.get(counted_as, ()), *per_channel.get(name, ()))
+        per_channel[counted_as] = tuple(dict.fromkeys(both))
     return per_channel, per_recipient
 
 

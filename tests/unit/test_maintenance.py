@@ -230,7 +230,10 @@ def test_configured_windows() -> None:
     ("data", "message"),
     [
         ({"name": "x", "match": {}, "reason": "r"}, "needs start"),
-        ({"name": "x", "match": {}, "reason": "r", "start": "2026-12-01T22:00:00Z"}, "end or duration"),
+        (
+            {"name": "x", "match": {}, "reason": "r", "start": "2026-12-01T22:00:00Z"},
+            "end or duration",
+        ),
         (
             {
                 "name": "x",
@@ -265,7 +268,13 @@ def test_configured_windows() -> None:
             "unknown timezone",
         ),
         (
-            {"name": "x", "match": {}, "reason": "r", "start": "2026-12-01T22:00:00", "duration": "1h"},
+            {
+                "name": "x",
+                "match": {},
+                "reason": "r",
+                "start": "2026-12-01T22:00:00",
+                "duration": "1h",
+            },
             "timezone",
         ),
     ],

@@ -18,8 +18,9 @@ def view(channels: dict[str, dict[str, str]]) -> SimpleNamespace:
 
 
 def limiter_for(config: SimpleNamespace) -> Limiter:
-    per_channel, per_recipient = rate_limits(config)
-    return Limiter(per_channel, per_recipient, shared_destinations(config))
+    shared = shared_destinations(config)
+    per_channel, per_recipient = rate_limits(config, shared)
+    return Limiter(per_channel, per_recipient, shared)
 
 
 def admitted(limiter: Limiter, channels: list[str], now: float = 1000.0) -> int:
@@ -69,3 +70,21 @@ def test_a_channel_on_its_own_is_counted_on_its_own() -> None:
     config = view({"slack": {"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"}})
     assert shared_destinations(config) == {}
     assert admitted(limiter_for(config), ["slack"] * 3) == 1  # Slack: about 1 a second
+
+
+def test_the_strictest_limit_of_the_channels_on_one_robot_holds() -> None:
+    """Admin user test: `rate_limits: {wecom-md: {per_minute: 1}}` was ignored because the
+    robot was counted under the other channel's name (alphabetically first)."""
+    config = SimpleNamespace(
+        channels=ChannelsFile.model_validate(
+            {
+                "channels": {
+                    "dt-md": {"type": "dingtalk", "url": ROBOT, "format": "markdown"},
+                    "dt-text": {"type": "dingtalk", "url": ROBOT},
+                },
+                "rate_limits": {"dt-text": {"per_minute": 1}},
+            }
+        )
+    )
+    limiter = limiter_for(config)
+    assert admitted(limiter, ["dt-md", "dt-text", "dt-md"]) == 1
