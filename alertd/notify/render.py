@@ -287,14 +287,17 @@ def _compiled(source: str, html: bool) -> Template:
     return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
 
 
-def _override(source: str | None, n: Notification, html: bool = False) -> str | None:
+def _override(
+    source: str | None, n: Notification, html: bool = False, markdown: bool = False
+) -> str | None:
     """``source`` rendered for ``n``; None (the default text is used) if there is none, or
     if it fails on this notification's data: a page goes out in the default words rather
     than not at all (load-time checks catch what fails on every page)."""
     if source is None:
         return None
     try:
-        return _compiled(source, html).render(_context(n))
+        context = _context(n)
+        return _compiled(source, html).render(_inert(context) if markdown else context)
     except Exception as exc:  # TemplateError, or e.g. ZeroDivisionError from {{ 1/0 }}
         log.warning(
             "incident #%d: channel %s: its template failed (%s); sent with the default text",
@@ -353,19 +356,21 @@ def _variables() -> frozenset[str]:
     return frozenset(_context(_sample()))
 
 
-def subject(n: Notification, templates: MessageTemplates | None = None) -> str:
+def subject(
+    n: Notification, templates: MessageTemplates | None = None, markdown: bool = False
+) -> str:
     """Return a one-line subject such as ``[P2] OPENED #12 major: Memory used 87.5% on web1``.
 
     The level is omitted for RESOLVED; LEVEL_CHANGED shows ``major→critical``. The result has
     no control characters and is cut to ``SUBJECT_MAX`` characters with an ellipsis.
     """
     if templates is not None and templates.subject is not None:
-        text = _override(templates.subject, n)
+        text = _override(templates.subject, n, markdown=markdown)
         if text is not None:
             if n.digest and not _lists_digest(templates.subject):
                 text = f"[digest of {len(n.digest)}] {text}"
             return _cut(_single_line(text), SUBJECT_MAX)
-    return _default_subject(n)
+    return inert(_default_subject(n)) if markdown else _default_subject(n)
 
 
 def _default_subject(n: Notification) -> str:
@@ -426,7 +431,9 @@ def html_body(n: Notification, templates: MessageTemplates | None = None) -> str
     return _HTML_BODY.render(_context(n))
 
 
-def short_text(n: Notification, templates: MessageTemplates | None = None) -> str:
+def short_text(
+    n: Notification, templates: MessageTemplates | None = None, markdown: bool = False
+) -> str:
     """Return the short form for SMS and IM: one paragraph with the incident id, priority,
     level and summary, then the link if there is one, e.g.
     ``[P1] OPENED #42 critical: CPU 92% on sw-core-01 https://alertd.example/incidents/42``.
@@ -434,21 +441,58 @@ def short_text(n: Notification, templates: MessageTemplates | None = None) -> st
     A digest says how many it stands for and lists the first of them, one a line. At most
     ``SHORT_MAX`` characters; each channel cuts further to its provider's limit
     (``truncate``/``truncate_utf8``).
+
+    ``markdown``: the channel renders it as markdown, so what comes from the data (labels,
+    annotations, summaries) is made ``inert``; a channel's own template keeps its markup.
     """
-    if templates is not None and (short := _override(templates.short, n)) is not None:
-        if n.digest and not _lists_digest(templates.short):
+    source = templates.short if templates is not None else None
+    if (short := _override(source, n, markdown=markdown)) is not None:
+        if n.digest and not _lists_digest(source):
             # the channel's own words first (a DingTalk keyword survives any cut), then what
             # the digest stands for: it went out as one incident's page (verification finding)
-            short = f"{short}\n{digest_list(n)}"
+            listed = digest_list(n)
+            short = f"{short}\n{inert(listed) if markdown else listed}"
         return _cut(short, SHORT_MAX)
     if n.digest:  # which incidents it stands for, one a line (cut to fit the channel)
-        return _cut(digest_list(n), SHORT_MAX)
-    text = _default_subject(n)
-    if n.alerts:
-        text += f" ({n.alert_count} alerts)"
-    if n.url:
-        text += f" {n.url}"
-    return _cut(text, SHORT_MAX)
+        text = digest_list(n)
+    else:
+        text = _default_subject(n)
+        if n.alerts:
+            text += f" ({n.alert_count} alerts)"
+        if n.url:
+            text += f" {n.url}"
+    return _cut(inert(text) if markdown else text, SHORT_MAX)
+
+
+# what makes markdown of plain data: a link or an image (``[text](url)``), and a WeCom
+# mention (``<@userid>``); a zero-width space keeps the text as it reads and breaks the syntax
+_MARKUP = (("](", "]\u200b("), ("<@", "<\u200b@"))
+
+
+def inert(text: str) -> str:
+    """``text`` that a markdown channel shows as written: a label value ``[click](http://x)``
+    must not become a link in an ops group (user test), nor ``<@all>`` mention everyone."""
+    for markup, broken in _MARKUP:
+        if markup in text:
+            text = text.replace(markup, broken)
+    return text
+
+
+def _inert(context: dict[str, Any]) -> dict[str, Any]:
+    """The template variables with every string from the data made ``inert``."""
+
+    def each(value: Any) -> Any:
+        if isinstance(value, str):
+            return inert(value)
+        if isinstance(value, Pairs):
+            return Pairs((inert(k), inert(v)) for k, v in value)
+        if isinstance(value, list):
+            return [each(item) for item in value]
+        if isinstance(value, dict):
+            return {k: each(v) for k, v in value.items()}
+        return value
+
+    return {name: each(value) for name, value in context.items()}
 
 
 def truncate(text: str, limit: int) -> str:

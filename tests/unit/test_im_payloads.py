@@ -12,10 +12,12 @@ from alertd.notify import render
 from alertd.notify.im import dingtalk, feishu, slack, teams, wecom
 from alertd.notify.im.base import split_mentions
 from alertd.notify.im.config import (
+    DingtalkChannelConfig,
     SlackChannelConfig,
     TeamsChannelConfig,
     WecomChannelConfig,
 )
+from alertd.notify.render import MessageTemplates
 from alertd.notify.webhook import notifier as webhook
 
 CHINESE = "交换机核心端口流量过高请立即处理"  # 3 bytes a character in UTF-8
@@ -299,3 +301,50 @@ def test_too_many_mentions_are_dropped_whole_and_the_message_still_shows() -> No
     assert content.startswith("CPU high @13800000000 ")
     assert all(len(word) == 12 for word in content.split()[2:])  # "@" + 11 digits, none cut
     assert msg["at"]["atMobiles"] == mobiles
+
+
+# -- markdown: data shows as written ---------------------------------------------------------
+EVIL = "disk full [click here](http://evil.example) ![x](http://evil.example/p.png) <@all>"
+
+
+def test_markdown_channels_show_data_as_written_not_as_links_or_mentions() -> None:
+    """Admin user test: an annotation ``[click](http://evil.example)`` became a link in a
+    markdown WeCom and DingTalk group; a TextBlock in Teams renders markdown links too."""
+    n = notification(summary=EVIL)
+    wecom_md = WecomChannelConfig.model_validate(
+        {"type": "wecom", "url": "https://qyapi.weixin.qq.com/x?key=k", "format": "markdown"}
+    )
+    body, _ = wecom.WecomNotifier("w", wecom_md).request(n)
+    ding_md = DingtalkChannelConfig.model_validate(
+        {
+            "type": "dingtalk",
+            "url": "https://oapi.dingtalk.com/r?access_token=t",
+            "format": "markdown",
+        }
+    )
+    ding_body, _ = dingtalk.DingtalkNotifier("d", ding_md).request(n)
+    teams_cfg = TeamsChannelConfig.model_validate(
+        {"type": "teams", "url": "https://example.logic.azure.com/workflows/1?sig=abcdef"}
+    )
+    teams_body, _ = teams.TeamsNotifier("t", teams_cfg).request(n)
+    for sent in (body, ding_body, teams_body):
+        text = json.dumps(decoded(sent), ensure_ascii=False)
+        assert "](http" not in text
+        assert "<@all>" not in text
+        assert "[click here]\u200b(http://evil.example)" in text  # still reads the same
+    plain = WecomChannelConfig.model_validate(
+        {"type": "wecom", "url": "https://qyapi.weixin.qq.com/x?key=k"}
+    )
+    plain_body, _ = wecom.WecomNotifier("w", plain).request(n)
+    assert "[click here](http://evil.example)" in decoded(plain_body)["text"]["content"]
+
+
+def test_a_markdown_template_keeps_its_own_links_and_breaks_the_datas() -> None:
+    templates = MessageTemplates.model_validate(
+        {"short": "[incident {{ id }}](https://alertd.example/i/{{ id }}) {{ summary }}"}
+    )
+    text = render.short_text(notification(summary=EVIL), templates, markdown=True)
+    assert text.startswith(
+        "[incident 42](https://alertd.example/i/42) disk full [click here]\u200b("
+    )
+    assert render.short_text(notification(summary=EVIL), templates).count("](http") == 3

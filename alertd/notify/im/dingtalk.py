@@ -96,8 +96,9 @@ class DingtalkNotifier(ImNotifier):
         self.format = config.format
 
     def request(self, n: Notification) -> tuple[bytes, URL | None]:
-        text = render.short_text(n, self.template)
-        title = render.subject(n, self.template) if self.format == "markdown" else ""
+        markdown = self.format == "markdown"
+        text = render.short_text(n, self.template, markdown=markdown)
+        title = render.subject(n, self.template, markdown=True) if markdown else ""
         body = dumps(payload(text, n.recipients, self.format, title))
         if self.secret is None:
             return body, None

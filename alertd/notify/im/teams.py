@@ -78,8 +78,9 @@ class TeamsNotifier(ImNotifier):
 
     def request(self, n: Notification) -> tuple[bytes, URL | None]:
         inc = n.incident
-        title = render.subject(n, self.template)
-        text = text_after_title(render.short_text(n, self.template), title, n.url)
+        # a TextBlock renders markdown (links among it)
+        title = render.subject(n, self.template, markdown=True)
+        text = text_after_title(render.short_text(n, self.template, markdown=True), title, n.url)
         facts = [
             ("Incident", f"#{inc.id}"),
             ("Priority", inc.priority),

@@ -68,7 +68,7 @@ class WecomNotifier(ImNotifier):
         self.format = config.format
 
     def request(self, n: Notification) -> tuple[bytes, URL | None]:
-        text = render.short_text(n, self.template)
+        text = render.short_text(n, self.template, markdown=self.format == "markdown")
         return dumps(payload(text, n.recipients, self.format)), None
 
     def check(self, what: str, resp: Response) -> NotifyError | None:
