@@ -53,8 +53,11 @@ class Authorizer:
             return ANONYMOUS
         who = self.identify(request)
         if who is None:
+            # a typo'd or revoked token is not "no token" (user test: both said "needed")
+            given = request.headers.get("Authorization", "").partition(" ")[2].strip()
+            why = "this bearer token is not known" if given else "a bearer token is needed"
             raise web.HTTPUnauthorized(
-                text=json.dumps({"code": "unauthorized", "message": "a bearer token is needed"}),
+                text=json.dumps({"code": "unauthorized", "message": why}),
                 content_type="application/json",
                 headers={"WWW-Authenticate": 'Bearer realm="alertd"'},
             )

@@ -532,9 +532,13 @@ async def test_every_endpoint_refuses_missing_unknown_and_unscoped_tokens(
     path, body = _request(e)
     before = api.h.store.conn.execute("SELECT total_changes()").fetchone()
     status, got = await api.call(e.method, path, None, body)
-    assert (status, got["code"]) == (401, "unauthorized")
+    assert (status, got["code"], got["message"]) == (
+        401,
+        "unauthorized",
+        "a bearer token is needed",
+    )
     status, got = await api.call(e.method, path, "not-a-known-token", body)
-    assert (status, got["code"]) == (401, "unauthorized")
+    assert (status, got["message"]) == (401, "this bearer token is not known")  # not "needed"
     status, got = await api.call(e.method, path, LACKING[e.scope], body)  # type: ignore[index]
     assert (status, got["code"]) == (403, "forbidden")
     assert e.scope in got["message"]
