@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import getpass
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -178,7 +179,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a recipient (repeatable); default: the members of teams using the channel",
     )
     ntest.add_argument("--config-dir", type=Path, default=Path("."))
-    ntest.add_argument("--timeout", type=float, default=30.0, help="give up after (seconds)")
+    ntest.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="give up after (seconds, more than 0)"
+    )
 
     rep = sub.add_parser("report", help="incident KPIs: MTTA, MTTR, SLA breaches, noise")
     rep.add_argument(
@@ -361,6 +364,17 @@ def _events(args: argparse.Namespace) -> int:
     for e in events:
         print(f"{_when(e.ts)}  {e.instance:<16} {e.kind:<14} {e.trap_oid or '-'}  {e.detail}")
     return 0
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (user test: 0 and -3 were taken, then nothing was sent)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
 
 
 def _duration(text: str) -> float:

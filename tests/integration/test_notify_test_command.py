@@ -96,3 +96,15 @@ def test_a_recipient_refused_while_the_others_got_it_is_a_failure_named(
     assert out.rstrip().endswith("FAILED")
     (message,) = smtp_server.messages
     assert message.rcpt_tos == ("wang@example.com",)
+
+
+@pytest.mark.parametrize("timeout", ["0", "-3", "nan", "soon"])
+def test_a_timeout_that_allows_no_attempt_is_refused(
+    tmp_path: Path, timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Admin user test: --timeout 0 and -3 were taken, and nothing was sent."""
+    d = str(config_dir(tmp_path, 25))
+    with pytest.raises(SystemExit) as exit_:
+        main(["notify", "test", "mail", "--timeout", timeout, "--config-dir", d])
+    assert exit_.value.code == 2
+    assert "--timeout" in capsys.readouterr().err
