@@ -553,16 +553,30 @@ def _resolve_and_queue(
     return text + (f"; {queued} notification(s) queued" if queued else ""), resolved is not None
 
 
+SUMMARY_COLUMN = 100  # characters of a summary in `incidents list`
+
+
 def _print_table(incidents: Sequence[Incident]) -> None:
     if not incidents:
         print("no incidents")
         return
     print(f"{'ID':>5}  {'PRI':<3}  {'LEVEL':<8}  {'STATE':<12}  {'OPENED':<20}  SUMMARY")
+    held = False
     for i in incidents:
+        # held back by a window or a down parent: it pages nobody (user test: it read as a
+        # plain "open"); one line a row, however long its summary (`show` has it all)
+        state = i.state.value
+        if i.suppressed_by and i.state is not IncidentState.RESOLVED:
+            state, held = state + "*", True
+        summary = " ".join(i.summary.split())
+        if len(summary) > SUMMARY_COLUMN:
+            summary = summary[: SUMMARY_COLUMN - 1] + "…"
         print(
-            f"{i.id:>5}  {i.priority:<3}  {i.level.label:<8}  {i.state.value:<12}  "
-            f"{_when(i.opened_at):<20}  {i.summary}"
+            f"{i.id:>5}  {i.priority:<3}  {i.level.label:<8}  {state:<12}  "
+            f"{_when(i.opened_at):<20}  {summary}"
         )
+    if held:
+        print("* held back (a maintenance window, a silence, a parent down): it pages nobody")
 
 
 def _print_incident(i: Incident) -> None:

@@ -298,3 +298,25 @@ def test_the_json_without_a_config_leaves_teams_out_and_says_so(
     shown = json.loads(out)  # stdout stays JSON
     assert (shown["teams"], shown["respond_by"], shown["state"]) == ([], None, "open")
     assert "pass the daemon's --config-dir" in err
+
+
+def test_the_list_marks_held_back_incidents_and_keeps_each_to_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On-call user test: an incident in a silence read as a plain "open", and a
+    300-character summary wrapped the table."""
+    state_dir = tmp_path / "state"
+    conn = connect(state_dir)
+    quiet, long = open_incidents(conn, 2)
+    store = IncidentStore(conn)
+    with store.transaction():
+        store.set_suppressed(quiet, "silence #1 (vendor ticket)")
+        conn.execute("UPDATE incidents SET summary = ? WHERE id = ?", ("x" * 300, long.id))
+    conn.close()
+    assert main(["incidents", "list", "--state-dir", str(state_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (row,) = [line for line in lines if line.split()[0] == str(quiet.id)]
+    assert " open* " in row
+    assert lines[-1].startswith("* held back")
+    (wide,) = [line for line in lines if line.split()[0] == str(long.id)]
+    assert wide.endswith("x" * 99 + "…")
