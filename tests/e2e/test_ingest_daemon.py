@@ -62,6 +62,15 @@ tokens:
     )
 
 
+def started(
+    tmp_path: Path, smtp: SmtpServer, daemon_factory: Callable[[Path], Daemon]
+) -> tuple[Path, Daemon]:
+    """A daemon on ``write_config``'s config in ``tmp_path/cfg``."""
+    cfg = tmp_path / "cfg"
+    write_config(cfg, smtp)
+    return cfg, daemon_factory(cfg)
+
+
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
@@ -96,9 +105,7 @@ def alert(instance: str, ends_at: float | None = None) -> dict[str, object]:
 def test_pushed_alerts_open_and_resolve_incidents(
     tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
-    cfg = tmp_path / "cfg"
-    write_config(cfg, smtp_server)
-    d = daemon_factory(cfg)
+    _, d = started(tmp_path, smtp_server, daemon_factory)
 
     assert post_alerts(d, [alert("sw-core-01")], None)[0] == 401
     assert post_alerts(d, [alert("sw-core-01")], READ_TOKEN)[0] == 403
@@ -130,9 +137,7 @@ def test_pushed_alerts_open_and_resolve_incidents(
 def test_an_alert_whose_end_passes_without_a_refresh_resolves(
     tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
-    cfg = tmp_path / "cfg"
-    write_config(cfg, smtp_server)
-    d = daemon_factory(cfg)
+    _, d = started(tmp_path, smtp_server, daemon_factory)
     assert post_alerts(d, [alert("web-01", time.time() + 2)], INGEST_TOKEN)[0] == 200
     wait_for("the opened mail", lambda: len(smtp_server.messages) >= 1)
     wait_for("the resolved mail", lambda: len(smtp_server.messages) >= 2)
@@ -142,9 +147,7 @@ def test_an_alert_whose_end_passes_without_a_refresh_resolves(
 def test_a_resolve_from_the_cli_is_mailed_by_the_running_daemon(
     tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
-    cfg = tmp_path / "cfg"
-    write_config(cfg, smtp_server)
-    d = daemon_factory(cfg)
+    cfg, d = started(tmp_path, smtp_server, daemon_factory)
     assert post_alerts(d, [alert("db-01")], INGEST_TOKEN)[0] == 200
     wait_for("the opened mail", lambda: len(smtp_server.messages) >= 1)
     out = d.cli("resolve", "1", "--by", "alice", "--config-dir", str(cfg))
@@ -157,9 +160,7 @@ def test_a_reload_applies_new_ingest_limits_and_default_level(
     tmp_path: Path, smtp_server: SmtpServer, daemon_factory: Callable[[Path], Daemon]
 ) -> None:
     """User test: the limits stayed at their start values while the log said reloaded."""
-    cfg = tmp_path / "cfg"
-    write_config(cfg, smtp_server)
-    d = daemon_factory(cfg)
+    cfg, d = started(tmp_path, smtp_server, daemon_factory)
     three = [alert(f"host-{i}") for i in range(3)]
     assert post_alerts(d, three, INGEST_TOKEN)[0] == 200
 
