@@ -110,7 +110,9 @@ def url_secrets(url: str, keep_path: int | None = None) -> list[str]:
     segments = parts.path.split("/")[1:] if parts.path else []
     if keep_path is not None:
         hidden = segments[keep_path:]
-        pieces += ["/".join(hidden), *(s for s in hidden if _token_like(s))]
+        pieces += [s for s in hidden if _token_like(s)]
+        if len(hidden) > 1:  # the hidden path whole: no word of a message looks like it
+            pieces.append("/".join(hidden))
     for raw in parts.query.split("&"):
         pieces.append(raw.partition("=")[2])
     decoded = [unquote(p) for p in pieces]

@@ -393,5 +393,8 @@ def test_path_words_are_not_scrubbed_out_of_messages_but_tokens_and_the_path_are
     text = "webhook ticketing: incident #4 via direct-hook"
     assert http.scrub(text) == text
     assert http.scrub("no route for /hooks/incident/ticketing") == "no route for /hooks/<secret>"
+    # verification: one hidden segment that is a word is no secret either
+    alone = HttpClient("http://127.0.0.1:9/e404/ticketing", timeout=1, keep_path=1)
+    assert alone.scrub("webhook ticketing incident #0") == "webhook ticketing incident #0"
     token = HttpClient("http://127.0.0.1:9/hooks/a1b2c3/Zkxqwe", timeout=1, keep_path=1)
     assert token.scrub("bad key a1b2c3 or Zkxqwe") == "bad key <secret> or <secret>"
