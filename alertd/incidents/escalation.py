@@ -57,12 +57,25 @@ def resolved_by_hand_news(
     conn: sqlite3.Connection, resolved: Incident, config: ChannelsFile, now: float
 ) -> list[Notification]:
     """The "resolved" notifications of an incident resolved by hand (API, CLI, SMS): to every
-    tier paged, a pushed alert's as Prometheus sent it; none for an incident held back (it
-    paged nobody)."""
+    tier paged, a pushed alert's as Prometheus sent it; for an incident held back, to those
+    it had paged before (none if it never paged)."""
     if resolved.suppressed_by is not None:
-        return []
+        news = held_back_resolve_news(EscalationStore(conn), resolved, config, now)
+        return external.stored_sources(conn, news_where_pages_went(conn, news))
     news = news_to_everyone_paged(conn, resolved, Transition.RESOLVED, config, now)
     return external.stored_sources(conn, news)
+
+
+def held_back_resolve_news(
+    escalations: EscalationStore, resolved: Incident, config: ChannelsFile, now: float
+) -> list[Notification]:
+    """The "resolved" notifications of an incident a window, silence or parent held back: to
+    whoever it had paged before it was (a silence added on a paging incident), nobody if it
+    never paged."""
+    state = escalations.get(resolved.id)
+    if state is None or not state.paged:
+        return []
+    return notifications_for(resolved, Transition.RESOLVED, config, now, targets=state.paged)
 
 
 def news_to_everyone_paged(

@@ -16,6 +16,7 @@ from alertd.config.types import format_duration
 from alertd.incidents.escalation import (
     Escalator,
     first_deadlines,
+    held_back_resolve_news,
     news_to_everyone_paged,
     news_where_pages_went,
     paged_so_far,
@@ -281,6 +282,15 @@ class IncidentManager:
                 and parent in down
             ):
                 self._suppress(incident, f"parent {parent}", now)
+                continue
+            if transition is Transition.RESOLVED and incident.suppressed_by is not None:
+                # held back after it had paged (a silence added since): those paged hear
+                # that it is over, as they would have without the window
+                notes = held_back_resolve_news(
+                    self.escalator.escalations, incident, self.channels, now
+                )
+                out += notes
+                news += notes
                 continue
             if incident.suppressed_by is None and incident.id not in self._quiet:
                 plan = self._plan(incident)

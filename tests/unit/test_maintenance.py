@@ -330,3 +330,23 @@ def test_a_window_on_other_targets_leaves_a_paging_incident_escalating(tmp_path:
     assert s.apply([], t0 + 120) == []
     pages = s.apply([], t0 + 15 * 60)
     assert [(n.transition.value, n.channel) for n in pages] == [("escalated", "boss")]
+
+
+def test_a_paging_incident_held_back_by_a_later_silence_still_tells_its_resolve(
+    tmp_path: Path,
+) -> None:
+    """Verification: the resolve reached those paged only if it came before the silence
+    was seen; they hear it either way, and one never paged hears nothing."""
+    s = Setup(tmp_path)
+    t0 = SUNDAY_1AM
+    assert [n.channel for n in s.apply([fire(EventKind.FIRING, "web1", t0)], t0)] == ["pager"]
+    s.window("silence", t0 + 60, t0 + 2 * HOUR, instance="web1")
+    s.window("silence", t0 + 60, t0 + 2 * HOUR, instance="web2")
+    assert s.apply([fire(EventKind.FIRING, "web2", t0 + 90)], t0 + 90) == []  # never paged
+    pages = s.apply(
+        [fire(EventKind.RESOLVED, "web1", t0 + 120), fire(EventKind.RESOLVED, "web2", t0 + 120)],
+        t0 + 120,
+    )
+    assert [(n.transition.value, n.incident.id, n.channel) for n in pages] == [
+        ("resolved", 1, "pager")
+    ]
