@@ -385,3 +385,16 @@ async def test_registry_builds_sms_or_logs_instead(caplog: pytest.LogCaptureFixt
     finally:
         for notifier in notifiers.values():
             await notifier.close()
+
+
+def test_a_digest_whose_first_line_alone_is_too_long_still_shows_its_number() -> None:
+    """Verification: in Chinese (UCS-2, 67 characters a segment) no whole line fitted two
+    segments, and the digest said "any #n above" above no number at all."""
+    lines = tuple(
+        f"#{16 + i} [P1] opened critical: {'核心交换机端口流量过高' * 4}" for i in range(11)
+    )
+    n = dataclasses.replace(make_notification(PHONE), digest=lines)
+    body = sms_body(n, make_config(max_segments=2))
+    assert segment_count(body) <= 2
+    assert "#16 [P1] opened critical: 核心" in body
+    assert body.endswith("… ... and 10 more\nReply ACK n / RESOLVE n for any #n above")

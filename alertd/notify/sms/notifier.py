@@ -104,9 +104,13 @@ def _digest_body(n: Notification, max_segments: int) -> str:
     def text(shown: int) -> str:
         return f"{render.digest_list(n, shown)}\n{DIGEST_REPLY_HINT}"
 
-    lo, hi = 0, min(len(n.digest), render.DIGEST_SHORT_MAX)
+    lo, hi = 1, min(len(n.digest), render.DIGEST_SHORT_MAX)
     if segments.segment_count(text(lo)) > max_segments:
-        return segments.fit(render.digest_list(n, 0), max_segments, DIGEST_REPLY_HINT)
+        # not one whole line fits (UCS-2 text is 67 characters a segment): the first cut
+        # short, so there is at least one number to answer with (verification finding)
+        first = render.digest_list(n, 1).rsplit("\n... and ", 1)[0]
+        more = f"... and {len(n.digest) - 1} more\n" if len(n.digest) > 1 else ""
+        return segments.fit(first, max_segments, more + DIGEST_REPLY_HINT)
     while lo < hi:  # the most lines that fit: one more line never costs fewer segments
         mid = (lo + hi + 1) // 2
         if segments.segment_count(text(mid)) <= max_segments:
