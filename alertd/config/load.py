@@ -485,6 +485,11 @@ class _Loader:
                 self._check_secrets(doc, at, channel_cfg)
         self._check_teams(doc, ch)
         self._check_routes(doc, ch)
+        for i, window in enumerate(ch.maintenance):
+            for key, values in window.match.items():
+                if not values:  # as in a route: it would cover nothing
+                    where = ("maintenance", i, "match", key)
+                    self.problems.append(doc.problem(where, _EMPTY_LIST))
         matrix = ch.priorities.matrix
         for impact, row in matrix.items():
             missing = [lv for lv in ("critical", "major", "minor") if lv not in row]
@@ -646,15 +651,19 @@ def _always_with(later: Route, route: Route) -> bool:
     """Whether ``later`` matches every incident ``route`` matches: each of its matchers is
     one of ``route``'s, allowing at least the values ``route`` allows."""
     return all(
-        key in route.match and set(route.match[key]) <= set(values)
+        (key in route.match and set(route.match[key]) <= set(values))
+        or (bool(_ROUTE_FIELDS.get(key)) and set(_ROUTE_FIELDS[key]) <= set(values))
         for key, values in later.match.items()
     )
+
+
+_EMPTY_LIST = "an empty list matches nothing: list the values to match, or leave the key out"
 
 
 def _matcher_problem(key: str, values: Sequence[str]) -> str | None:
     """Why a route's matcher ``key: values`` can never match as meant (None if it can)."""
     if not values:
-        return "an empty list matches nothing: list the values to match, or leave the key out"
+        return _EMPTY_LIST
     allowed = _ROUTE_FIELDS.get(key)
     if allowed is None:
         close = difflib.get_close_matches(key, _ROUTE_FIELDS, n=1, cutoff=0.8)

@@ -20,6 +20,6 @@ def read_secret_file(path: Path, field: str) -> str:
         reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8"
         raise ConfigError([ConfigProblem(where, 0, 0, field, f"cannot read: {reason}")]) from exc
     text = text.removesuffix("\n").removesuffix("\r")
-    if not text:
+    if not text.strip():  # spaces alone are as empty (verification finding)
         raise ConfigError([ConfigProblem(where, 0, 0, field, "file is empty")])
     return text

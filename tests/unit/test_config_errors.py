@@ -620,6 +620,13 @@ routes:
     escalate: [{notify: [log]}, {after: 20s, notify: [noc]}]
   - match: {svc: [db], site: [lab]}
     notify: [noc]
+  - match: {svc: [web]}
+    continue: true
+    escalate: [{notify: [log]}, {after: 20s, notify: [noc]}]
+  - match: {svc: [web], level: [critical, major, minor]}  # every level: always
+    notify: [noc]
+maintenance:
+  - {name: w, match: {site: []}, start: "2026-12-01T22:00:00Z", duration: 1h, reason: r}
 """
 
 
@@ -630,7 +637,12 @@ def test_escalation_steps_a_later_route_always_overrides_are_named(tmp_path: Pat
     assert problems_of(directory) == [
         "channels.yaml:7:15: routes[0].escalate: its later steps never run: routes[1] matches "
         "every incident this route does, and only the last route an incident matches "
-        "escalates it (move the steps there, or leave out `continue` here)"
+        "escalates it (move the steps there, or leave out `continue` here)",
+        "channels.yaml:17:15: routes[4].escalate: its later steps never run: routes[5] matches "
+        "every incident this route does, and only the last route an incident matches "
+        "escalates it (move the steps there, or leave out `continue` here)",
+        "channels.yaml:21:29: maintenance[0].match.site: an empty list matches nothing: list "
+        "the values to match, or leave the key out",
     ]
 
 
@@ -654,7 +666,7 @@ def test_secret_files_are_read_as_the_daemon_reads_them(tmp_path: Path) -> None:
         files={
             "channels.yaml": SECRET_FILES,
             "slack.url": "hooks.slack.example/services/T0/B0/XXXX\n",
-            "hook.key": "\n",
+            "hook.key": "  \n",  # spaces alone are as empty
             "smtp.password": "",
             "server.yaml": "link_secret_file: links.key\n",
             "links.key": "short\n",
