@@ -226,6 +226,20 @@ async def test_wrong_credentials_are_permanent(twilio: FakeTwilio, notifier: Sms
     assert TOKEN not in str(err)
 
 
+async def test_an_empty_error_answer_is_named_once(
+    twilio: FakeTwilio, notifier: SmsNotifier
+) -> None:
+    """Admin user test: an empty 401 read "HTTP 401: HTTP 401"."""
+
+    async def reply(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=401)
+
+    twilio.behaviour = reply
+    err = await failure(notifier)
+    assert "HTTP 401" in str(err)
+    assert "HTTP 401: HTTP 401" not in str(err)
+
+
 @pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), ("inf", None), ("nan", None)])
 async def test_rate_limited_with_retry_after(
     twilio: FakeTwilio, notifier: SmsNotifier, header: str, seconds: float | None

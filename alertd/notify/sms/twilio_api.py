@@ -56,7 +56,8 @@ class TwilioApiError(Exception):
     def __init__(
         self, status: int, code: int | None, message: str, retry_after: float | None = None
     ) -> None:
-        super().__init__(f"HTTP {status}" + (f" error {code}" if code else "") + f": {message}")
+        said = f": {message}" if message else ""  # an empty answer: the status says it all
+        super().__init__(f"HTTP {status}" + (f" error {code}" if code else "") + said)
         self.status = status
         self.code = code  # Twilio's error code, e.g. 21211; None if the body had none
         self.message = message
@@ -93,7 +94,8 @@ async def _on_headers_sent(
 
 
 def _error_of(status: int, text: str) -> tuple[int | None, str]:
-    """Return (code, message) from a Twilio error body; the raw text if it is not one."""
+    """Return (code, message) from a Twilio error body; the raw text if it is not one ("" if
+    there is none: "HTTP 401: HTTP 401" said nothing twice, user test)."""
     try:
         payload = json.loads(text)
     except ValueError:
@@ -101,8 +103,8 @@ def _error_of(status: int, text: str) -> tuple[int | None, str]:
     if isinstance(payload, dict):
         code = payload.get("code")
         message = str(payload.get("message") or payload.get("detail") or "")
-        return (code if isinstance(code, int) else None), message or f"HTTP {status}"
-    return None, " ".join(text.split())[:_ERROR_TEXT_MAX] or f"HTTP {status}"
+        return (code if isinstance(code, int) else None), message
+    return None, " ".join(text.split())[:_ERROR_TEXT_MAX]
 
 
 class _Transport:
