@@ -22,6 +22,7 @@ from alertd.config.server import ServerFile
 from alertd.config.snmp_profiles import Derived, Profile
 from alertd.config.thresholds import Flapping, Rule, ThresholdsFile, check_order
 from alertd.config.traps import TrapsConfig
+from alertd.config.types import format_duration
 from alertd.config.yaml_marks import Document, Path_, parse_file
 from alertd.errors import ConfigError, ConfigProblem
 from alertd.notify.channel_types import MEMBER_ADDRESS
@@ -479,10 +480,21 @@ class _Loader:
         for where, name in refs.route_targets:
             if name in ch.channels and (why := _nobody_to_send_to(ch.channels[name])):
                 self.problems.append(doc.problem(where, why))
+        send_timeout = ch.delivery.send_timeout
         for channel_name, channel_cfg in ch.channels.items():
             at: Path_ = ("channels", channel_name)
             if self._check_file_settings(doc, at, channel_cfg):
                 self._check_secrets(doc, at, channel_cfg)
+            timeout = getattr(channel_cfg, "timeout", None)
+            if timeout is not None and timeout >= send_timeout:  # user test: taken silently
+                self.problems.append(
+                    doc.problem(
+                        (*at, "timeout"),
+                        f"{format_duration(timeout)} is not below delivery.send_timeout "
+                        f"({format_duration(send_timeout)}), which cuts every attempt short "
+                        "first: lower this, or raise send_timeout",
+                    )
+                )
         self._check_teams(doc, ch)
         self._check_routes(doc, ch)
         for i, window in enumerate(ch.maintenance):

@@ -689,3 +689,17 @@ def test_an_inline_link_secret_must_be_long_enough_too(tmp_path: Path) -> None:
     assert problem.startswith("server.yaml:1:14: link_secret: ")
     assert "at least 16 bytes" in problem
     assert "abc" not in problem
+
+
+def test_a_channel_timeout_send_timeout_would_cut_short_is_refused(tmp_path: Path) -> None:
+    """Admin user test: `send_timeout: 1s` under a channel's 10s timeout was taken, and every
+    slow attempt would have been cut short as ambiguous."""
+    text = (
+        "channels:\n  log: {type: log}\n"
+        "  hook: {type: webhook, url: 'http://127.0.0.1:9/h', timeout: 10s}\n"
+        "routes:\n  - notify: [hook]\ndelivery: {send_timeout: 5s}\n"
+    )
+    assert problems_of(make_config(tmp_path, files={"channels.yaml": text})) == [
+        "channels.yaml:3:63: channels.hook.timeout: 10s is not below delivery.send_timeout "
+        "(5s), which cuts every attempt short first: lower this, or raise send_timeout"
+    ]
