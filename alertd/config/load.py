@@ -328,6 +328,8 @@ class _Loader:
         if channels is not None:
             if channels_doc is not None:
                 self._check_channels(channels_doc, channels)
+                if not server.public_url:
+                    self._check_callbacks(channels_doc, channels)
             self._check_impacts(
                 [(d, ("hosts", i), h.labels) for d, i, h in host_docs]
                 + [(d, ("snmp", i), t.labels) for d, i, t in snmp_docs],
@@ -520,6 +522,20 @@ class _Loader:
                     f"(rows: {', '.join(matrix)})",
                 )
             )
+
+    def _check_callbacks(self, doc: Document, ch: ChannelsFile) -> None:
+        """Twilio signs its status callbacks for the URL it calls, and alertd checks them
+        against server.yaml's ``public_url``: without one, every callback is refused (403)
+        (user test: taken silently)."""
+        for name, channel in ch.channels.items():
+            if getattr(channel, "status_callback_url", None):
+                self.problems.append(
+                    doc.problem(
+                        ("channels", name, "status_callback_url"),
+                        "needs server.yaml's public_url: alertd checks Twilio's signature "
+                        "against it, and without it refuses every callback",
+                    )
+                )
 
     def _check_teams(self, doc: Document, ch: ChannelsFile) -> None:
         """A team's channel that needs a member's address none of them has reaches nobody:

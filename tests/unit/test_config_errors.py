@@ -703,3 +703,19 @@ def test_a_channel_timeout_send_timeout_would_cut_short_is_refused(tmp_path: Pat
         "channels.yaml:3:63: channels.hook.timeout: 10s is not below delivery.send_timeout "
         "(5s), which cuts every attempt short first: lower this, or raise send_timeout"
     ]
+
+
+def test_twilio_status_callbacks_need_a_public_url(tmp_path: Path) -> None:
+    """Admin user test: without server.yaml's public_url every callback gets 403."""
+    text = (
+        "channels:\n  log: {type: log}\n  sms:\n"
+        "    {type: sms, account_sid: AC00000000000000000000000000000000, auth_token: t,\n"
+        "     from: '+15550000000', status_callback_url: 'https://a.example/hooks/twilio/status'}\n"
+        "routes:\n  - notify: [log]\n"
+    )
+    assert problems_of(make_config(tmp_path / "a", files={"channels.yaml": text})) == [
+        "channels.yaml:5:49: channels.sms.status_callback_url: needs server.yaml's public_url: "
+        "alertd checks Twilio's signature against it, and without it refuses every callback"
+    ]
+    with_url = {"channels.yaml": text, "server.yaml": "public_url: https://a.example\n"}
+    load_config(make_config(tmp_path / "b", files=with_url), env={})
