@@ -835,11 +835,14 @@ def commit_failover(
     if not proposed:
         return 0
     fallbacks = [replace(f, key=failover_key(n, f)) for f in not_told_yet(proposed, store.told(n))]
-    failed_for = f"{n.transition.value} via {n.channel} failed for {', '.join(recipients) or '-'}"
+    whom = f" for {', '.join(recipients)}" if recipients else ""  # a robot: no one by name
+    failed_for = f"{n.transition.value} via {n.channel} failed{whom}"
     lines = [f"{failed_for}: failing over to {f.channel}" for f in fallbacks]
     for channel, addresses in _told_already(proposed, fallbacks).items():
         lines.append(
-            f"{failed_for}: no failover to {channel} for {', '.join(addresses) or '-'}: "
+            f"{failed_for}: no failover to {channel}"
+            + (f" for {', '.join(addresses)}" if addresses else "")
+            + ": "
             "this news went there already (sent, on its way, or given up there too)"
         )
     added = store.enqueue(fallbacks, now, failover_of=intent.id) if fallbacks else 0

@@ -270,8 +270,11 @@ def _message(n: Notification) -> str:
     return f"{n.transition.value} #{i.id} [{i.priority}] {i.level.label}: {i.summary}"[:300]
 
 
-def _who(n: Notification) -> str:
-    return ", ".join(n.recipients) or "-"
+def _via(transition: str, channel: str, recipients: Sequence[str]) -> str:
+    """``opened via ops-mail to a@example.com``, or ``opened via hook`` for a channel with
+    its own destination (a robot, a webhook, the log; user test: it read "to -")."""
+    to = f" to {', '.join(recipients)}" if recipients else ""
+    return f"{transition} via {channel}{to}"
 
 
 def forget_intents(conn: sqlite3.Connection, which: str, params: Sequence[Any] = ()) -> int:
@@ -468,15 +471,14 @@ class OutboxStore:
             "INSERT INTO timeline (incident_id, ts, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
             [
                 (
-                    i.notification.incident.id,
+                    n.incident.id,
                     now,
                     "notification",
-                    i.notification.channel,
-                    f"{i.notification.transition.value} via {i.notification.channel} to "
-                    f"{_who(i.notification)}: held by the rate limit: it goes out in the next "
-                    "digest",
+                    n.channel,
+                    f"{_via(n.transition.value, n.channel, n.recipients)}: held by the rate "
+                    "limit: it goes out in the next digest",
                 )
-                for i in intents
+                for n in (i.notification for i in intents)
             ],
         )
 
@@ -546,8 +548,8 @@ class OutboxStore:
                 why = f"superseded by the {what} notification while in flight"
             else:
                 why = f"superseded by the {what} notification"
-                who = ", ".join(compact_json.loads(recipients)) or "-"
-                line = f"{transition} via {channel} to {who}: not sent: {why}"
+                sent = _via(transition, channel, compact_json.loads(recipients))
+                line = f"{sent}: not sent: {why}"
                 timeline.append((incident_id, now, "superseded", line, channel))
             updates.append((now, why, row_id))
         self.conn.executemany(
@@ -622,8 +624,7 @@ class OutboxStore:
                     incident_id,
                     now,
                     "superseded",
-                    f"{transition} via {channel} to "
-                    f"{', '.join(compact_json.loads(recipients)) or '-'}: not sent: {why}",
+                    f"{_via(transition, channel, compact_json.loads(recipients))}: not sent: {why}",
                     channel,
                 )
                 for _, channel, transition, recipients in rows
@@ -806,7 +807,7 @@ class OutboxStore:
             detail = r.detail
             if r.outcome == "ambiguous":  # as `notify test` says it
                 detail = f"ambiguous, it may have reached the provider: {detail}"
-            line = f"{n.transition.value} via {n.channel} to {_who(n)}: {detail}"
+            line = f"{_via(n.transition.value, n.channel, n.recipients)}: {detail}"
             if n.digest:
                 members = self.digest_members(r.intent.id)
                 for incident_id, what in members:

@@ -232,7 +232,7 @@ async def test_ack_resolve_comment_record_the_token_name(api: Api) -> None:
         (
             "superseded",
             "log",
-            "opened via log to -: not sent: acknowledged by responder before it went out",
+            "opened via log: not sent: acknowledged by responder before it went out",
         ),
         ("comment", "admin", "fibre cut"),
         ("resolved", "responder", "resolved by hand via api"),

@@ -314,5 +314,5 @@ async def test_an_acknowledged_incidents_waiting_pages_are_not_sent(db: sqlite3.
     ]
     assert d.store.counts() == {"delivered": 3, "superseded": 2}
     assert timeline(db, incidents[2].id)[-1] == (
-        "opened via robot to -: not sent: acknowledged by wang before it went out"
+        "opened via robot: not sent: acknowledged by wang before it went out"
     )

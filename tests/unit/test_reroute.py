@@ -509,7 +509,7 @@ async def test_the_resolve_also_goes_where_a_failed_digest_took_the_page(db) -> 
     for incident in incidents[2:]:  # each held incident's timeline tells the whole story
         assert timeline(db, incident.id)[1:] == [
             "opened via chat: in a digest of 2: failed (server_error): scripted failure",
-            "opened via chat: in a digest of 2: failed for -: failing over to mail",
+            "opened via chat: in a digest of 2: failed: failing over to mail",
             "opened via chat: in a digest of 2 via mail: sent",
         ]  # user-test finding: it ended at "failed", as if the page was lost
 
@@ -573,8 +573,8 @@ async def test_what_a_channel_refusing_our_credentials_holds_fails_over_at_once(
     assert len(chat.attempts) == 2  # nothing more was tried on the broken robot
     assert sorted(n.incident.id for n in mail.sent) == [i.id for i in incidents[:4]]
     assert timeline(db, incidents[3].id)[1:3] == [
-        "opened via chat to -: not sent: chat refused alertd's credentials (auth) on another send",
-        "opened via chat failed for -: failing over to mail",
+        "opened via chat: not sent: chat refused alertd's credentials (auth) on another send",
+        "opened via chat failed: failing over to mail",
     ]
     # a page it comes to hold while it refuses goes the same way (verification finding)
     w.commit(incidents[4], Transition.OPENED, config)
