@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from alertd.config.channels import ChannelsFile, Route, Team
+from alertd.config.channels import ChannelsFile, Member, Route, Team
 from alertd.config.collectors import CollectorsFile, HostTarget, SnmpTarget
 from alertd.config.server import ServerFile
 from alertd.config.snmp_profiles import Derived, Profile
@@ -640,16 +640,26 @@ class _Loader:
                         )
 
 
+def _address_needed(channel: BaseModel, members: Sequence[Member]) -> str:
+    """The member address ``channel`` sends to ("phone", "email") that none of ``members``
+    has; "" if one has it, or the channel needs none (its own destination, an email `to`)."""
+    kind = getattr(channel, "type", "")
+    field = MEMBER_ADDRESS.get(kind, "")
+    if field not in ("phone", "email") or (kind == "email" and getattr(channel, "to", None)):
+        return ""
+    return "" if any(getattr(m, field) for m in members) else field
+
+
 def _nobody_to_send_to(channel: BaseModel) -> str:
     """Why a route naming ``channel`` itself, with no team, would reach nobody ("" if it
     would not): every page to it would fail (user test)."""
-    kind = getattr(channel, "type", "")
-    if kind == "sms":
+    need = _address_needed(channel, ())
+    if need == "phone":
         return (
             "an SMS channel sends to team members' phones: named here it reaches nobody "
             "(name a team whose channels include it)"
         )
-    if kind == "email" and not getattr(channel, "to", None):
+    if need == "email":
         return (
             "this email channel has no `to`: named here it reaches nobody (set its `to`, "
             "or name a team whose channels include it)"
@@ -709,14 +719,11 @@ def _matcher_problem(key: str, values: Sequence[str]) -> str | None:
 
 def _team_unreachable(team: Team, channel: BaseModel) -> str:
     """Why ``team``'s pages on ``channel`` would reach nobody ("" if they would not)."""
-    kind = getattr(channel, "type", "")
-    field = MEMBER_ADDRESS.get(kind, "")
-    if field not in ("phone", "email") or any(getattr(m, field) for m in team.members):
+    need = _address_needed(channel, team.members)
+    if not need:
         return ""
-    if kind == "email" and getattr(channel, "to", None):
-        return ""  # it falls back to the channel's own list
-    what, address = ("an SMS channel", "a phone") if kind == "sms" else ("", "an email")
-    what = what or "an email channel with no `to`"
+    what = "an SMS channel" if need == "phone" else "an email channel with no `to`"
+    address = "a phone" if need == "phone" else "an email"
     return f"{what}, and no member of this team has {address}: its pages would reach nobody"
 
 
