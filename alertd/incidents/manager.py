@@ -78,7 +78,6 @@ def _value(event: AlertEvent) -> str:
 NEWS_FOR_EVERY_TIER = frozenset({Transition.RESOLVED, Transition.LEVEL_CHANGED})
 # pages to every tier that list a group's alerts as they are: a group update waiting is moot
 _LISTS_THE_GROUP = NEWS_FOR_EVERY_TIER
-_ALL = 1 << 62  # no limit on a read
 # the transitions that page an incident's routes for the first time
 _FIRST_PAGES = frozenset({Transition.OPENED, Transition.REOPENED})
 
@@ -140,27 +139,26 @@ class IncidentManager:
                 if incident.suppressed_by is None:
                     why = f"the acknowledgement by {incident.acknowledged_by} lapsed"
                     out.extend(self.escalator.page_again(incident, why, now))
-        windows = self.windows(now)
-        out.extend(self._window_ends(windows, now))
-        self._windows_begin(windows, now)
+        in_force = [w for w in self.windows(now) if w.active_at(now)]
+        out.extend(self._window_ends(in_force, now))
+        self._windows_begin(in_force, now)
         out.extend(self._first_pages(now))
         out.extend(self._group_updates(now))
         return self._with_alerts(out + self.escalator.run(now))
 
-    def _window_ends(self, windows: Sequence[Window], now: float) -> list[Notification]:
+    def _window_ends(self, in_force: list[Window], now: float) -> list[Notification]:
         """Page incidents that a window or silence held back and none covers any more.
 
         Reading every suppressed incident costs ~90 ms with 10,000 of them, and this runs at
         each cycle and deadline: skipped while the windows in force are those of the last
         read that released nothing, and nothing was suppressed since, because then the
         same windows cover the same incidents."""
-        in_force = [w for w in windows if w.active_at(now)]
         if in_force == self._covered_under and not self._suppressed_since:
             return []
         self._suppressed_since = False
         out: list[Notification] = []
         for incident in self.store.suppressed_by_window():
-            if covering(windows, window_view(incident.label_map, incident.rule), now) is not None:
+            if covering(in_force, window_view(incident.label_map, incident.rule), now) is not None:
                 continue
             incident = self.store.set_suppressed(incident, None)
             self.store.add_timeline(
@@ -173,7 +171,7 @@ class IncidentManager:
         self._covered_under = None if out else in_force
         return out
 
-    def _windows_begin(self, windows: Sequence[Window], now: float) -> None:
+    def _windows_begin(self, in_force: list[Window], now: float) -> None:
         """Hold back the unacknowledged incidents a window or silence that came into force
         since the last look covers: no escalation or repeat page while it lasts, and when it
         ends while they still fail they page again (``_window_ends``). User test: a silence
@@ -181,11 +179,10 @@ class IncidentManager:
 
         Read only when the windows in force change; remembered only when nothing was held
         back, so a hold whose transaction rolled back is tried again."""
-        in_force = [w for w in windows if w.active_at(now)]
         if in_force == self._began_under:
             return
         held = 0
-        for incident in self.store.find([IncidentState.OPEN], limit=_ALL) if in_force else ():
+        for incident in self.store.find([IncidentState.OPEN], limit=-1) if in_force else ():
             if incident.suppressed_by is not None:
                 continue
             window = covering(in_force, window_view(incident.label_map, incident.rule), now)

@@ -142,6 +142,8 @@ class IncidentStore:
         return incident_from_row(row) if row else None
 
     def find(self, states: Sequence[IncidentState] = (), limit: int = 1000) -> list[Incident]:
+        """The newest incidents in ``states`` (any state if none), at most ``limit`` (-1: all,
+        as SQLite's LIMIT reads it)."""
         query = f"SELECT {INCIDENT_COLUMNS} FROM incidents"
         params: list[Any] = []
         if states:
