@@ -32,13 +32,17 @@ def _default_state_dir() -> Path:
     return Path(os.environ.get("ALERTD_STATE_DIR", "state"))
 
 
-def _default_config_dir(state_dir: Path) -> Path:
-    """``$ALERTD_CONFIG_DIR``, else the config of the daemon on ``state_dir``, else ``.``."""
+def _config_dir(args: argparse.Namespace) -> Path:
+    """The daemon's config for a command on a state directory: ``--config-dir``, else
+    ``$ALERTD_CONFIG_DIR``, else the config the daemon on that state directory runs on, else
+    ``.``."""
     from alertd.state.daemon_lock import recorded_config_dir
 
+    if args.config_dir is not None:
+        return Path(args.config_dir)
     if "ALERTD_CONFIG_DIR" in os.environ:
         return Path(os.environ["ALERTD_CONFIG_DIR"])
-    return recorded_config_dir(state_dir) or Path(".")
+    return recorded_config_dir(args.state_dir or _default_state_dir()) or Path(".")
 
 
 def _state_dir_option() -> argparse.ArgumentParser:
@@ -397,7 +401,7 @@ def _report(args: argparse.Namespace) -> int:
     if not (state_dir / "alertd.sqlite3").exists():
         print(f"alertd: no state database in {state_dir} (is --state-dir right?)", file=sys.stderr)
         return 1
-    config_dir = args.config_dir or _default_config_dir(state_dir)
+    config_dir = _config_dir(args)
     try:
         channels = load_config(config_dir).channels
     except ConfigError as exc:  # the targets and routes the KPIs are measured against
@@ -421,7 +425,7 @@ def _view_channels(args: argparse.Namespace) -> ChannelsFile:
     from alertd.config.channels import ChannelsFile
     from alertd.config.load import load_config
 
-    config_dir = args.config_dir or _default_config_dir(args.state_dir or _default_state_dir())
+    config_dir = _config_dir(args)
     try:
         return load_config(config_dir).channels
     except ConfigError as exc:
@@ -500,9 +504,7 @@ def _incidents(args: argparse.Namespace) -> int:
             return 1
         channels = None
         if not args.no_notify:
-            config_dir = args.config_dir or _default_config_dir(
-                args.state_dir or _default_state_dir()
-            )
+            config_dir = _config_dir(args)
             try:
                 channels = load_config(config_dir).channels
             except ConfigError as exc:
