@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from alertd.config.types import Duration, StrictModel
 from alertd.errors import ConfigError, ConfigProblem
+from alertd.notify.secret_file import read_secret_bytes
 
 Scope = Literal["read", "respond", "admin", "ingest"]
 
@@ -120,12 +121,7 @@ class ServerFile(StrictModel):
             return self.link_secret.get_secret_value().encode()
         if self.link_secret_file is None:
             return None
-        try:
-            data = self.link_secret_file.read_bytes()
-        except OSError as exc:
-            why = f"cannot read: {exc.strerror or exc}"
-            raise ConfigError([ConfigProblem(str(self.link_secret_file), 0, 0, "", why)]) from exc
-        data = data.removesuffix(b"\n").removesuffix(b"\r")
+        data = read_secret_bytes(self.link_secret_file, "link_secret_file")
         if len(data) < LINK_SECRET_MIN:
             why = f"{_SHORT_SECRET} (it has {len(data)})"
             raise ConfigError([ConfigProblem(str(self.link_secret_file), 0, 0, "", why)])
