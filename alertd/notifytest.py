@@ -19,10 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from alertd.clock import SystemClock
 from alertd.config.load import Config
-from alertd.incidents.routing import member_addresses
+from alertd.incidents.routing import member_addresses, one_each
 from alertd.metrics import Metrics
 from alertd.model import Incident, IncidentState, Level, Notification, Transition, make_labels
-from alertd.notify.channel_types import ONE_MESSAGE_PER_RECIPIENT
 from alertd.notify.delivery import Delivery, DeliverySettings
 from alertd.notify.outbox import OutboxStore
 from alertd.notify.registry import LogInstead, build_notifiers
@@ -79,13 +78,9 @@ async def send_test(
                 conn.execute("UPDATE incidents SET id = 0 WHERE id = ?", (incident.id,))
                 incident = dataclasses.replace(incident, id=0)
             key = f"test.{channel}.{now:.3f}"
-            notes = [Notification(incident, Transition.TEST, channel, recipients, key=key)]
-            one_each = config.channels.channels[channel].type in ONE_MESSAGE_PER_RECIPIENT
-            if one_each and len(recipients) > 1:  # as a page: one SMS to each phone
-                notes = [
-                    dataclasses.replace(notes[0], recipients=(r,), key=f"{key}.{r}")
-                    for r in recipients
-                ]
+            n = Notification(incident, Transition.TEST, channel, recipients, key=key)
+            kind = config.channels.channels[channel].type
+            notes = one_each(n, kind, lambda r: f"{key}.{r}")  # as a page: an SMS a phone
             store = OutboxStore(conn)
             delivery = Delivery(
                 store,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from alertd.config.channels import ChannelsFile, EscalationStep, Member, Route
 from alertd.evaluate.thresholds import matches
@@ -137,14 +138,23 @@ def notifications_for(
             previous_level=previous_level,
             team=",".join(teams.get(channel, ())),
         )
-        if config.channels[channel].type in ONE_MESSAGE_PER_RECIPIENT and len(people) > 1:
-            out += [
-                replace(base, recipients=(p,), key=f"{key}.{channel}.{p}.{key_time:.3f}")
-                for p in people
-            ]
-        else:
-            out.append(base)
+        key_of = partial(_recipient_key, f"{key}.{channel}", key_time)
+        out += one_each(base, config.channels[channel].type, key_of)
     return out
+
+
+def _recipient_key(stem: str, key_time: float, recipient: str) -> str:
+    return f"{stem}.{recipient}.{key_time:.3f}"
+
+
+def one_each(
+    n: Notification, channel_type: str, key_of: Callable[[str], str]
+) -> list[Notification]:
+    """``n``, or one copy per recipient (keyed ``key_of(recipient)``) for a channel type whose
+    provider takes one recipient a message (SMS)."""
+    if channel_type in ONE_MESSAGE_PER_RECIPIENT and len(n.recipients) > 1:
+        return [replace(n, recipients=(r,), key=key_of(r)) for r in n.recipients]
+    return [n]
 
 
 def member_addresses(members: Sequence[Member], channel_type: str) -> list[str]:
