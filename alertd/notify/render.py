@@ -394,13 +394,19 @@ def _digest_head(n: Notification) -> str:
     return f"[digest of {len(n.digest)}] held by a rate limit:"
 
 
-def digest_list(n: Notification, limit: int = DIGEST_SHORT_MAX) -> str:
-    """The digest's head and its first ``limit`` incidents, one a line."""
+def digest_list(n: Notification, limit: int = DIGEST_SHORT_MAX, counted: bool = True) -> str:
+    """The digest's head and its first ``limit`` incidents, one a line, then (``counted``)
+    ``digest_rest``."""
     shown = n.digest[:limit]
     text = _digest_head(n) + "".join(f"\n{_single_line(line)}" for line in shown)
-    if len(n.digest) > len(shown):
-        text += f"\n... and {len(n.digest) - len(shown)} more"
-    return text
+    rest = digest_rest(n, limit) if counted else ""
+    return f"{text}\n{rest}" if rest else text
+
+
+def digest_rest(n: Notification, shown: int) -> str:
+    """``... and 7 more`` for a digest of which ``shown`` are listed ("" if all are)."""
+    more = len(n.digest) - min(shown, len(n.digest))
+    return f"... and {more} more" if more else ""
 
 
 _DIGEST_VARIABLES = frozenset({"digest", "digest_total", "digest_more"})

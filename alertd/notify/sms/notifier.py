@@ -108,9 +108,9 @@ def _digest_body(n: Notification, max_segments: int) -> str:
     if segments.segment_count(text(lo)) > max_segments:
         # not one whole line fits (UCS-2 text is 67 characters a segment): the first cut
         # short, so there is at least one number to answer with (verification finding)
-        first = render.digest_list(n, 1).rsplit("\n... and ", 1)[0]
-        more = f"... and {len(n.digest) - 1} more\n" if len(n.digest) > 1 else ""
-        return segments.fit(first, max_segments, more + DIGEST_REPLY_HINT)
+        rest = render.digest_rest(n, 1)
+        tail = f"{rest}\n{DIGEST_REPLY_HINT}" if rest else DIGEST_REPLY_HINT
+        return segments.fit(render.digest_list(n, 1, counted=False), max_segments, tail)
     while lo < hi:  # the most lines that fit: one more line never costs fewer segments
         mid = (lo + hi + 1) // 2
         if segments.segment_count(text(mid)) <= max_segments:
