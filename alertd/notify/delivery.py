@@ -835,15 +835,12 @@ def commit_failover(
     if not proposed:
         return 0
     fallbacks = [replace(f, key=failover_key(n, f)) for f in not_told_yet(proposed, store.told(n))]
-    whom = f" for {', '.join(recipients)}" if recipients else ""  # a robot: no one by name
-    failed_for = f"{n.transition.value} via {n.channel} failed{whom}"
+    failed_for = f"{n.transition.value} via {n.channel} failed{_for(recipients)}"
     lines = [f"{failed_for}: failing over to {f.channel}" for f in fallbacks]
     for channel, addresses in _told_already(proposed, fallbacks).items():
         lines.append(
-            f"{failed_for}: no failover to {channel}"
-            + (f" for {', '.join(addresses)}" if addresses else "")
-            + ": "
-            "this news went there already (sent, on its way, or given up there too)"
+            f"{failed_for}: no failover to {channel}{_for(addresses)}: this news went there "
+            "already (sent, on its way, or given up there too)"
         )
     added = store.enqueue(fallbacks, now, failover_of=intent.id) if fallbacks else 0
     for _ in fallbacks:
@@ -881,6 +878,13 @@ def failover_key(original: Notification, fallback: Notification) -> str:
     """The idempotency key of a fallback: one per channel and recipients, so a team's
     members each get theirs and the same fallback is never committed twice."""
     return f"{original.key}>{fallback.channel}:{','.join(fallback.recipients)}"
+
+
+def _for(addresses: Iterable[str]) -> str:
+    """`` for a@example.com, b@example.com``; "" for a channel of its own destination (a
+    robot: no one by name)."""
+    listed = ", ".join(addresses)
+    return f" for {listed}" if listed else ""
 
 
 def _line(n: Notification) -> str:
