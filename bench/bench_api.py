@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from benchlib import free_port, pct, proc_cpu_seconds, result
+from benchlib import alertd_run_args, free_port, pct, proc_cpu_seconds, result
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -377,15 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                     python,
                     "-m",
                     "alertd",
-                    "run",
-                    "--config-dir",
-                    str(cfg),
-                    "--state-dir",
-                    str(state),
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--log-level",
-                    "WARNING",
+                    *alertd_run_args(cfg, state, port, "--log-level", "WARNING"),
                 ],
                 port,
                 work,

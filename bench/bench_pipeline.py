@@ -54,7 +54,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from benchlib import Child, free_port, median, pct, proc_cpu_seconds, result, table
+from benchlib import (
+    Child,
+    alertd_run_args,
+    free_port,
+    median,
+    pct,
+    proc_cpu_seconds,
+    result,
+    table,
+)
 from profile_daemon import print_profile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,8 +181,7 @@ def start_alertd(work: Path, hook_url: str, profile: Path | None = None) -> Serv
         f"channels:\n  hook:\n    type: webhook\n    url: {hook_url}\nroutes:\n  - notify: [hook]\n"
     )
     port = free_port()
-    args = ["run", "--config-dir", str(config), "--state-dir", str(state)]
-    args += ["--listen", f"127.0.0.1:{port}"]
+    args = alertd_run_args(config, state, port)
     if profile is None:
         argv = [python_bin(), "-m", "alertd", *args]
     else:

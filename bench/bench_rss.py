@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import free_port, proc_cpu_seconds, proc_rss_kib, result, table
+from benchlib import alertd_run_args, free_port, proc_cpu_seconds, proc_rss_kib, result, table
 
 REPO = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 20.0
@@ -125,18 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="alertd-bench-rss-") as tmp:
         state_dir = Path(tmp) / "state"
         log_path = Path(tmp) / "daemon.log"
-        cmd = [
-            python_bin(),
-            "-m",
-            "alertd",
-            "run",
-            "--config-dir",
-            str(a.config_dir.resolve()),
-            "--state-dir",
-            str(state_dir),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ]
+        run = alertd_run_args(a.config_dir.resolve(), state_dir, port)
+        cmd = [python_bin(), "-m", "alertd", *run]
         print(f"# {' '.join(cmd)}", flush=True)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(

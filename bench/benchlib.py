@@ -65,6 +65,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     print(flush=True)
 
 
+def alertd_run_args(config: Path, state: Path, port: int, *extra: str) -> list[str]:
+    """``run`` and its options (after ``python -m alertd``) for a daemon on ``config`` and
+    ``state`` listening on 127.0.0.1:``port``: one spelling for every benchmark."""
+    where = ["--config-dir", str(config), "--state-dir", str(state)]
+    return ["run", *where, "--listen", f"127.0.0.1:{port}", *extra]
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago (bind port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
